@@ -1,0 +1,50 @@
+"""The engine surface the console and the CLI read and steer through.
+
+`jobengine.engine.Engine` implements it against Redis and PostgreSQL; the console's snapshot
+tests feed the app a deterministic double that implements the same protocol.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Protocol
+
+from jobengine.models import FailedJob, FailureGroup, HealthReport, JobDetail, JobRecord, Snapshot
+
+
+class EngineAPI(Protocol):
+    read_only: bool
+
+    def snapshot(self) -> Snapshot:
+        """Everything the dashboard shows plus the first page of failed and stuck jobs.
+
+        Raises `UnavailableError` only when nothing at all can be read; a partial outage
+        comes back as a Snapshot whose `errors` names what is down.
+        """
+        ...
+
+    def failed_jobs(
+        self, limit: int = 50, before: tuple[datetime, int] | None = None, search: str | None = None
+    ) -> list[FailedJob]:
+        """Final failures newest first; `before` is the (failed_at, id) of the last row seen."""
+        ...
+
+    def failure_groups(self, limit: int = 100, search: str | None = None) -> list[FailureGroup]: ...
+
+    def stuck_jobs(self, limit: int = 100) -> list[JobRecord]: ...
+
+    def job_detail(self, job_id_or_prefix: str) -> JobDetail | None: ...
+
+    def health(self) -> HealthReport: ...
+
+    def retry(self, job_id: str) -> bool:
+        """Put a failed/canceled/stopped job back on its lane. False if nothing to do."""
+        ...
+
+    def cancel(self, job_id: str) -> bool:
+        """Cancel a queued or scheduled job, or stop a running one. False if nothing to do."""
+        ...
+
+    def retry_group(self, fingerprint: str) -> int:
+        """Retry every failed job in a failure group; returns how many went back."""
+        ...

@@ -1,0 +1,212 @@
+"""Immutable values passed between the engine, the store and the console."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+from jobengine.types import EventKind, JobStatus, Priority
+
+
+@dataclass(frozen=True)
+class JobEvent:
+    """One transition of one job, buffered in Redis and written to PostgreSQL in batches.
+
+    `event_id` is the Redis stream id: unique, so writing a batch twice writes it once.
+    """
+
+    event_id: str
+    kind: EventKind
+    job_id: str
+    at: datetime
+    queue: str
+    type: str | None = None
+    priority: Priority | None = None
+    attempt: int | None = None
+    duration: float | None = None
+    delay: float | None = None
+    func: str | None = None
+    args: str | None = None
+    worker: str | None = None
+    error_class: str | None = None
+    error_message: str | None = None
+    traceback: str | None = None
+    message: str | None = None
+
+
+@dataclass(frozen=True)
+class NewJob:
+    """The `jobs` row written synchronously by dispatch."""
+
+    id: str
+    type: str
+    queue: str
+    priority: Priority
+    status: JobStatus
+    func: str
+    args: str
+    created_at: datetime
+    scheduled_for: datetime | None = None
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """A `jobs` row."""
+
+    id: str
+    type: str
+    queue: str
+    priority: Priority | None
+    status: JobStatus
+    attempts: int
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    failed_at: datetime | None = None
+    func: str | None = None
+    args: str | None = None
+    worker: str | None = None
+    duration: float | None = None
+
+
+@dataclass(frozen=True)
+class FailedJob:
+    """A `failed_jobs` row: one final failure of one job."""
+
+    id: int
+    job_id: str
+    type: str
+    queue: str
+    error_class: str
+    error_message: str
+    traceback: str
+    fingerprint: str
+    failed_at: datetime
+    attempts: int
+
+
+@dataclass(frozen=True)
+class FailureGroup:
+    """Failures sharing an exception class and message fingerprint."""
+
+    error_class: str
+    fingerprint: str
+    sample_message: str
+    count: int
+    first_seen: datetime
+    last_seen: datetime
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    """A `job_logs` row."""
+
+    at: datetime
+    kind: str
+    level: str
+    message: str
+    attempt: int | None = None
+    delay: float | None = None
+
+
+@dataclass(frozen=True)
+class JobDetail:
+    """Everything the console's detail pane shows about one job."""
+
+    record: JobRecord
+    logs: tuple[LogEntry, ...] = ()
+    failure: FailedJob | None = None
+    retry_strategy: str | None = None
+    next_delay: float | None = None
+    rq_status: str | None = None
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    """One lane/queue as the dashboard shows it."""
+
+    name: str
+    priority: Priority | None
+    size: int
+    scheduled: int
+    running: int
+    failed: int
+    oldest_wait: float | None = None
+    processed_per_minute: tuple[int, ...] = ()
+    failed_per_minute: tuple[int, ...] = ()
+    rate_limit: int | None = None
+    rate_used: int = 0
+    size_threshold: int | None = None
+
+    @property
+    def over_threshold(self) -> bool:
+        return self.size_threshold is not None and self.size > self.size_threshold
+
+
+@dataclass(frozen=True)
+class ThroughputPoint:
+    minute: datetime
+    processed: int
+    failed: int
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    name: str
+    host: str
+    pid: int
+    state: str
+    current_job: str | None
+    queues: tuple[str, ...]
+    last_heartbeat: datetime | None
+
+
+Verdict = Literal["healthy", "warning", "failing", "unknown"]
+
+
+@dataclass(frozen=True)
+class HealthReport:
+    verdict: Verdict
+    reasons: tuple[str, ...]
+    checked_at: datetime
+    redis_ok: bool = True
+    postgres_ok: bool = True
+    failures_last_hour: int = 0
+    stuck_jobs: tuple[str, ...] = ()
+    workers: int = 0
+
+    @property
+    def exit_code(self) -> int:
+        """0 healthy (warnings included), 1 failing, 2 cannot check."""
+        return {"healthy": 0, "warning": 0, "failing": 1, "unknown": 2}[self.verdict]
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything one console refresh shows, built in one poll."""
+
+    taken_at: datetime
+    queues: tuple[QueueStats, ...]
+    throughput: tuple[ThroughputPoint, ...]
+    workers: tuple[WorkerInfo, ...]
+    health: HealthReport
+    failed: tuple[FailedJob, ...] = ()
+    failed_total: int = 0
+    stuck: tuple[JobRecord, ...] = ()
+    errors: tuple[str, ...] = field(default=())
+
+    @property
+    def degraded(self) -> bool:
+        return bool(self.errors)
+
+
+_VOLATILE = re.compile(r"0x[0-9a-fA-F]+|[0-9a-fA-F]{8}-[0-9a-fA-F-]{27}|\d+(\.\d+)?|'[^']*'|\"[^\"]*\"")
+
+
+def failure_fingerprint(error_class: str, message: str) -> str:
+    """A short hash grouping failures whose messages differ only in numbers, ids or quoted values."""
+    normalised = _VOLATILE.sub("?", message.strip().splitlines()[0] if message.strip() else "")
+    return hashlib.sha1(f"{error_class}|{normalised}".encode()).hexdigest()[:12]

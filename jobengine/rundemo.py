@@ -1,0 +1,100 @@
+"""`jobtui demo`: embedded servers, worker processes, a producer, then the console.
+
+Demo settings shorten the lane delays (high 1 s, normal 3 s, low 10 s) and the thresholds
+(long-running 2 s, stuck after 45 s) so everything the console can show appears within a
+minute. Quitting stops the producer, the workers and the embedded servers it started.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from typing import Any
+
+import click
+
+from jobengine.config import Settings
+from jobengine.demo import Producer
+from jobengine.embedded import resolve
+from jobengine.engine import Engine
+
+DEMO_LANES = {"critical": ("critical", 0.0), "high": ("high", 1.0), "normal": ("default", 3.0),
+              "low": ("low", 10.0)}
+
+
+def _die_with_parent() -> None:
+    """Child processes get SIGKILL if the demo dies without cleaning up (Linux)."""
+    with contextlib.suppress(OSError):
+        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def start_workers(settings: Settings, count: int) -> list[subprocess.Popen[bytes]]:
+    env = dict(os.environ, JOBENGINE_REDIS_URL=settings.redis_url or "",
+               JOBENGINE_DATABASE_URL=settings.database_url or "",
+               JOBENGINE_LONG_RUNNING=str(settings.long_running),
+               JOBENGINE_STUCK_AFTER=str(settings.stuck_after))
+    argv = [sys.executable, "-m", "jobengine.cli", "worker"]
+    log = open(os.path.join(settings.data_dir or ".", "demo-workers.log"), "ab")  # noqa: SIM115
+    return [subprocess.Popen(argv, env=env, stdout=log, stderr=log, preexec_fn=_die_with_parent)
+            for _ in range(count)]
+
+
+def stop_workers(workers: list[subprocess.Popen[bytes]], grace: float = 3.0) -> None:
+    """SIGTERM (finish the current job), then SIGKILL whatever is still running after `grace`."""
+    for w in workers:
+        if w.poll() is None:
+            w.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for w in workers:
+        try:
+            w.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            w.kill()
+            w.wait()
+
+
+def demo_settings(settings: Settings) -> Settings:
+    return replace(settings, lanes=dict(DEMO_LANES), long_running=2.0, stuck_after=45.0,
+                   failed_per_hour=max(settings.failed_per_hour, 200))
+
+
+def run_demo(settings: Settings, *, rate: float, workers: int, headless: bool,
+             seconds: float | None) -> None:
+    settings, embedded = resolve(demo_settings(settings))
+    if embedded is not None and settings.data_dir is None:
+        settings = replace(settings, data_dir=str(embedded.data_dir))
+    engine = Engine(settings, embedded=None)
+    procs = start_workers(settings, workers)
+    producer = Producer(engine, rate=rate)
+    producer.start()
+    try:
+        if headless:
+            _print_counts(engine, producer, seconds)
+        else:
+            from jobtui.app import JobTUI
+
+            JobTUI(engine, refresh=settings.refresh, read_only=settings.read_only).run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        producer.stop()
+        stop_workers(procs)
+        engine.close()
+        if embedded is not None:
+            embedded.stop()
+
+
+def _print_counts(engine: Engine, producer: Producer, seconds: float | None) -> None:
+    start = time.monotonic()
+    while seconds is None or time.monotonic() - start < seconds:
+        stats: list[Any] = engine.monitor.queue_stats()
+        line = "  ".join(f"{q.name}: {q.size} waiting {q.scheduled} sched {q.running} run {q.failed} failed"
+                         for q in stats)
+        click.echo(f"dispatched {producer.dispatched:5d} | {line}")
+        time.sleep(1.0)

@@ -1,0 +1,220 @@
+"""The headless worker: RQ's worker with our retry policy, history events and timing.
+
+`JobWorker` runs jobs in-process (RQ's SimpleWorker: fastest, no isolation); `ForkingJobWorker`
+forks a work horse per job (RQ's Worker: a crashing or leaking job cannot take the worker down).
+Both take lanes in the order given (critical, high, default, low by default), so a job on a
+higher lane always runs before one on a lower lane. History events ride in the pipelines RQ
+already sends for each job: recording history costs no extra round trip.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import traceback as tb
+from datetime import timedelta
+from types import TracebackType
+from typing import Any
+
+from rq import Queue
+from rq.executions import Execution
+from rq.job import Job
+from rq.utils import now
+from rq.worker import SimpleWorker, Worker
+
+from jobengine.config import Settings
+from jobengine.history import add_event
+from jobengine.retry import RetryDecision, RetryPolicy
+from jobengine.types import EventKind
+
+log = logging.getLogger("jobengine.worker")
+
+ExcInfo = tuple[type[BaseException] | None, BaseException | None, TracebackType | None]
+
+
+def job_type(job: Job) -> str:
+    """The job's type: set by dispatch, else the function's short name (plain RQ jobs)."""
+    meta = job.meta or {}
+    if meta.get("type"):
+        return str(meta["type"])
+    try:
+        return job.func_name.rpartition(".")[2]
+    except Exception:  # undeserialisable job
+        return "unknown"
+
+
+def attempt_of(job: Job) -> int:
+    """The number of the run in progress (1 for the first run)."""
+    return (job.number_of_retries or 0) + 1
+
+
+class EngineWorkerMixin:
+    """Hooks added to RQ's worker classes. Expects `settings` and `policy` set by `configure`."""
+
+    settings: Settings
+    policy: RetryPolicy
+    connection: Any
+    name: str
+    _stopped_job_id: str | None
+
+    def configure(self, settings: Settings, policy: RetryPolicy) -> None:
+        self.settings = settings
+        self.policy = policy
+        self._last_exc: BaseException | None = None
+        self._pending_event: tuple[EventKind, dict[str, Any]] | None = None
+        self._current: Job | None = None
+
+    # ---- start ---------------------------------------------------------------------------
+    def prepare_job_execution(self, job: Job, remove_from_intermediate_queue: bool = False) -> None:
+        """RQ's bookkeeping before a run, plus the `started` event, in the same pipeline."""
+        self._current = job
+        with self.connection.pipeline() as pipeline:
+            heartbeat_ttl = self.get_heartbeat_ttl(job)  # type: ignore[attr-defined]
+            self.heartbeat(heartbeat_ttl, pipeline=pipeline)  # type: ignore[attr-defined]
+            job.heartbeat(now(), heartbeat_ttl, pipeline=pipeline)
+            job.prepare_for_execution(self.name, pipeline=pipeline)
+            pipeline.persist(job.key)
+            if remove_from_intermediate_queue:
+                queue = Queue(job.origin, connection=self.connection)
+                pipeline.lrem(queue.intermediate_queue_key, 1, job.id)
+            add_event(pipeline, EventKind.STARTED, job.id, job.origin, type=job_type(job),
+                      attempt=attempt_of(job), worker=self.name)
+            pipeline.execute()
+
+    # ---- success -------------------------------------------------------------------------
+    def increment_successful_job_count(self, pipeline: Any = None) -> None:
+        """Called by RQ inside the success pipeline: add the `finished` event there."""
+        super().increment_successful_job_count(pipeline)  # type: ignore[misc]
+        job = self._current
+        if job is not None and pipeline is not None:
+            duration = self._duration(job)
+            add_event(pipeline, EventKind.FINISHED, job.id, job.origin, type=job_type(job),
+                      duration=f"{duration:.6f}", attempt=attempt_of(job), worker=self.name)
+            self._warn_if_long(job, duration)
+
+    # ---- failure -------------------------------------------------------------------------
+    def _finalize_failure(self, job: Job, queue: Queue, execution: Execution, exc_info: ExcInfo) -> None:
+        self._last_exc = exc_info[1]
+        super()._finalize_failure(job, queue, execution, exc_info)  # type: ignore[misc]
+
+    def handle_job_failure(self, job: Job, queue: Queue, started_job_registry: Any = None,
+                           exc_string: str = "", execution: Execution | None = None) -> None:
+        """Retry by our policy (exception class -> strategy), else let RQ fail or stop the job."""
+        exc, self._last_exc = self._last_exc, None
+        self._current = job  # also set in a forking worker's parent, which handles a killed horse
+        attempt = attempt_of(job)
+        duration = self._duration(job)
+        stopped = self._stopped_job_id == job.id
+        decision = RetryDecision.give_up("none", "stopped") if stopped or exc is None \
+            else self.policy.decide(exc, attempt)
+        if decision.retry:
+            self._schedule_retry(job, queue, execution, decision, exc, attempt, duration)
+            return
+        details: dict[str, Any] = {"type": job_type(job), "attempt": attempt, "worker": self.name,
+                                   "duration": f"{duration:.6f}"}
+        if stopped:
+            kind = EventKind.STOPPED
+            details["message"] = "stopped on request"
+        elif job.should_retry:  # a plain RQ job with its own Retry(...) settings
+            kind = EventKind.RETRY
+            details["delay"] = job.get_retry_interval()
+            details.update(_error_details(exc, exc_string))
+        else:
+            kind = EventKind.FAILED
+            details.update(_error_details(exc, exc_string))
+        self._pending_event = (kind, details)
+        try:
+            super().handle_job_failure(job, queue, started_job_registry, exc_string,  # type: ignore[misc]
+                                       execution)
+        finally:
+            self._pending_event = None
+        self._warn_if_long(job, duration)
+
+    def increment_failed_job_count(self, pipeline: Any = None) -> None:
+        """Called by RQ inside the failure pipeline: add the pending event there."""
+        super().increment_failed_job_count(pipeline)  # type: ignore[misc]
+        job = self._current
+        if self._pending_event and job is not None and pipeline is not None:
+            kind, details = self._pending_event
+            add_event(pipeline, kind, job.id, job.origin, **details)
+            self._pending_event = None
+
+    def _schedule_retry(self, job: Job, queue: Queue, execution: Execution | None,
+                        decision: RetryDecision, exc: BaseException | None, attempt: int,
+                        duration: float) -> None:
+        """Put the job back on its queue after the decided delay, in one pipeline."""
+        when = now() + timedelta(seconds=decision.delay)
+        with self.connection.pipeline() as pipeline:
+            job.number_of_retries = attempt
+            self.cleanup_execution(job, pipeline=pipeline, execution=execution)  # type: ignore[attr-defined]
+            self.increment_failed_job_count(pipeline)
+            queue.schedule_job(job, when, pipeline=pipeline)
+            add_event(pipeline, EventKind.RETRY, job.id, job.origin, type=job_type(job), attempt=attempt,
+                      delay=f"{decision.delay:.3f}", worker=self.name, duration=f"{duration:.6f}",
+                      message=f"retry {attempt + 1} in {decision.delay:.1f}s ({decision.strategy}) after "
+                              f"{type(exc).__name__}: {exc}", **_error_details(exc, ""))
+            pipeline.execute()
+        log.info("job %s (%s) failed attempt %d with %s; retrying in %.1fs (%s)", job.id,
+                 job_type(job), attempt, type(exc).__name__, decision.delay, decision.strategy)
+
+    def perform_job(self, job: Job, queue: Queue, execution: Execution) -> bool:
+        try:
+            return super().perform_job(job, queue, execution)  # type: ignore[misc]
+        finally:
+            self._current = None
+
+    # ---- helpers -------------------------------------------------------------------------
+    def _duration(self, job: Job) -> float:
+        if job.started_at is None:
+            return 0.0
+        return max(0.0, ((job.ended_at or now()) - job.started_at).total_seconds())
+
+    def _warn_if_long(self, job: Job, duration: float) -> None:
+        if duration > self.settings.long_running:
+            log.warning("long-running job %s (type %s) took %.1fs (threshold %.0fs)", job.id,
+                        job_type(job), duration, self.settings.long_running)
+
+
+def _error_details(exc: BaseException | None, exc_string: str) -> dict[str, str]:
+    if exc is None:
+        return {"error_class": "AbandonedJobError" if not exc_string else "Error",
+                "error_message": exc_string.strip().splitlines()[-1] if exc_string else "",
+                "traceback": exc_string}
+    cls = type(exc)
+    text = "".join(tb.format_exception(cls, exc, exc.__traceback__))
+    return {"error_class": f"{cls.__module__}.{cls.__qualname__}".removeprefix("builtins."),
+            "error_message": str(exc), "traceback": text}
+
+
+class JobStopped(BaseException):
+    """Raised inside an in-process job that an operator stopped (BaseException: jobs can't swallow it)."""
+
+
+STOP_SIGNAL = signal.SIGUSR1
+
+
+class JobWorker(EngineWorkerMixin, SimpleWorker):
+    """Runs jobs in the worker process (default: fastest).
+
+    Stopping a running job (`engine.cancel`, RQ's `send_stop_job_command`) has no horse to kill
+    here, so the pubsub thread signals the process and the main thread raises `JobStopped`
+    inside the job, even in a blocking call such as `time.sleep`.
+    """
+
+    def _install_signal_handlers(self) -> None:
+        super()._install_signal_handlers()
+        signal.signal(STOP_SIGNAL, self._stop_current_job)
+
+    def _stop_current_job(self, signum: int, frame: Any) -> None:
+        job = self._current
+        if job is not None and self._stopped_job_id == job.id:
+            raise JobStopped(f"job {job.id} stopped on request")
+
+    def kill_horse(self, sig: signal.Signals = signal.SIGKILL) -> None:
+        if self._current is not None and self._stopped_job_id == self._current.id:
+            os.kill(os.getpid(), STOP_SIGNAL)
+
+
+class ForkingJobWorker(EngineWorkerMixin, Worker):
+    """Forks a work horse per job (isolation from crashing or leaking jobs)."""

@@ -1,0 +1,524 @@
+"""PostgreSQL history store: jobs, their event logs, final failures and the audit trail.
+
+The only module that imports psycopg. Every statement lives in `sql/queries.sql`; the schema in
+`migrations/`. Any failure to reach the server, or any statement the server refuses, is raised as
+`StoreUnavailable` with a one-line message that never contains the password.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timedelta
+from types import TracebackType
+from typing import Any, LiteralString, TypeVar
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from jobengine.errors import JobNotFound, StoreUnavailable
+from jobengine.models import (
+    FailedJob,
+    FailureGroup,
+    JobDetail,
+    JobEvent,
+    JobRecord,
+    LogEntry,
+    NewJob,
+    ThroughputPoint,
+    failure_fingerprint,
+)
+from jobengine.store.sqlfile import migrations, queries
+from jobengine.types import EventKind, JobStatus, Priority
+
+T = TypeVar("T")
+Row = dict[str, Any]
+Conn = psycopg.Connection[Any]
+
+PREFIX_MATCH_CAP = 1000
+"""get_job counts at most this many ids sharing a prefix before calling it ambiguous."""
+
+_TERMINAL = frozenset({EventKind.FINISHED, EventKind.FAILED, EventKind.CANCELED, EventKind.STOPPED})
+_SCHEDULING = frozenset({EventKind.RETRY, EventKind.DEFERRED, EventKind.SCHEDULED})
+_REQUEUING = frozenset({EventKind.QUEUED, EventKind.REQUEUED})
+_RUN_ENDING = frozenset({EventKind.STARTED, EventKind.FINISHED, EventKind.FAILED})
+_LEVELS = {EventKind.FAILED: "error", EventKind.RETRY: "warning", EventKind.STOPPED: "warning",
+           EventKind.DEFERRED: "warning"}
+_SECRET_URL = re.compile(r"(://[^:/@\s]*:)[^@\s]*@")
+_SECRET_KV = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
+
+
+def _q(name: str) -> LiteralString:
+    return queries()[name]
+
+
+# ---- rows -> models (the only place that knows column names) -------------------------------------
+
+def _job(row: Row) -> JobRecord:
+    rank = row["priority"]
+    return JobRecord(**{**row, "priority": None if rank is None else Priority.from_rank(rank),
+                        "status": JobStatus(row["status"])})
+
+
+def _failed(row: Row) -> FailedJob:
+    return FailedJob(id=row["id"], job_id=row["job_id"], type=row["type"] or "unknown",
+                     queue=row["queue"], error_class=row["error_class"] or "",
+                     error_message=row["error_message"] or "", traceback=row["traceback"] or "",
+                     fingerprint=row["fingerprint"] or "", failed_at=row["failed_at"],
+                     attempts=row["attempts"] or 0)
+
+
+def _group(row: Row) -> FailureGroup:
+    return FailureGroup(error_class=row["error_class"] or "", fingerprint=row["fingerprint"] or "",
+                        sample_message=row["sample_message"] or "", count=row["n"],
+                        first_seen=row["first_seen"], last_seen=row["last_seen"])
+
+
+def _log(row: Row) -> LogEntry:
+    return LogEntry(at=row["created_at"], kind=row["kind"] or "", level=row["level"],
+                    message=row["message"] or "", attempt=row["attempt"], delay=row["delay"])
+
+
+# ---- events -> parameters ----------------------------------------------------------------------
+
+def _first_line(text: str | None) -> str:
+    lines = (text or "").strip().splitlines()
+    return lines[0].strip() if lines else ""
+
+
+def event_message(event: JobEvent) -> str:
+    """The log line for an event: its own message, else a sentence built from its fields."""
+    if event.message:
+        return event.message
+    error = ": ".join(p for p in (event.error_class, _first_line(event.error_message)) if p)
+    kind = event.kind
+    if kind in (EventKind.QUEUED, EventKind.REQUEUED):
+        return f"{kind.value} on {event.queue}"
+    if kind is EventKind.SCHEDULED:
+        return f"scheduled to run in {event.delay:.1f}s" if event.delay is not None else "scheduled"
+    if kind is EventKind.STARTED:
+        run = f"attempt {event.attempt}" if event.attempt else "run"
+        return f"{run} started" + (f" on {event.worker}" if event.worker else "")
+    if kind is EventKind.FINISHED:
+        return f"finished in {event.duration:.3f}s" if event.duration is not None else "finished"
+    if kind is EventKind.RETRY:
+        text = "retry" + (f" {event.attempt}" if event.attempt else "")
+        text += f" in {event.delay:.1f}s" if event.delay is not None else ""
+        return text + (f" after {error}" if error else "")
+    if kind is EventKind.FAILED:
+        text = f"failed after {event.attempt} attempt{'s' if event.attempt != 1 else ''}" \
+            if event.attempt else "failed"
+        return text + (f": {error}" if error else "")
+    if kind is EventKind.DEFERRED:
+        return f"deferred for {event.delay:.1f}s" if event.delay is not None else "deferred"
+    return kind.value  # canceled, stopped
+
+
+def _event_params(e: JobEvent) -> Row:
+    kind = e.kind
+    delay_until = e.at + timedelta(seconds=e.delay) if e.delay is not None else None
+    error_class = e.error_class or "unknown"
+    is_failed = kind is EventKind.FAILED
+    return {
+        "event_id": e.event_id, "job_id": e.job_id, "at": e.at, "kind": kind.value,
+        "level": _LEVELS.get(kind, "info"), "attempt": e.attempt, "delay": e.delay,
+        "message": event_message(e), "status": kind.status.value, "type": e.type, "queue": e.queue,
+        "priority": e.priority.rank if e.priority is not None else None,
+        "func": e.func, "args": e.args, "worker": e.worker,
+        "insert_attempts": (e.attempt or 1) if kind is EventKind.STARTED else (e.attempt or 0)
+        if kind in _RUN_ENDING else 0,
+        "run_attempt": e.attempt if kind in _RUN_ENDING else None,
+        "bump": kind is EventKind.STARTED and e.attempt is None,
+        "is_started": kind is EventKind.STARTED, "is_failed": is_failed,
+        "started_at": e.at if kind is EventKind.STARTED else None,
+        "finished_at": e.at if kind in _TERMINAL else None,
+        "failed_at": e.at if is_failed else None,
+        "sets_finish": kind in _TERMINAL, "clears_finish": kind in _REQUEUING,
+        "sets_duration": kind in (EventKind.FINISHED, EventKind.FAILED),
+        "duration": e.duration if kind in (EventKind.FINISHED, EventKind.FAILED) else None,
+        "sets_schedule": kind in _SCHEDULING,
+        "scheduled_for": delay_until if kind in _SCHEDULING else None,
+        "error_class": error_class if is_failed else None,
+        "error_message": e.error_message if is_failed else None,
+        "traceback": e.traceback if is_failed else None,
+        "fingerprint": failure_fingerprint(error_class, e.error_message or "") if is_failed else None,
+    }
+
+
+def _event_order(e: JobEvent) -> tuple[datetime, tuple[int, ...], str]:
+    try:
+        seq = tuple(int(part) for part in e.event_id.split("-"))
+    except ValueError:
+        seq = ()
+    return e.at, seq, e.event_id
+
+
+# ---- search and prefix helpers --------------------------------------------------------------------
+
+def _like_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def search_params(search: str | None) -> Row:
+    """Parameters of the failed-jobs search clause (all None when there is no search)."""
+    term = (search or "").strip()
+    if not term:
+        return {"search": None, "contains": None, "prefix": None}
+    escaped = _like_escape(term)
+    return {"search": term, "contains": f"%{escaped}%", "prefix": f"{escaped}%"}
+
+
+def prefix_bounds(prefix: str) -> tuple[str, str | None]:
+    """[lo, hi) such that, byte-wise (UTF-8 order = code point order), lo <= id < hi iff id starts
+    with `prefix`; hi is None when no such bound exists (a prefix of only U+10FFFF)."""
+    stem = prefix.rstrip(chr(0x10FFFF))
+    if not stem:
+        return prefix, None
+    nxt = ord(stem[-1]) + 1
+    if 0xD800 <= nxt <= 0xDFFF:  # surrogates cannot be encoded: skip to the next real code point
+        nxt = 0xE000
+    return prefix, stem[:-1] + chr(nxt)
+
+
+def _is_connection_error(exc: BaseException) -> bool:
+    """True when the failure is about reaching the server, not about the statement."""
+    if isinstance(exc, (PoolTimeout, psycopg.InterfaceError)):
+        return True
+    if isinstance(exc, psycopg.OperationalError):
+        state = exc.sqlstate
+        return state is None or state.startswith(("08", "57P"))
+    return False
+
+
+class PostgresStore:
+    """Job history in PostgreSQL behind a small, lazily opened connection pool. Thread-safe."""
+
+    def __init__(self, dsn: str, *, min_size: int = 1, max_size: int = 4,
+                 connect_timeout: float = 3.0) -> None:
+        self._dsn = dsn
+        self._min_size = min_size
+        self._max_size = max(max_size, min_size)
+        self._timeout = connect_timeout
+        self._pool: ConnectionPool[Any] | None = None
+        self._lock = threading.Lock()
+        self._password, self.target = self._describe(dsn)
+
+    # ---- connection handling ------------------------------------------------------------------
+    @staticmethod
+    def _describe(dsn: str) -> tuple[str | None, str]:
+        """(password, "HOST:PORT/DB") of the DSN, for scrubbing and for messages."""
+        try:
+            info = conninfo_to_dict(dsn)
+        except psycopg.Error:
+            return None, "<invalid database URL>"
+        host = str(info.get("host") or info.get("hostaddr") or "localhost")
+        port = str(info.get("port") or 5432)
+        db = str(info.get("dbname") or info.get("user") or "postgres")
+        password = info.get("password")
+        return (str(password) if password else None), f"{host}:{port}/{db}"
+
+    def _scrub(self, text: str) -> str:
+        if self._password:
+            text = text.replace(self._password, "***")
+        return _SECRET_KV.sub(r"\1***", _SECRET_URL.sub(r"\1***@", text))
+
+    def _unreachable(self, reason: str) -> StoreUnavailable:
+        return StoreUnavailable(f"PostgreSQL at {self.target} is unreachable: {self._scrub(reason)}; "
+                                "check the database URL and that the server is running")
+
+    def _probe(self) -> str | None:
+        """Connect once outside the pool: None if the server answers, else the reason it does not."""
+        try:
+            with psycopg.connect(self._dsn, connect_timeout=max(1, round(self._timeout)), autocommit=True):
+                return None
+        except Exception as exc:  # psycopg raises several types for a bad DSN or host
+            return _first_line(str(exc)) or type(exc).__name__
+
+    @staticmethod
+    def _configure(conn: Conn) -> None:
+        conn.execute("SET TIME ZONE 'UTC'")
+        conn.commit()
+
+    def _ensure_pool(self) -> ConnectionPool[Any]:
+        with self._lock:
+            if self._pool is None:
+                reason = self._probe()  # a fast, precise reason instead of a pool timeout
+                if reason is not None:
+                    raise self._unreachable(reason)
+                pool: ConnectionPool[Any] = ConnectionPool(
+                    self._dsn, min_size=self._min_size, max_size=self._max_size, open=False,
+                    timeout=self._timeout, configure=self._configure, name="jobengine-store",
+                    kwargs={"row_factory": dict_row, "connect_timeout": max(1, round(self._timeout))})
+                pool.open(wait=False)
+                self._pool = pool
+            return self._pool
+
+    def _discard_pool(self, pool: ConnectionPool[Any]) -> None:
+        with self._lock:
+            if self._pool is pool:
+                self._pool = None
+        pool.close(timeout=0)
+
+    def _run(self, name: str, work: Callable[[Conn], T]) -> T:
+        """Run `work` in one transaction on a pooled connection, translating every database error.
+
+        A connection-level failure drops the whole pool (a restarted server leaves every pooled
+        connection dead) and retries once on fresh connections; every statement here is idempotent.
+        """
+        for attempt in (1, 2):
+            pool = self._ensure_pool()
+            try:
+                with pool.connection() as conn:
+                    return work(conn)
+            except psycopg.Error as exc:
+                if not _is_connection_error(exc):
+                    raise StoreUnavailable(f"PostgreSQL refused {name}: "
+                                           f"{self._scrub(_first_line(str(exc)))}") from None
+                self._discard_pool(pool)
+                if attempt == 2:
+                    raise self._unreachable(_first_line(str(exc))) from None
+            except PoolTimeout:
+                reason = self._probe()
+                if reason is None:
+                    raise StoreUnavailable(f"PostgreSQL at {self.target} is busy: no pooled connection free "
+                                           f"after {self._timeout:g}s for {name}") from None
+                self._discard_pool(pool)
+                raise self._unreachable(reason) from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _rows(self, name: str, params: Mapping[str, Any] | None = None) -> list[Row]:
+        return self._run(name, lambda conn: conn.execute(_q(name), params).fetchall())
+
+    def _scalar(self, name: str, params: Mapping[str, Any] | None = None) -> Any:
+        rows = self._rows(name, params)
+        return next(iter(rows[0].values())) if rows else None
+
+    def close(self) -> None:
+        """Close the pool; the store opens a new one if used again."""
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close()
+
+    def __enter__(self) -> PostgresStore:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def ping(self) -> bool:
+        """True when PostgreSQL answers a query; never raises."""
+        try:
+            return self._scalar("ping") == 1
+        except Exception:
+            return False
+
+    def explain(self, name: str, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """The plan of a named query as EXPLAIN (FORMAT JSON) gives it (its top "Plan" object)."""
+        sql = "EXPLAIN (FORMAT JSON) " + _q(name)
+        rows = self._run(f"explain {name}", lambda conn: conn.execute(sql, params).fetchall())
+        return dict(next(iter(rows[0].values()))[0]["Plan"])
+
+    # ---- schema -------------------------------------------------------------------------------
+    def migrate(self) -> list[str]:
+        """Apply the migrations not yet recorded in `schema_migrations`; returns their names.
+
+        One transaction under an advisory lock, so concurrent callers apply each migration once.
+        """
+        def work(conn: Conn) -> list[str]:
+            applied: list[str] = []
+            with conn.transaction():
+                conn.execute(_q("migrate_lock"))
+                conn.execute(_q("migrate_table"))
+                done = {row["name"] for row in conn.execute(_q("migrate_applied"))}
+                for name, script in migrations():
+                    if name not in done:
+                        conn.execute(script)
+                        conn.execute(_q("migrate_record"), {"name": name})
+                        applied.append(name)
+            return applied
+
+        return self._run("migrate", work)
+
+    # ---- writes -------------------------------------------------------------------------------
+    def insert_jobs(self, rows: Sequence[NewJob]) -> None:
+        """Write dispatched jobs in one statement (existing ids are left alone)."""
+        if not rows:
+            return
+        params = {
+            "id": [r.id for r in rows], "type": [r.type for r in rows], "queue": [r.queue for r in rows],
+            "priority": [r.priority.rank for r in rows], "status": [r.status.value for r in rows],
+            "func": [r.func for r in rows], "args": [r.args for r in rows],
+            "created_at": [r.created_at for r in rows], "scheduled_for": [r.scheduled_for for r in rows],
+        }
+        self._run("insert_jobs", lambda conn: conn.execute(_q("insert_jobs"), params))
+
+    def delete_jobs(self, ids: Sequence[str]) -> None:
+        """Remove job rows (compensation when the enqueue failed after the rows were written)."""
+        if ids:
+            self._run("delete_jobs", lambda conn: conn.execute(_q("delete_jobs"), {"ids": list(ids)}))
+
+    def apply_events(self, events: Sequence[JobEvent]) -> None:
+        """Apply a batch of events in one transaction and one pipelined round trip, oldest first.
+
+        Idempotent: an event whose id is already in job_logs changes nothing. Status only moves
+        forward in time (events older than the row's updated_at only fill missing fields).
+        """
+        if not events:
+            return
+        params = [_event_params(e) for e in sorted(events, key=_event_order)]
+
+        def work(conn: Conn) -> None:
+            with conn.cursor() as cur:
+                cur.executemany(_q("apply_event"), params)  # pipeline mode: one round trip
+
+        self._run("apply_events", work)
+
+    def record_audit(self, action: str, job_id: str | None, os_user: str, host: str,
+                     detail: str = "") -> None:
+        """Append one line to the audit log."""
+        params = {"action": action, "job_id": job_id, "os_user": os_user, "host": host, "detail": detail}
+        self._run("record_audit", lambda conn: conn.execute(_q("record_audit"), params))
+
+    # ---- reads --------------------------------------------------------------------------------
+    def active_jobs(self, limit: int = 100) -> list[JobRecord]:
+        """Queued, scheduled and processing jobs created in the last 7 days, highest priority
+        first (jobs without a lane last), then oldest first."""
+        return [_job(r) for r in self._rows("active_jobs", {"limit": limit})]
+
+    def failed_jobs(self, limit: int = 50, before: tuple[datetime, int] | None = None,
+                    search: str | None = None) -> list[FailedJob]:
+        """Newest failures first. Pass the last row's (failed_at, id) as `before` for the next page.
+
+        `search` matches type, queue, error class or message (substring) or a job id prefix,
+        ignoring case; it filters while walking the time index, so rare terms read more rows.
+        """
+        before_at, before_id = before if before is not None else ("infinity", 2**63 - 1)
+        params = {"limit": limit, "before_at": before_at, "before_id": before_id, **search_params(search)}
+        return [_failed(r) for r in self._rows("failed_page", params)]
+
+    def failed_total(self, search: str | None = None) -> int:
+        """Exact number of failed_jobs rows matching `search` (an index-only count without one:
+        a few ms at 100k rows)."""
+        return int(self._scalar("failed_total", search_params(search)))
+
+    def failure_groups(self, limit: int = 100, search: str | None = None,
+                       days: int | None = 7) -> list[FailureGroup]:
+        """Failures grouped by (error class, fingerprint), biggest first, each with its newest
+        message. Only failures of the last `days` days count (None: all time) to stay cheap."""
+        params = {"limit": limit, "days": days, **search_params(search)}
+        return [_group(r) for r in self._rows("failure_groups", params)]
+
+    def failed_job_ids_in_group(self, fingerprint: str, limit: int = 10000) -> list[str]:
+        """Distinct job ids with a failure of this fingerprint, most recent failure first."""
+        rows = self._rows("failed_job_ids_in_group", {"fingerprint": fingerprint, "limit": limit})
+        return [r["job_id"] for r in rows]
+
+    def stuck_jobs(self, older_than_seconds: float, limit: int = 100) -> list[JobRecord]:
+        """Jobs processing for longer than `older_than_seconds`, oldest start first."""
+        params = {"seconds": float(older_than_seconds), "limit": limit}
+        return [_job(r) for r in self._rows("stuck_jobs", params)]
+
+    def failures_since(self, since: datetime) -> int:
+        """Number of final failures recorded at or after `since`."""
+        return int(self._scalar("failures_since", {"since": since}))
+
+    def throughput_per_minute(self, since: datetime, until: datetime | None = None) -> list[ThroughputPoint]:
+        """Jobs finished successfully and jobs failed per minute from `since` to `until` (now),
+        one point per minute including empty ones."""
+        rows = self._rows("throughput", {"since": since, "until": until})
+        return [ThroughputPoint(minute=r["minute"], processed=r["processed"], failed=r["failed"])
+                for r in rows]
+
+    def get_job(self, job_id_or_prefix: str) -> JobDetail | None:
+        """A job with its logs (oldest first) and latest failure, by id or unique id prefix.
+
+        Raises JobNotFound when the prefix matches more than one job.
+        """
+        key = job_id_or_prefix.strip()
+        if not key:
+            return None
+
+        def work(conn: Conn) -> JobDetail | None:
+            row = conn.execute(_q("job_by_id"), {"id": key}).fetchone()
+            if row is None:
+                lo, hi = prefix_bounds(key)
+                if hi is None:
+                    return None
+                match = conn.execute(_q("job_prefix_matches"),
+                                     {"lo": lo, "hi": hi, "cap": PREFIX_MATCH_CAP + 1}).fetchone()
+                count = match["matches"] if match else 0
+                if count > 1:
+                    many = f"more than {PREFIX_MATCH_CAP}" if count > PREFIX_MATCH_CAP else str(count)
+                    raise JobNotFound(f"prefix {key!r} matches {many} jobs; type more of the id")
+                if count == 0:
+                    return None
+                row = conn.execute(_q("job_by_id"), {"id": match["id"]}).fetchone()
+                if row is None:
+                    return None
+            logs = conn.execute(_q("job_logs"), {"id": row["id"]}).fetchall()
+            failure = conn.execute(_q("job_failure"), {"id": row["id"]}).fetchone()
+            return JobDetail(record=_job(row), logs=tuple(_log(r) for r in logs),
+                             failure=_failed(failure) if failure else None)
+
+        return self._run("get_job", work)
+
+    def job_status(self, job_id: str) -> JobStatus | None:
+        """The recorded status of one job, or None if there is no row."""
+        status = self._scalar("job_status", {"id": job_id})
+        return JobStatus(status) if status is not None else None
+
+    def get_jobs(self, ids: Sequence[str]) -> list[JobRecord]:
+        """The rows of these ids, in the order given; unknown ids are skipped."""
+        if not ids:
+            return []
+        return [_job(r) for r in self._rows("get_jobs", {"ids": list(ids)})]
+
+    def audit_entries(self, limit: int = 50) -> list[dict[str, Any]]:
+        """Newest audit lines first: dicts with id, at, action, job_id, os_user, host, detail."""
+        return self._rows("audit_entries", {"limit": limit})
+
+    # ---- maintenance --------------------------------------------------------------------------
+    def prune(self, older_than: datetime, keep_failed_since: datetime | None = None,
+              batch_size: int = 5000, dry_run: bool = False,
+              progress: Callable[[int], None] | None = None) -> dict[str, int]:
+        """Delete history: finished, canceled and stopped jobs finished before `older_than`, failed
+        jobs and failed_jobs rows before `keep_failed_since` (default `older_than`), and the logs
+        of the deleted jobs. Never touches jobs in flight.
+
+        Works in batches of `batch_size`, each its own short transaction; `progress` gets the
+        running total of rows deleted after each batch. `dry_run` only counts. Returns the rows
+        deleted (or that would be) per table.
+        """
+        base = {"cutoff": older_than, "failed_cutoff": keep_failed_since or older_than}
+        if dry_run:
+            def count(conn: Conn) -> dict[str, int]:
+                jobs = conn.execute(_q("prune_count_jobs"), base).fetchone() or {}
+                failed = conn.execute(_q("prune_count_failed"), base).fetchone() or {}
+                return {"jobs": int(jobs.get("jobs", 0)), "job_logs": int(jobs.get("job_logs", 0)),
+                        "failed_jobs": int(failed.get("n", 0))}
+            return self._run("prune", count)
+
+        totals = {"jobs": 0, "job_logs": 0, "failed_jobs": 0}
+        params = {**base, "batch": max(1, batch_size)}
+        while True:
+            row = self._run("prune", lambda c: c.execute(_q("prune_jobs_batch"), params).fetchone())
+            jobs, logs = (int(row["jobs"]), int(row["job_logs"])) if row else (0, 0)
+            totals["jobs"] += jobs
+            totals["job_logs"] += logs
+            if progress is not None and jobs:
+                progress(sum(totals.values()))
+            if jobs < params["batch"]:
+                break
+        while True:
+            gone = self._run("prune", lambda c: c.execute(_q("prune_failed_batch"), params).rowcount)
+            totals["failed_jobs"] += max(gone, 0)
+            if progress is not None and gone > 0:
+                progress(sum(totals.values()))
+            if gone < params["batch"]:
+                break
+        return totals

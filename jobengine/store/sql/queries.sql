@@ -1,0 +1,279 @@
+-- Every statement the store runs, by name (see jobengine/store/sqlfile.py).
+-- Job rows are always selected with the same columns so one function turns them into JobRecords.
+
+-- ---- migrations ----------------------------------------------------------------------------
+
+-- name: migrate_lock
+SELECT pg_advisory_xact_lock(7230814501)
+
+-- name: migrate_table
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    name       text PRIMARY KEY,
+    applied_at timestamptz NOT NULL DEFAULT now()
+)
+
+-- name: migrate_applied
+SELECT name FROM schema_migrations
+
+-- name: migrate_record
+INSERT INTO schema_migrations (name) VALUES (%(name)s)
+
+-- name: ping
+SELECT 1
+
+-- ---- writes ---------------------------------------------------------------------------------
+
+-- name: insert_jobs
+INSERT INTO jobs (id, type, queue, priority, status, func, args, created_at, scheduled_for, updated_at)
+SELECT r.id, r.type, r.queue, r.priority, r.status, r.func, r.args, r.created_at, r.scheduled_for,
+       r.created_at
+FROM unnest(%(id)s::text[], %(type)s::text[], %(queue)s::text[], %(priority)s::smallint[],
+            %(status)s::text[], %(func)s::text[], %(args)s::text[], %(created_at)s::timestamptz[],
+            %(scheduled_for)s::timestamptz[])
+     AS r(id, type, queue, priority, status, func, args, created_at, scheduled_for)
+ON CONFLICT (id) DO NOTHING
+
+-- name: delete_jobs
+DELETE FROM jobs WHERE id = ANY(%(ids)s::text[])
+
+-- name: apply_event
+-- One event: its log row gates everything else, so an event already applied changes nothing.
+-- A stale event (older than the row's updated_at) only fills gaps; it never moves the status back.
+WITH log AS (
+    INSERT INTO job_logs (event_id, job_id, created_at, kind, level, attempt, delay, message)
+    VALUES (%(event_id)s::text, %(job_id)s::text, %(at)s::timestamptz, %(kind)s::text, %(level)s::text,
+            %(attempt)s::int, %(delay)s::float8, %(message)s::text)
+    ON CONFLICT (event_id) DO NOTHING
+    RETURNING job_id
+), failure AS (
+    INSERT INTO failed_jobs (event_id, job_id, type, queue, error_class, error_message, traceback,
+                             fingerprint, failed_at, attempts)
+    SELECT %(event_id)s::text, log.job_id, coalesce(%(type)s::text, jb.type, %(func)s::text, 'unknown'),
+           %(queue)s::text, %(error_class)s::text, %(error_message)s::text, %(traceback)s::text,
+           %(fingerprint)s::text, %(at)s::timestamptz, coalesce(%(run_attempt)s::int, jb.attempts, 0)
+    FROM log LEFT JOIN jobs jb ON jb.id = log.job_id
+    WHERE %(is_failed)s::boolean
+    ON CONFLICT (event_id) DO NOTHING
+)
+INSERT INTO jobs AS j (id, type, queue, priority, status, attempts, func, args, worker, created_at,
+                       scheduled_for, started_at, finished_at, failed_at, duration, updated_at)
+SELECT log.job_id, coalesce(%(type)s::text, %(func)s::text, 'unknown'), %(queue)s::text,
+       %(priority)s::smallint, %(status)s::text, %(insert_attempts)s::int, %(func)s::text,
+       %(args)s::text, %(worker)s::text, %(at)s::timestamptz, %(scheduled_for)s::timestamptz,
+       %(started_at)s::timestamptz, %(finished_at)s::timestamptz, %(failed_at)s::timestamptz,
+       %(duration)s::float8, %(at)s::timestamptz
+FROM log
+ON CONFLICT (id) DO UPDATE SET
+    status = CASE WHEN EXCLUDED.updated_at >= j.updated_at THEN EXCLUDED.status ELSE j.status END,
+    updated_at = greatest(j.updated_at, EXCLUDED.updated_at),
+    created_at = least(j.created_at, EXCLUDED.created_at),
+    type = CASE WHEN %(type)s::text IS NOT NULL AND (j.type = 'unknown' OR j.type = j.func)
+                THEN %(type)s::text ELSE j.type END,
+    priority = coalesce(j.priority, EXCLUDED.priority),
+    func = coalesce(j.func, EXCLUDED.func),
+    args = coalesce(j.args, EXCLUDED.args),
+    attempts = CASE WHEN %(bump)s::boolean THEN j.attempts + 1
+                    ELSE greatest(j.attempts, coalesce(%(run_attempt)s::int, 0)) END,
+    worker = CASE WHEN %(is_started)s::boolean AND EXCLUDED.updated_at >= j.updated_at
+                  THEN coalesce(EXCLUDED.worker, j.worker) ELSE coalesce(j.worker, EXCLUDED.worker) END,
+    started_at = CASE WHEN %(is_started)s::boolean AND EXCLUDED.updated_at >= j.updated_at
+                      THEN EXCLUDED.started_at ELSE coalesce(j.started_at, EXCLUDED.started_at) END,
+    finished_at = CASE WHEN EXCLUDED.updated_at < j.updated_at THEN j.finished_at
+                       WHEN %(sets_finish)s::boolean THEN EXCLUDED.finished_at
+                       WHEN %(clears_finish)s::boolean THEN NULL
+                       ELSE j.finished_at END,
+    failed_at = CASE WHEN EXCLUDED.updated_at < j.updated_at THEN j.failed_at
+                     WHEN %(is_failed)s::boolean THEN EXCLUDED.failed_at
+                     WHEN %(clears_finish)s::boolean THEN NULL
+                     ELSE j.failed_at END,
+    duration = CASE WHEN %(sets_duration)s::boolean AND EXCLUDED.updated_at >= j.updated_at
+                    THEN coalesce(EXCLUDED.duration,
+                                  extract(epoch FROM EXCLUDED.updated_at - j.started_at)::float8,
+                                  j.duration)
+                    ELSE j.duration END,
+    scheduled_for = CASE WHEN %(sets_schedule)s::boolean AND EXCLUDED.updated_at >= j.updated_at
+                         THEN coalesce(EXCLUDED.scheduled_for, j.scheduled_for)
+                         ELSE j.scheduled_for END
+
+-- name: record_audit
+INSERT INTO audit_log (action, job_id, os_user, host, detail)
+VALUES (%(action)s, %(job_id)s, %(os_user)s, %(host)s, %(detail)s)
+
+-- ---- reads ----------------------------------------------------------------------------------
+
+-- name: active_jobs
+-- In flight and created in the last 7 days; walks jobs_in_flight_idx in display order.
+SELECT id, type, queue, priority, status, attempts, created_at, started_at, finished_at, failed_at,
+       func, args, worker, duration
+FROM jobs
+WHERE status IN ('queued', 'scheduled', 'processing')
+  AND created_at >= now() - interval '7 days'
+ORDER BY priority DESC NULLS LAST, created_at
+LIMIT %(limit)s
+
+-- name: failed_page
+-- Keyset page: rows strictly before (before_at, before_id), newest first (failed_jobs_failed_at_idx).
+SELECT id, job_id, type, queue, error_class, error_message, traceback, fingerprint, failed_at, attempts
+FROM failed_jobs
+WHERE (failed_at, id) < (%(before_at)s::timestamptz, %(before_id)s::bigint)
+  AND (%(search)s::text IS NULL
+       OR type ILIKE %(contains)s OR queue ILIKE %(contains)s OR error_class ILIKE %(contains)s
+       OR error_message ILIKE %(contains)s OR job_id ILIKE %(prefix)s)
+ORDER BY failed_at DESC, id DESC
+LIMIT %(limit)s
+
+-- name: failed_total
+SELECT count(*) AS n
+FROM failed_jobs
+WHERE %(search)s::text IS NULL
+   OR type ILIKE %(contains)s OR queue ILIKE %(contains)s OR error_class ILIKE %(contains)s
+   OR error_message ILIKE %(contains)s OR job_id ILIKE %(prefix)s
+
+-- name: failure_groups
+-- Biggest groups in the window; the sample is each group's newest message (failed_jobs_fingerprint_idx).
+WITH groups AS (
+    SELECT error_class, fingerprint, count(*) AS n, min(failed_at) AS first_seen,
+           max(failed_at) AS last_seen
+    FROM failed_jobs
+    WHERE failed_at >= coalesce(now() - make_interval(days => %(days)s::int), '-infinity')
+      AND (%(search)s::text IS NULL
+           OR type ILIKE %(contains)s OR queue ILIKE %(contains)s OR error_class ILIKE %(contains)s
+           OR error_message ILIKE %(contains)s OR job_id ILIKE %(prefix)s)
+    GROUP BY error_class, fingerprint
+    ORDER BY n DESC, last_seen DESC, fingerprint
+    LIMIT %(limit)s
+)
+SELECT g.error_class, g.fingerprint, s.error_message AS sample_message, g.n, g.first_seen, g.last_seen
+FROM groups g
+CROSS JOIN LATERAL (
+    SELECT f.error_message FROM failed_jobs f
+    WHERE f.fingerprint = g.fingerprint AND f.error_class IS NOT DISTINCT FROM g.error_class
+    ORDER BY f.failed_at DESC
+    LIMIT 1
+) AS s
+ORDER BY g.n DESC, g.last_seen DESC, g.fingerprint
+
+-- name: failed_job_ids_in_group
+SELECT job_id
+FROM failed_jobs
+WHERE fingerprint = %(fingerprint)s
+GROUP BY job_id
+ORDER BY max(failed_at) DESC
+LIMIT %(limit)s
+
+-- name: stuck_jobs
+SELECT id, type, queue, priority, status, attempts, created_at, started_at, finished_at, failed_at,
+       func, args, worker, duration
+FROM jobs
+WHERE status = 'processing'
+  AND started_at < now() - make_interval(secs => %(seconds)s::float8)
+ORDER BY started_at
+LIMIT %(limit)s
+
+-- name: failures_since
+SELECT count(*) AS n FROM failed_jobs WHERE failed_at >= %(since)s::timestamptz
+
+-- name: throughput
+-- One row per minute from since to until (now when null), zero-filled.
+WITH bounds AS (
+    SELECT date_trunc('minute', %(since)s::timestamptz) AS lo,
+           date_trunc('minute', coalesce(%(until)s::timestamptz, now())) AS hi
+), done AS (
+    SELECT date_trunc('minute', j.finished_at) AS minute, count(*) AS n
+    FROM jobs j, bounds b
+    WHERE j.finished_at >= b.lo AND j.finished_at < b.hi + interval '1 minute' AND j.status = 'finished'
+    GROUP BY 1
+), failed AS (
+    SELECT date_trunc('minute', f.failed_at) AS minute, count(*) AS n
+    FROM failed_jobs f, bounds b
+    WHERE f.failed_at >= b.lo AND f.failed_at < b.hi + interval '1 minute'
+    GROUP BY 1
+)
+SELECT m.minute, coalesce(done.n, 0) AS processed, coalesce(failed.n, 0) AS failed
+FROM bounds b
+CROSS JOIN LATERAL generate_series(b.lo, b.hi, interval '1 minute') AS m(minute)
+LEFT JOIN done ON done.minute = m.minute
+LEFT JOIN failed ON failed.minute = m.minute
+ORDER BY m.minute
+
+-- name: job_by_id
+SELECT id, type, queue, priority, status, attempts, created_at, started_at, finished_at, failed_at,
+       func, args, worker, duration
+FROM jobs
+WHERE id = %(id)s
+
+-- name: job_prefix_matches
+-- Ids in [lo, hi) byte-wise are exactly the ids starting with the prefix (jobs_id_pattern_idx).
+SELECT count(*) AS matches, min(id) AS id
+FROM (
+    SELECT id FROM jobs
+    WHERE id ~>=~ %(lo)s::text AND id ~<~ %(hi)s::text
+    LIMIT %(cap)s
+) AS m
+
+-- name: job_logs
+SELECT created_at, kind, level, message, attempt, delay
+FROM job_logs
+WHERE job_id = %(id)s
+ORDER BY created_at, id
+
+-- name: job_failure
+SELECT id, job_id, type, queue, error_class, error_message, traceback, fingerprint, failed_at, attempts
+FROM failed_jobs
+WHERE job_id = %(id)s
+ORDER BY failed_at DESC, id DESC
+LIMIT 1
+
+-- name: job_status
+SELECT status FROM jobs WHERE id = %(id)s
+
+-- name: get_jobs
+SELECT j.id, j.type, j.queue, j.priority, j.status, j.attempts, j.created_at, j.started_at,
+       j.finished_at, j.failed_at, j.func, j.args, j.worker, j.duration
+FROM unnest(%(ids)s::text[]) WITH ORDINALITY AS wanted(id, n)
+JOIN jobs j ON j.id = wanted.id
+ORDER BY wanted.n
+
+-- name: audit_entries
+SELECT id, at, action, job_id, os_user, host, detail
+FROM audit_log
+ORDER BY at DESC, id DESC
+LIMIT %(limit)s
+
+-- ---- prune ----------------------------------------------------------------------------------
+-- Finished jobs before the cutoff, failed ones before the failed cutoff; never jobs in flight.
+
+-- name: prune_count_jobs
+SELECT count(*) AS jobs,
+       (SELECT count(*) FROM job_logs l
+        WHERE l.job_id IN (
+            SELECT id FROM jobs
+            WHERE finished_at < greatest(%(cutoff)s::timestamptz, %(failed_cutoff)s::timestamptz)
+              AND ((status IN ('finished', 'canceled', 'stopped') AND finished_at < %(cutoff)s::timestamptz)
+                   OR (status = 'failed' AND finished_at < %(failed_cutoff)s::timestamptz)))) AS job_logs
+FROM jobs
+WHERE finished_at < greatest(%(cutoff)s::timestamptz, %(failed_cutoff)s::timestamptz)
+  AND ((status IN ('finished', 'canceled', 'stopped') AND finished_at < %(cutoff)s::timestamptz)
+       OR (status = 'failed' AND finished_at < %(failed_cutoff)s::timestamptz))
+
+-- name: prune_count_failed
+SELECT count(*) AS n FROM failed_jobs WHERE failed_at < %(failed_cutoff)s::timestamptz
+
+-- name: prune_jobs_batch
+WITH doomed AS (
+    SELECT id FROM jobs
+    WHERE finished_at < greatest(%(cutoff)s::timestamptz, %(failed_cutoff)s::timestamptz)
+      AND ((status IN ('finished', 'canceled', 'stopped') AND finished_at < %(cutoff)s::timestamptz)
+           OR (status = 'failed' AND finished_at < %(failed_cutoff)s::timestamptz))
+    LIMIT %(batch)s
+    FOR UPDATE SKIP LOCKED
+), logs AS (
+    DELETE FROM job_logs WHERE job_id IN (SELECT id FROM doomed) RETURNING 1
+), gone AS (
+    DELETE FROM jobs WHERE id IN (SELECT id FROM doomed) RETURNING 1
+)
+SELECT (SELECT count(*) FROM gone) AS jobs, (SELECT count(*) FROM logs) AS job_logs
+
+-- name: prune_failed_batch
+DELETE FROM failed_jobs
+WHERE id IN (SELECT id FROM failed_jobs WHERE failed_at < %(failed_cutoff)s::timestamptz LIMIT %(batch)s)

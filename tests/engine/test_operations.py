@@ -1,0 +1,91 @@
+"""Operator actions: retry and cancel are idempotent, update history and are audited."""
+
+from __future__ import annotations
+
+import getpass
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+from rq import Queue
+from rq.job import Job
+
+from jobengine import Engine
+from jobengine.config import Settings
+from jobengine.errors import JobNotFound, OperationRefused
+from tests.engine import jobs
+from tests.engine.helpers import rows, run_until_idle, scalar
+
+
+def test_retry_puts_a_failed_job_back_once(fast_engine: Engine, database_url: str) -> None:
+    job_id = fast_engine.dispatch(jobs.broken, priority="high")
+    run_until_idle(fast_engine)
+    assert fast_engine.retry(job_id) is True
+    assert fast_engine.retry(job_id) is False  # already back on its lane
+    assert Queue("high", connection=fast_engine.connection).job_ids == [job_id]
+    fast_engine.flush_history()
+    assert scalar(database_url, "SELECT status FROM jobs WHERE id=%s", job_id) == "queued"
+    audit = rows(database_url, "SELECT action, job_id, os_user, host FROM audit_log")
+    assert audit == [("retry", job_id, getpass.getuser(), socket.gethostname())]
+    run_until_idle(fast_engine)
+    fast_engine.flush_history()
+    assert rows(database_url, "SELECT status, attempts FROM jobs WHERE id=%s", job_id) == [("failed", 2)]
+
+
+def test_cancel_a_scheduled_job(engine: Engine, database_url: str) -> None:
+    job_id = engine.dispatch(jobs.noop, priority="low")  # 5 min dispatch delay
+    assert engine.cancel(job_id) is True
+    assert engine.cancel(job_id) is False
+    assert Job.fetch(job_id, connection=engine.connection).get_status() == "canceled"
+    assert engine.connection.zcard("rq:scheduled:low") == 0
+    engine.flush_history()
+    assert scalar(database_url, "SELECT status FROM jobs WHERE id=%s", job_id) == "canceled"
+    assert rows(database_url, "SELECT action FROM audit_log") == [("cancel",)]
+    # a canceled job can be put back on its lane
+    assert engine.retry(job_id) is True
+    assert Queue("low", connection=engine.connection).job_ids == [job_id]
+
+
+def test_cancel_a_queued_job(fast_engine: Engine) -> None:
+    job_id = fast_engine.dispatch(jobs.noop, priority="normal")
+    assert fast_engine.cancel(job_id) is True
+    assert Queue("default", connection=fast_engine.connection).count == 0
+    run_until_idle(fast_engine)
+    assert Job.fetch(job_id, connection=fast_engine.connection).get_status() == "canceled"
+
+
+@pytest.mark.parametrize("mode", ["--fork", "--burst"])  # forked work horse, or in-process job
+def test_cancel_stops_a_running_job(fast_engine: Engine, database_url: str, redis_url: str, mode: str) -> None:
+    job_id = fast_engine.dispatch(jobs.sleepy, 30, priority="critical")
+    env_cmd = [sys.executable, "-m", "jobengine.cli", "--redis-url", redis_url, "--database-url",
+               database_url, "worker", mode, "--burst", "--queues", "critical"]
+    proc = subprocess.Popen(env_cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.time() + 20
+        while Job.fetch(job_id, connection=fast_engine.connection).get_status() != "started":
+            assert time.time() < deadline, "job never started"
+            time.sleep(0.1)
+        assert fast_engine.cancel(job_id) is True
+        proc.wait(timeout=20)
+    finally:
+        proc.kill()
+    assert Job.fetch(job_id, connection=fast_engine.connection).get_status() == "stopped"
+    fast_engine.flush_history()
+    assert scalar(database_url, "SELECT status FROM jobs WHERE id=%s", job_id) == "stopped"
+    assert fast_engine.retry(job_id) is True  # a stopped job can be retried
+
+
+def test_unknown_job(engine: Engine) -> None:
+    with pytest.raises(JobNotFound, match="not in Redis"):
+        engine.retry("does-not-exist")
+
+
+def test_read_only_refuses_actions(redis_url: str, database_url: str) -> None:
+    settings = Settings.load(env={}, redis_url=redis_url, database_url=database_url, read_only=True)
+    with Engine(settings) as engine:
+        with pytest.raises(OperationRefused, match="read-only"):
+            engine.retry("x")
+        with pytest.raises(OperationRefused, match="read-only"):
+            engine.cancel("x")
