@@ -24,8 +24,8 @@ from rq.utils import now
 from rq.worker import SimpleWorker, Worker
 
 from jobengine.config import Settings
-from jobengine.history import add_event
 from jobengine.retry import RetryDecision, RetryPolicy
+from jobengine.runtime.bookkeeping import record
 from jobengine.types import EventKind
 
 log = logging.getLogger("jobengine.worker")
@@ -78,7 +78,7 @@ class EngineWorkerMixin:
             if remove_from_intermediate_queue:
                 queue = Queue(job.origin, connection=self.connection)
                 pipeline.lrem(queue.intermediate_queue_key, 1, job.id)
-            add_event(pipeline, EventKind.STARTED, job.id, job.origin, type=job_type(job),
+            record(pipeline, EventKind.STARTED, job.id, job.origin, type=job_type(job),
                       attempt=attempt_of(job), worker=self.name)
             pipeline.execute()
 
@@ -89,7 +89,7 @@ class EngineWorkerMixin:
         job = self._current
         if job is not None and pipeline is not None:
             duration = self._duration(job)
-            add_event(pipeline, EventKind.FINISHED, job.id, job.origin, type=job_type(job),
+            record(pipeline, EventKind.FINISHED, job.id, job.origin, type=job_type(job),
                       duration=f"{duration:.6f}", attempt=attempt_of(job), worker=self.name)
             self._warn_if_long(job, duration)
 
@@ -137,7 +137,7 @@ class EngineWorkerMixin:
         job = self._current
         if self._pending_event and job is not None and pipeline is not None:
             kind, details = self._pending_event
-            add_event(pipeline, kind, job.id, job.origin, **details)
+            record(pipeline, kind, job.id, job.origin, **details)
             self._pending_event = None
 
     def _schedule_retry(self, job: Job, queue: Queue, execution: Execution | None,
@@ -150,7 +150,7 @@ class EngineWorkerMixin:
             self.cleanup_execution(job, pipeline=pipeline, execution=execution)  # type: ignore[attr-defined]
             self.increment_failed_job_count(pipeline)
             queue.schedule_job(job, when, pipeline=pipeline)
-            add_event(pipeline, EventKind.RETRY, job.id, job.origin, type=job_type(job), attempt=attempt,
+            record(pipeline, EventKind.RETRY, job.id, job.origin, type=job_type(job), attempt=attempt,
                       delay=f"{decision.delay:.3f}", worker=self.name, duration=f"{duration:.6f}",
                       message=f"retry {attempt + 1} in {decision.delay:.1f}s ({decision.strategy}) after "
                               f"{type(exc).__name__}: {exc}", **_error_details(exc, ""))
