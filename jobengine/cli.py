@@ -79,7 +79,8 @@ def cli(ctx: click.Context, config: str | None, redis_url: str | None, database_
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if not verbose:
-        logging.getLogger("rq").setLevel(logging.WARNING)
+        for noisy in ("rq", "pgserver"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
     ctx.obj = Context(config, {"redis_url": redis_url, "database_url": database_url,
                                "data_dir": data_dir, "read_only": read_only})
     if ctx.invoked_subcommand is None:

@@ -101,7 +101,7 @@ class Producer:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            burst = max(1, int(self.rng.expovariate(1 / max(self.rate, 0.1))))
+            burst = max(0, round(self.rng.gauss(self.rate, self.rate ** 0.5)))
             specs = [random_spec(self.rng, self.dispatched + i) for i in range(burst)]
             try:
                 self.engine.dispatch_many(specs)  # type: ignore[attr-defined]

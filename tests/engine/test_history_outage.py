@@ -7,14 +7,14 @@ import pytest
 
 from jobengine import Engine, JobSpec
 from jobengine.errors import StoreUnavailable
-from tests.conftest import _pg_url
+from tests.conftest import dbname_of, pg_url
 from tests.engine import jobs
 from tests.engine.helpers import run_until_idle, scalar
 
 
 def _block_connections(database_url: str, allow: bool) -> None:
-    name = database_url.rsplit("/", 1)[1]
-    with psycopg.connect(_pg_url("postgres"), autocommit=True) as admin:
+    name = dbname_of(database_url)
+    with psycopg.connect(pg_url("postgres"), autocommit=True) as admin:
         admin.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS {"true" if allow else "false"}')
         if not allow:
             admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
