@@ -47,7 +47,9 @@ class RetryPolicy:
             "linear": LinearBackoff(settings.linear_step, settings.linear_max_attempts),
             "none": NoRetry(),
         }
-        return cls({name: strategies[kind] for name, kind in settings.retry_map.items()})
+        policy = cls({name: strategies[kind] for name, kind in settings.retry_map.items()})
+        policy._classes()  # a bad exception name in the config fails at start, not at the first failure
+        return policy
 
     def _classes(self) -> dict[type[BaseException], RetryStrategy]:
         if self._resolved is None:
