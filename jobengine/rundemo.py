@@ -73,16 +73,29 @@ def run_demo(settings: Settings, *, rate: float, workers: int, headless: bool,
     procs = start_workers(settings, workers)
     producer = Producer(engine, rate=rate)
     producer.start()
+    app: Any = None
+
+    def hang_up(signum: int, _frame: Any) -> None:
+        """A dropped SSH session (SIGHUP) or SIGTERM still cleans up everything we started."""
+        if app is not None:
+            app.exit()
+        else:
+            raise KeyboardInterrupt
+
+    previous = {sig: signal.signal(sig, hang_up) for sig in (signal.SIGHUP, signal.SIGTERM)}
     try:
         if headless:
             _print_counts(engine, producer, seconds)
         else:
             from jobtui.app import JobTUI
 
-            JobTUI(engine, refresh=settings.refresh, read_only=settings.read_only).run()
+            app = JobTUI(engine, refresh=settings.refresh, read_only=settings.read_only)
+            app.run()
     except KeyboardInterrupt:
         pass
     finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         producer.stop()
         stop_workers(procs)
         engine.close()
