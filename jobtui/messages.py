@@ -1,0 +1,115 @@
+"""Typed messages the console's thread workers post, and the values they carry."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from textual.message import Message
+
+from jobengine.models import FailedJob, FailureGroup, JobDetail, Snapshot
+
+FAILED_PAGE = 50
+"""Rows per page of failed jobs (keyset pagination)."""
+
+
+@dataclass(frozen=True)
+class PollPlan:
+    """What the active screen needs from one poll beyond `snapshot()`.
+
+    `failed_search` asks for a filtered first page of failures, `groups` for the failure
+    groups (with the same search), `job_id` for a fresh detail of the job on the Job screen.
+    """
+
+    failed_search: str | None = None
+    groups: bool = False
+    job_id: str | None = None
+
+
+@dataclass(frozen=True)
+class PollExtras:
+    """What one poll fetched for its plan; `errors` names the extra reads that failed."""
+
+    plan: PollPlan = PollPlan()
+    failed: tuple[FailedJob, ...] | None = None
+    groups: tuple[FailureGroup, ...] | None = None
+    detail: JobDetail | None = None
+    errors: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One steering request from the operator, naming the jobs they saw."""
+
+    verb: str  # "retry" | "cancel" | "retry_group"
+    job_ids: tuple[str, ...] = ()
+    fingerprint: str | None = None
+    label: str = ""
+    past: str = ""
+    """How the notification says it was done ('Retried', 'Stopped'); derived from verb if empty."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the engine did with an Operation."""
+
+    operation: Operation
+    done: tuple[str, ...] = ()
+    skipped: tuple[str, ...] = ()
+    count: int = 0
+    refused: str | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class ViewState:
+    """Everything the screens render from: the last good data and the connection state."""
+
+    snapshot: Snapshot | None = None
+    extras: PollExtras = field(default_factory=PollExtras)
+    outage: str | None = None
+
+    @property
+    def stale(self) -> bool:
+        """True while the data on screen is older than the last poll (the engine is down)."""
+        return self.outage is not None
+
+
+class SnapshotUpdated(Message):
+    """A poll succeeded."""
+
+    def __init__(self, snapshot: Snapshot, extras: PollExtras | None = None) -> None:
+        super().__init__()
+        self.snapshot = snapshot
+        self.extras = extras or PollExtras()
+
+
+class ActionDone(Message):
+    """A retry/cancel worker finished."""
+
+    def __init__(self, outcome: Outcome) -> None:
+        super().__init__()
+        self.outcome = outcome
+
+
+class FailedPageLoaded(Message, bubble=False):
+    """The next page of failed jobs arrived (or failed to)."""
+
+    def __init__(
+        self, rows: tuple[FailedJob, ...], search: str | None, before: tuple[datetime, int], error: str | None = None
+    ) -> None:
+        super().__init__()
+        self.rows = rows
+        self.search = search
+        self.before = before
+        self.error = error
+
+
+class DetailLoaded(Message, bubble=False):
+    """A job detail arrived for whoever asked (a detail pane, the lookup prompt, the app)."""
+
+    def __init__(self, key: str, detail: JobDetail | None, error: str | None = None) -> None:
+        super().__init__()
+        self.key = key
+        self.detail = detail
+        self.error = error

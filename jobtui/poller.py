@@ -1,0 +1,125 @@
+"""The console's one poller.
+
+A single `@work(thread=True, exclusive=True, group="poll")` worker calls `engine.snapshot()`
+(plus the few extra reads the active screen asked for in its `PollPlan`) and posts one
+`SnapshotUpdated`. Only when that worker has finished does a one-shot timer re-arm the next
+poll, so polls never overlap and a slow engine only stretches the interval. A poll asked for
+while one is in flight (after an action, a new filter) runs as soon as the current one ends.
+Errors are not caught here: the app's `Worker.StateChanged` handler turns them into the
+outage banner.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from textual import work
+from textual.timer import Timer
+from textual.worker import Worker, WorkerState, get_current_worker
+
+from jobtui.messages import FAILED_PAGE, PollExtras, PollPlan, SnapshotUpdated
+
+if TYPE_CHECKING:
+    from jobengine.api import EngineAPI
+
+POLL_GROUP = "poll"
+
+
+def describe_error(error: BaseException) -> str:
+    """One line for the banner or a notification: the engine's message, else the class name."""
+    text = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    return text or type(error).__name__
+
+
+def fetch_extras(engine: EngineAPI, plan: PollPlan) -> PollExtras:
+    """The plan's extra reads; a failing one is reported in `errors`, the others still count."""
+    failed = groups = detail = None
+    errors: list[str] = []
+    if plan.failed_search:
+        try:
+            failed = tuple(engine.failed_jobs(FAILED_PAGE, None, plan.failed_search))
+        except Exception as exc:  # any engine failure becomes a banner line
+            errors.append(describe_error(exc))
+    if plan.groups:
+        try:
+            groups = tuple(engine.failure_groups(search=plan.failed_search))
+        except Exception as exc:
+            errors.append(describe_error(exc))
+    if plan.job_id:
+        try:
+            detail = engine.job_detail(plan.job_id)
+        except Exception as exc:
+            errors.append(describe_error(exc))
+    return PollExtras(plan=plan, failed=failed, groups=groups, detail=detail, errors=tuple(errors))
+
+
+class PollerMixin:
+    """Polling for the App: `start_polling`, `poll_now`, `pause_polling`, `resume_polling`.
+
+    The host App provides `engine`, `refresh_interval` and `poll_plan()`, and calls
+    `poll_finished()` from its `Worker.StateChanged` handler.
+    """
+
+    engine: EngineAPI
+    refresh_interval: float
+    _poll_timer: Timer | None = None
+    _poll_in_flight: bool = False
+    _poll_again: bool = False
+    _polling_paused: bool = False
+
+    def poll_plan(self) -> PollPlan:  # pragma: no cover - overridden by the app
+        return PollPlan()
+
+    def start_polling(self) -> None:
+        """Run the first poll now; each finished poll arms the next."""
+        self.poll_now()
+
+    def poll_now(self) -> None:
+        """Poll as soon as possible without ever running two polls at once."""
+        if self._poll_in_flight:
+            self._poll_again = True
+            return
+        if self._poll_timer is not None:
+            self._poll_timer.stop()
+            self._poll_timer = None
+        self._poll_in_flight = True
+        self._poll(self.poll_plan())
+
+    @work(thread=True, exclusive=True, group=POLL_GROUP, exit_on_error=False, name="poll")
+    def _poll(self, plan: PollPlan) -> None:
+        snapshot = self.engine.snapshot()
+        extras = fetch_extras(self.engine, plan)
+        if not get_current_worker().is_cancelled:
+            self.post_message(SnapshotUpdated(snapshot, extras))  # type: ignore[attr-defined]
+
+    def poll_finished(self, worker: Worker[object]) -> bool:
+        """Re-arm after a poll worker ended; True if `worker` was a poll."""
+        if worker.group != POLL_GROUP or worker.state not in (
+            WorkerState.SUCCESS,
+            WorkerState.ERROR,
+            WorkerState.CANCELLED,
+        ):
+            return False
+        self._poll_in_flight = False
+        if self._poll_again:
+            self._poll_again = False
+            self.poll_now()
+        elif not self._polling_paused:
+            self._poll_timer = self.set_timer(self.refresh_interval, self.poll_now, name="poll")  # type: ignore[attr-defined]
+        return True
+
+    def pause_polling(self) -> None:
+        """Stop re-arming; a poll already running still lands."""
+        self._polling_paused = True
+        if self._poll_timer is not None:
+            self._poll_timer.stop()
+            self._poll_timer = None
+
+    def resume_polling(self) -> None:
+        """Poll now and keep polling."""
+        self._polling_paused = False
+        self.poll_now()
+
+    @property
+    def polling_paused(self) -> bool:
+        return self._polling_paused

@@ -1,0 +1,1 @@
+"""One module (and one .tcss, scoped by the screen selector) per screen."""

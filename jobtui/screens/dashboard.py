@@ -1,0 +1,56 @@
+"""The dashboard: health verdict, lanes, throughput chart, workers."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.containers import Vertical
+
+from jobtui.actions import ALL, bindings_for
+from jobtui.messages import ViewState
+from jobtui.screens.base import BaseScreen
+from jobtui.widgets.health import HealthBar
+from jobtui.widgets.lanes import LanesTable
+from jobtui.widgets.throughput import ThroughputChart
+from jobtui.widgets.workers import WorkersTable
+
+
+class DashboardScreen(BaseScreen):
+    """Everything at a glance; `/` filters lanes and workers locally."""
+
+    MODE = "dashboard"
+    TITLE = "Dashboard"
+    AUTO_FOCUS = "#lanes"
+    CSS_PATH = "dashboard.tcss"
+    BINDINGS = bindings_for(MODE) + bindings_for(ALL)
+    FILTER_PLACEHOLDER = "filter lanes and workers by name, host, state or queue — esc clears"
+
+    def compose_body(self) -> ComposeResult:
+        yield HealthBar(id="health")
+        with Vertical(id="lanes-box", classes="box") as box:
+            box.border_title = "Queues"
+            yield LanesTable(id="lanes")
+        with Vertical(id="chart-box", classes="box") as box:
+            box.border_title = "Throughput per minute · [$text-primary]processed[/] vs [$text-error]failed[/]"
+            yield ThroughputChart(id="chart")
+        with Vertical(id="workers-box", classes="box") as box:
+            box.border_title = "Workers"
+            yield WorkersTable(id="workers")
+
+    def focus_main(self) -> None:
+        self.query_one(LanesTable).focus()
+
+    def render_body(self, state: ViewState) -> None:
+        snap = state.snapshot
+        self.query_one(HealthBar).show(snap.health if snap else None, stale=state.stale)
+        if snap is None:
+            return
+        colors, narrow, needle = self.colors, self.narrow, self.needle.lower()
+        self.query_one(LanesTable).show(
+            snap.queues, colors, narrow=narrow, width=self.app.size.width, needle=needle
+        )
+        self.query_one(ThroughputChart).show(snap.throughput, self.tz, dark=self.app.current_theme.dark)
+        self.query_one(WorkersTable).show(snap.workers, self.now, colors, narrow=narrow, needle=needle)
+        over = sum(1 for q in snap.queues if q.over_threshold)
+        self.query_one("#lanes-box").border_subtitle = f"{over} over threshold" if over else ""
+        busy = sum(1 for w in snap.workers if w.state == "busy")
+        self.query_one("#workers-box").border_subtitle = f"{busy}/{len(snap.workers)} busy"

@@ -1,0 +1,1 @@
+"""Render-only widgets: they never do I/O; screens feed them values."""

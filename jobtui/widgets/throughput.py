@@ -1,0 +1,59 @@
+"""The throughput chart: processed vs failed per minute over the last hour (plotext)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import tzinfo
+
+from textual_plotext import PlotextPlot
+
+from jobengine.models import ThroughputPoint
+from jobtui.format import clock_time, count
+
+
+def _ticks(top: int) -> tuple[list[int], list[str]]:
+    """Three round y ticks (0, middle, top) labelled 1.2k-style."""
+    top = max(top, 1)
+    return [0, top // 2, top], [count(0), count(top // 2), count(top)]
+
+
+class ThroughputChart(PlotextPlot):
+    """Render only: `show(points, tz, dark=...)` replots from the snapshot's throughput series.
+
+    Processed jobs use the left axis, failures the right one, so a few failures a minute stay
+    visible next to thousands of processed jobs.
+    """
+
+    DEFAULT_CSS = """
+    ThroughputChart { height: 1fr; min-height: 5; }
+    """
+
+    _key: tuple[object, ...] | None = None
+
+    def show(self, points: Sequence[ThroughputPoint], tz: tzinfo | None, *, dark: bool = True) -> None:
+        key = (tuple(points), tz, dark)
+        if key == self._key:
+            return
+        self._key = key
+        plt = self.plt
+        plt.clear_figure()
+        if not points:
+            plt.title("no data yet")
+            self.refresh()
+            return
+        xs = list(range(len(points)))
+        processed = [p.processed for p in points]
+        failed = [p.failed for p in points]
+        plt.plot(xs, processed, label="processed (left)", color="cyan" if dark else "blue", marker="braille")
+        plt.plot(xs, failed, label="failed (right)", color="red", marker="braille", yside="right")
+        step = max(1, len(points) // 4)
+        ticks = list(range(0, len(points), step))
+        if ticks[-1] != len(points) - 1:
+            ticks.append(len(points) - 1)
+        plt.xticks(ticks, [clock_time(points[i].minute, tz)[:5] for i in ticks])
+        top_processed, top_failed = max(processed), max(max(failed), 4)
+        plt.ylim(0, max(top_processed, 1), yside="left")
+        plt.ylim(0, top_failed, yside="right")
+        plt.yticks(*_ticks(top_processed), yside="left")
+        plt.yticks(*_ticks(top_failed), yside="right")
+        self.refresh()

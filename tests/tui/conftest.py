@@ -1,0 +1,63 @@
+"""Fixtures for the console tests: a FakeEngine, an app factory and a helper to let polls land.
+
+`async def` tests run on a fresh event loop each (`asyncio.run`), so these tests need no
+asyncio plugin for pytest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+from collections.abc import Callable
+
+import pytest
+from textual.pilot import Pilot
+from textual.worker import WorkerFailed
+
+from jobtui import JobTUI
+from tests.tui.doubles import NOW, FakeEngine
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
+    """Run coroutine tests with asyncio.run."""
+    if not inspect.iscoroutinefunction(pyfuncitem.obj):
+        return None
+    kwargs = {name: pyfuncitem.funcargs[name] for name in pyfuncitem._fixtureinfo.argnames}
+    asyncio.run(pyfuncitem.obj(**kwargs))
+    return True
+
+
+QUIET = 3600.0
+"""A refresh interval long enough that only the first poll and explicit refreshes happen."""
+
+
+@pytest.fixture
+def engine() -> FakeEngine:
+    return FakeEngine()
+
+
+@pytest.fixture
+def make_app(engine: FakeEngine) -> Callable[..., JobTUI]:
+    def make(*, refresh: float = QUIET, read_only: bool = False, fake: FakeEngine | None = None) -> JobTUI:
+        return JobTUI(fake or engine, refresh=refresh, read_only=read_only, clock=lambda: NOW)
+
+    return make
+
+
+async def wait_until(pilot: Pilot[None], condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Pause until `condition()` holds (timing-based tests stay robust on a slow machine)."""
+    for _ in range(int(timeout / 0.02)):
+        if condition():
+            return
+        await pilot.pause(0.02)
+    raise AssertionError(f"condition not met within {timeout}s")
+
+
+async def settle(pilot: Pilot[None], rounds: int = 3) -> None:
+    """Let workers finish and their messages (and the refreshes they trigger) land."""
+    for _ in range(rounds):
+        with contextlib.suppress(WorkerFailed):  # a failing poll is an outage the test wants to see
+            await pilot.app.workers.wait_for_complete()
+        await pilot.pause()

@@ -1,0 +1,104 @@
+"""SVG snapshots of the console fed by the FakeEngine (fixed data, fixed clock, fixed size).
+
+Regenerate after a deliberate change with `pytest tests/tui/test_snapshots.py --snapshot-update`
+and look at the SVGs in tests/tui/__snapshots__/ before committing them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from textual.pilot import Pilot
+
+from jobtui import JobTUI
+from tests.tui.conftest import QUIET, settle
+from tests.tui.doubles import NOW, FakeEngine
+
+Compare = Callable[..., bool]
+WIDE = (120, 40)
+SMALL = (80, 24)
+
+
+def app(engine: FakeEngine | None = None, *, read_only: bool = False) -> JobTUI:
+    return JobTUI(engine or FakeEngine(), refresh=QUIET, read_only=read_only, clock=lambda: NOW)
+
+
+def keys(*presses: str, theme: str | None = None) -> Callable[[Pilot[Any]], Awaitable[None]]:
+    """A run_before: wait for the first poll, press keys (settling after each), hide toasts."""
+
+    async def run(pilot: Pilot[Any]) -> None:
+        if theme:
+            pilot.app.theme = theme
+        await settle(pilot)
+        for key in presses:
+            await pilot.press(key)
+            await settle(pilot)
+        pilot.app.clear_notifications()
+        await pilot.pause()
+
+    return run
+
+
+def test_dashboard(snap_compare: Compare) -> None:
+    assert snap_compare(app(), terminal_size=WIDE, run_before=keys())
+
+
+def test_dashboard_80x24(snap_compare: Compare) -> None:
+    assert snap_compare(app(), terminal_size=SMALL, run_before=keys())
+
+
+def test_dashboard_light_theme(snap_compare: Compare) -> None:
+    assert snap_compare(app(), terminal_size=WIDE, run_before=keys(theme="textual-light"))
+
+
+def test_failed_list(snap_compare: Compare) -> None:
+    assert snap_compare(app(), terminal_size=WIDE, run_before=keys("2", "down", "down"))
+
+
+def test_failed_list_80x24(snap_compare: Compare) -> None:
+    assert snap_compare(app(), terminal_size=SMALL, run_before=keys("2"))
+
+
+def test_failed_grouped(snap_compare: Compare) -> None:
+    assert snap_compare(app(), terminal_size=WIDE, run_before=keys("2", "g", "down"))
+
+
+def test_failed_marked_and_confirm_dialog(snap_compare: Compare) -> None:
+    assert snap_compare(app(), terminal_size=WIDE, run_before=keys("2", "space", "space", "space", "R"))
+
+
+def test_job_detail_from_lookup(snap_compare: Compare) -> None:
+    engine = FakeEngine()
+    prefix = engine.failures[7].job_id[:6]
+    assert snap_compare(app(engine), terminal_size=WIDE, run_before=keys("j", *prefix, "enter"))
+
+
+def test_stuck_list(snap_compare: Compare) -> None:
+    assert snap_compare(app(), terminal_size=WIDE, run_before=keys("3"))
+
+
+def test_read_only_failed_list(snap_compare: Compare) -> None:
+    assert snap_compare(app(read_only=True), terminal_size=WIDE, run_before=keys("2"))
+
+
+def test_help_screen(snap_compare: Compare) -> None:
+    assert snap_compare(app(), terminal_size=WIDE, run_before=keys("2", "question_mark"))
+
+
+def test_outage_banner(snap_compare: Compare) -> None:
+    engine = FakeEngine()
+
+    async def go_down(pilot: Pilot[Any]) -> None:
+        await keys()(pilot)
+        engine.outage = True
+        pilot.app.poll_now()  # type: ignore[attr-defined]
+        await keys()(pilot)
+
+    assert snap_compare(app(engine), terminal_size=WIDE, run_before=go_down)
+
+
+def test_partial_outage_banner_80x24(snap_compare: Compare) -> None:
+    engine = FakeEngine()
+    engine.partial_errors = ("PostgreSQL unreachable: connection refused",)
+    assert snap_compare(app(engine), terminal_size=SMALL, run_before=keys("2"))
