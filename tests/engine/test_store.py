@@ -449,6 +449,7 @@ def test_prune_deletes_old_history_in_batches_and_keeps_in_flight(store: Postgre
     assert left == {"mid-fail", "recent-ok", "old-queued", "old-running"}
     assert {r[0] for r in sql(database_url, "SELECT DISTINCT job_id FROM job_logs")} == left
     assert [r[0] for r in sql(database_url, "SELECT job_id FROM failed_jobs")] == ["mid-fail"]
+    assert store.failed_total() == 1  # the trigger-kept counter followed the batched deletes
     assert store.prune(cutoff) == {"jobs": 0, "job_logs": 0, "failed_jobs": 0}
 
 

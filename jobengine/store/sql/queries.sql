@@ -122,6 +122,10 @@ WHERE (failed_at, id) < (%(before_at)s::timestamptz, %(before_id)s::bigint)
 ORDER BY failed_at DESC, id DESC
 LIMIT %(limit)s
 
+-- name: failed_count
+-- O(1): maintained by the triggers of migration 002.
+SELECT value AS n FROM history_counters WHERE name = 'failed_jobs'
+
 -- name: failed_total
 SELECT count(*) AS n
 FROM failed_jobs

@@ -1,0 +1,95 @@
+"""Console snapshot cost against history size: 10k jobs, then 1M jobs (100k of them failed).
+
+Fills PostgreSQL with generate_series (a tenth of the jobs failed, each with a failed_jobs row
+and two job_logs rows), puts a few hundred jobs on the lanes in Redis, then times
+`engine.snapshot()` (everything the dashboard shows plus the first page of failed and stuck
+jobs) and prints p50/p95 at each size, the ratio 1M/10k and the process's resident memory.
+
+    python -m bench.console_snapshot [--sizes 10000,1000000] [--samples 200]
+"""
+
+from __future__ import annotations
+
+import resource
+import statistics
+import time
+
+import psycopg
+import redis
+
+from bench.common import parser, scratch_database
+from jobengine import Engine, JobSpec, Settings
+from jobengine.demo import noop
+
+FILL = """
+INSERT INTO jobs (id, type, queue, priority, status, attempts, func, args, created_at, started_at,
+                  finished_at, failed_at, duration, updated_at)
+SELECT 'bench-' || n, (ARRAY['email','image','report','payment'])[1 + n % 4],
+       (ARRAY['critical','high','default','low'])[1 + n % 4], 3 - n % 4,
+       CASE WHEN n % 10 = 0 THEN 'failed' ELSE 'finished' END, 1 + n % 3, 'app.tasks.work', '(1, 2)',
+       now() - (n % 10080) * interval '1 minute', now() - (n % 10080) * interval '1 minute',
+       now() - (n % 10080) * interval '1 minute' + interval '2 seconds',
+       CASE WHEN n % 10 = 0 THEN now() - (n % 10080) * interval '1 minute' + interval '2 seconds' END,
+       2.0, now() - (n % 10080) * interval '1 minute'
+FROM generate_series(%(start)s, %(stop)s) AS n;
+INSERT INTO failed_jobs (job_id, type, queue, error_class, error_message, traceback, fingerprint, failed_at, attempts)
+SELECT 'bench-' || n, 'email', (ARRAY['critical','high','default','low'])[1 + n % 4],
+       (ARRAY['TimeoutError','ValueError','KeyError','jobengine.errors.TemporaryError'])[1 + n % 4],
+       'failure number ' || n, 'Traceback (most recent call last):\n  ...', 'fp' || (n % 40),
+       now() - (n % 10080) * interval '1 minute' + interval '2 seconds', 1 + n % 3
+FROM generate_series(%(start)s, %(stop)s) AS n WHERE n % 10 = 0;
+INSERT INTO job_logs (job_id, created_at, kind, level, attempt, message)
+SELECT 'bench-' || n, now() - (n % 10080) * interval '1 minute', k, 'info', 1, k
+FROM generate_series(%(start)s, %(stop)s) AS n, unnest(ARRAY['started','finished']) AS k;
+"""
+
+
+def fill(database_url: str, start: int, stop: int) -> None:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(FILL.replace("%(start)s", str(start)).replace("%(stop)s", str(stop)))  # type: ignore[arg-type]
+        conn.execute("VACUUM ANALYZE")
+
+
+def sample(engine: Engine, samples: int) -> tuple[float, float]:
+    timings = []
+    for _ in range(samples):
+        start = time.perf_counter()
+        engine.snapshot()
+        timings.append((time.perf_counter() - start) * 1000)
+    timings.sort()
+    return statistics.median(timings), timings[int(len(timings) * 0.95) - 1]
+
+
+def main() -> None:
+    p = parser(__doc__.splitlines()[0])
+    p.add_argument("--sizes", default="10000,1000000")
+    p.add_argument("--samples", type=int, default=200)
+    args = p.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    conn = redis.Redis.from_url(args.redis_url)
+    conn.flushdb()
+    results = []
+    with scratch_database(args.pg_url) as database_url:
+        settings = Settings.load(env={}, redis_url=args.redis_url, database_url=database_url)
+        with Engine(settings) as engine:
+            engine.dispatch_many([JobSpec(noop, priority=p) for p in ("critical", "high", "normal", "low")
+                                  for _ in range(100)])
+            filled = 0
+            for size in sizes:
+                fill(database_url, filled + 1, size)
+                filled = size
+                engine.snapshot()  # warm the pool and caches
+                p50, p95 = sample(engine, args.samples)
+                results.append((size, p50, p95))
+    conn.flushdb()
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"{'history':>10} {'p50 ms':>8} {'p95 ms':>8}")
+    for size, p50, p95 in results:
+        print(f"{size:>10,} {p50:8.2f} {p95:8.2f}")
+    if len(results) > 1:
+        print(f"ratio p95 {results[-1][0]:,}/{results[0][0]:,}: {results[-1][2] / results[0][2]:.2f}")
+    print(f"peak resident memory: {rss_mb:.0f} MB")
+
+
+if __name__ == "__main__":
+    main()
