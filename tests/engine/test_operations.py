@@ -89,3 +89,25 @@ def test_read_only_refuses_actions(redis_url: str, database_url: str) -> None:
             engine.retry("x")
         with pytest.raises(OperationRefused, match="read-only"):
             engine.cancel("x")
+
+
+def test_sigterm_finishes_the_current_job(fast_engine: Engine, database_url: str, redis_url: str) -> None:
+    import signal
+
+    job_id = fast_engine.dispatch(jobs.sleepy, 1.5, priority="critical")
+    waiting = fast_engine.dispatch(jobs.noop, priority="low")
+    proc = subprocess.Popen([sys.executable, "-m", "jobengine.cli", "--redis-url", redis_url, "--database-url",
+                             database_url, "worker"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.time() + 20
+        while Job.fetch(job_id, connection=fast_engine.connection).get_status() != "started":
+            assert time.time() < deadline, "job never started"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+    finally:
+        proc.kill()
+    assert Job.fetch(job_id, connection=fast_engine.connection).get_status() == "finished"
+    assert Job.fetch(waiting, connection=fast_engine.connection).get_status() == "queued"  # not started
+    fast_engine.flush_history()
+    assert scalar(database_url, "SELECT status FROM jobs WHERE id=%s", job_id) == "finished"
