@@ -1,76 +1,226 @@
-"""The retry policy: the exception's class picks the strategy (most specific class in the MRO wins)."""
+"""The retry policy: the exception's class picks the strategy (the most specific mapped class in its MRO).
+
+Mapping keys are exception classes or dotted names ("pkg.mod.Error", "pkg.mod:Error"). Names are
+imported lazily, on the first lookup, so a process that cannot import the application's modules
+(the console) can still build the policy and match stored failures by name.
+"""
 
 from __future__ import annotations
 
 import importlib
+import weakref
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
-from jobengine.config import Settings
 from jobengine.errors import ConfigError
 from jobengine.retry.strategies import ExponentialBackoff, LinearBackoff, NoRetry, RetryDecision, RetryStrategy
 
+if TYPE_CHECKING:
+    from jobengine.config import Settings
+
 Key = type[BaseException] | str
+StrategyRef = RetryStrategy | str
+
+_EXPECTED = "expected 'package.module.ExceptionClass'"
+_NAME_CACHE_SIZE = 1024
 
 
-def import_exception(dotted: str) -> type[BaseException]:
-    """'pkg.mod.Error' or 'pkg.mod:Error' -> the class; ConfigError if it is not an exception class."""
-    module_name, _, attr = dotted.replace(":", ".").rpartition(".")
-    try:
-        target = getattr(importlib.import_module(module_name or "builtins"), attr)
-    except (ImportError, AttributeError, ValueError):
-        raise ConfigError(f"retry mapping: {dotted!r} does not import; expected 'package.module.ExceptionClass'") \
-            from None
-    if not (isinstance(target, type) and issubclass(target, BaseException)):
-        raise ConfigError(f"retry mapping: {dotted!r} is not an exception class")
-    return target
+def default_strategies() -> dict[str, RetryStrategy]:
+    """The named strategies with their default parameters."""
+    return {"exponential": ExponentialBackoff(), "linear": LinearBackoff(), "none": NoRetry()}
 
 
 def dotted_name(cls: type) -> str:
-    return f"{cls.__module__}.{cls.__qualname__}"
+    """'module.QualName', without the 'builtins.' prefix (as failure records store it)."""
+    return f"{cls.__module__}.{cls.__qualname__}".removeprefix("builtins.")
+
+
+def _normalise(name: str) -> str:
+    return name.strip().replace(":", ".").removeprefix("builtins.")
+
+
+def _check_syntax(name: str) -> str:
+    """A configured name must at least look like 'package.module.Class' (checked without importing)."""
+    module, sep, rest = name.partition(":")
+    parts = module.split(".") + (rest.split(".") if sep else [])
+    if not (all(p.isidentifier() for p in parts) and (len(parts) > 1 or not sep)):
+        raise ConfigError(f"retry mapping: {name!r} is not a dotted class name; {_EXPECTED}")
+    return name
+
+
+def _candidates(dotted: str) -> list[tuple[str, str]]:
+    """(module, qualname) splits to try, longest module first; a bare name is a builtin."""
+    if ":" in dotted:
+        module, _, qualname = dotted.partition(":")
+        return [(module, qualname)]
+    parts = dotted.split(".")
+    if len(parts) == 1:
+        return [("builtins", dotted)]
+    return [(".".join(parts[:i]), ".".join(parts[i:])) for i in range(len(parts) - 1, 0, -1)]
+
+
+def _missing(exc: ModuleNotFoundError, module: str) -> bool:
+    """True when `exc` says `module` itself (or a parent package) does not exist."""
+    return exc.name is not None and (module == exc.name or module.startswith(exc.name + "."))
+
+
+def import_exception(dotted: str) -> type[BaseException]:
+    """'pkg.mod.Error', 'pkg.mod:Error', 'pkg.mod.Outer.Error' or 'KeyError' -> the class.
+
+    Raises ConfigError (one line, naming `dotted`) if it does not import or is not an exception class.
+    """
+    target: object = None
+    reason = "no such module or attribute"
+    for module_name, qualname in _candidates(dotted.strip()):
+        try:
+            target = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if _missing(exc, module_name):
+                continue
+            reason = str(exc)
+            break
+        except Exception as exc:  # the module exists but raises on import
+            reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            break
+        try:
+            for attr in qualname.split("."):
+                target = getattr(target, attr)
+        except AttributeError:
+            reason = f"module {module_name!r} has no attribute {qualname!r}"
+            target = None
+        break
+    if target is None:
+        raise ConfigError(f"retry mapping: {dotted!r} does not import ({reason}); {_EXPECTED}")
+    if not (isinstance(target, type) and issubclass(target, BaseException)):
+        raise ConfigError(f"retry mapping: {dotted!r} is not an exception class; {_EXPECTED}")
+    return target
 
 
 class RetryPolicy:
-    """Maps exception classes to strategies; unmapped exceptions get `default`."""
+    """Maps exception classes to strategies; an exception with no mapped class in its MRO gets `default`.
 
-    def __init__(self, mapping: Mapping[Key, RetryStrategy], default: RetryStrategy | None = None) -> None:
-        self._mapping = dict(mapping)
-        self.default = default or NoRetry()
-        self._resolved: dict[type[BaseException], RetryStrategy] | None = None
-        self._cache: dict[type, RetryStrategy] = {}
+    `mapping` values and `default` are strategy objects or names looked up in `strategies`
+    (default: `default_strategies()`).
+    """
+
+    def __init__(self, mapping: Mapping[Key, StrategyRef] | None = None, default: StrategyRef = "none", *,
+                 strategies: Mapping[str, RetryStrategy] | None = None) -> None:
+        self._named = dict(default_strategies() if strategies is None else strategies)
+        self._named.setdefault("none", NoRetry())
+        self.default = self._strategy(default, "default")
+        self._mapping: dict[Key, RetryStrategy] = {}
+        for key, ref in (mapping or {}).items():
+            self._mapping[self._key(key)] = self._strategy(ref, f"{key!r}")
+        # filled on first use: imported classes, and the error of every name that did not import
+        self._classes: dict[type[BaseException], RetryStrategy] | None = None
+        self._unresolved: dict[str, tuple[RetryStrategy, ConfigError]] = {}
+        self._by_class: weakref.WeakKeyDictionary[type, RetryStrategy] = weakref.WeakKeyDictionary()
+        self._by_name: dict[str, RetryStrategy] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RetryPolicy:
-        strategies: dict[str, RetryStrategy] = {
-            "exponential": ExponentialBackoff(settings.exponential_base, settings.exponential_factor,
-                                              settings.exponential_max_delay, settings.exponential_jitter,
-                                              settings.exponential_max_attempts),
-            "linear": LinearBackoff(settings.linear_step, settings.linear_max_attempts),
-            "none": NoRetry(),
-        }
-        policy = cls({name: strategies[kind] for name, kind in settings.retry_map.items()})
-        policy._classes()  # a bad exception name in the config fails at start, not at the first failure
-        return policy
+        """Strategies from the [retry.exponential] / [retry.linear] settings, mapping from `retry_map`.
 
-    def _classes(self) -> dict[type[BaseException], RetryStrategy]:
-        if self._resolved is None:
-            self._resolved = {(import_exception(k) if isinstance(k, str) else k): v
-                              for k, v in self._mapping.items()}
-        return self._resolved
+        Names are not imported here (see `validate`); bad parameters or strategy names raise ConfigError.
+        """
+        try:
+            exponential = ExponentialBackoff(settings.exponential_base, settings.exponential_factor,
+                                             settings.exponential_max_delay, settings.exponential_jitter,
+                                             settings.exponential_max_attempts)
+        except ValueError as exc:
+            raise ConfigError(f"retry.exponential: {exc}") from None
+        try:
+            linear = LinearBackoff(settings.linear_step, settings.linear_max_attempts)
+        except ValueError as exc:
+            raise ConfigError(f"retry.linear: {exc}") from None
+        strategies: dict[str, RetryStrategy] = {"exponential": exponential, "linear": linear, "none": NoRetry()}
+        return cls(settings.retry_map, strategies=strategies)
+
+    # ---- construction helpers --------------------------------------------------------------
+    def _strategy(self, ref: StrategyRef, where: str) -> RetryStrategy:
+        if isinstance(ref, str):
+            if ref not in self._named:
+                raise ConfigError(f"retry mapping {where}: unknown strategy {ref!r}; "
+                                  f"expected one of {', '.join(self._named)}")
+            return self._named[ref]
+        if not isinstance(ref, RetryStrategy):
+            raise TypeError(f"retry mapping {where}: {ref!r} is not a strategy (needs `name` and `decide`)")
+        return ref
+
+    @staticmethod
+    def _key(key: Key) -> Key:
+        if isinstance(key, str):
+            return _check_syntax(key)
+        if isinstance(key, type) and issubclass(key, BaseException):
+            return key
+        raise ConfigError(f"retry mapping: {key!r} is not an exception class; {_EXPECTED}")
+
+    def _resolve(self) -> dict[type[BaseException], RetryStrategy]:
+        """Import every named key once; names that fail are kept, with their error, in `_unresolved`."""
+        if self._classes is None:
+            classes: dict[type[BaseException], RetryStrategy] = {}
+            unresolved: dict[str, tuple[RetryStrategy, ConfigError]] = {}
+            for key, strategy in self._mapping.items():
+                try:
+                    classes[import_exception(key) if isinstance(key, str) else key] = strategy
+                except ConfigError as exc:
+                    unresolved[_normalise(str(key))] = (strategy, exc)
+            self._unresolved = unresolved
+            self._classes = classes
+        return self._classes
+
+    # ---- lookups ---------------------------------------------------------------------------
+    def validate(self) -> None:
+        """Import every named key now; raise ConfigError for the first that does not import."""
+        self._resolve()
+        for _, error in self._unresolved.values():
+            raise error
 
     def strategy_for(self, exc: BaseException | type[BaseException]) -> RetryStrategy:
+        """The strategy of the most specific mapped class in the exception's MRO, else `default`.
+
+        Raises ConfigError if a mapped name does not import or is not an exception class.
+        """
         cls = exc if isinstance(exc, type) else type(exc)
-        if cls not in self._cache:
-            classes = self._classes()
-            self._cache[cls] = next((classes[k] for k in cls.__mro__ if k in classes), self.default)
-        return self._cache[cls]
+        cached = self._by_class.get(cls)
+        if cached is not None:
+            return cached
+        self.validate()
+        classes = self._resolve()
+        strategy = next((classes[k] for k in cls.__mro__ if k in classes), self.default)
+        self._by_class[cls] = strategy
+        return strategy
 
-    def strategy_for_name(self, dotted: str) -> RetryStrategy:
-        """The strategy for a stored failure's class name (imports it if it can)."""
+    def strategy_for_name(self, dotted_class_name: str) -> RetryStrategy:
+        """The strategy for a stored failure's class name, e.g. 'myapp.errors.Timeout' or 'KeyError'.
+
+        Imports the class if it can and walks its MRO; otherwise compares the name with the mapped
+        names exactly. Never raises for names that do not import (mapped or given): they match by name.
+        """
+        name = _normalise(dotted_class_name)
+        cached = self._by_name.get(name)
+        if cached is not None:
+            return cached
+        classes = self._resolve()
         try:
-            return self.strategy_for(import_exception(dotted if "." in dotted else f"builtins.{dotted}"))
+            mro: tuple[type, ...] = import_exception(name).__mro__
         except ConfigError:
-            names = {(k if isinstance(k, str) else dotted_name(k)): v for k, v in self._mapping.items()}
-            return names.get(dotted, self.default)
+            mro = ()
+        if mro:
+            strategy = next((classes[k] for k in mro if k in classes), self.default)
+        else:
+            names = {dotted_name(k): s for k, s in classes.items()}
+            names.update({n: s for n, (s, _) in self._unresolved.items()})
+            strategy = names.get(name, self.default)
+        if len(self._by_name) >= _NAME_CACHE_SIZE:
+            self._by_name.clear()
+        self._by_name[name] = strategy
+        return strategy
 
-    def decide(self, exc: BaseException, attempt: int) -> RetryDecision:
+    def decide(self, exc: BaseException | type[BaseException], attempt: int) -> RetryDecision:
+        """The decision for failed attempt `attempt` (1 for the first run) that raised `exc`."""
         return self.strategy_for(exc).decide(attempt)
+
+    def __repr__(self) -> str:
+        rules = ", ".join(f"{k if isinstance(k, str) else dotted_name(k)}={s.name}" for k, s in self._mapping.items())
+        return f"RetryPolicy({rules}; default={self.default.name})"

@@ -1,15 +1,20 @@
-"""Retry strategies. Each returns a RetryDecision for a failed attempt; none of them acts."""
+"""Retry strategies. Each turns the number of a failed attempt into a RetryDecision; none of them acts.
+
+Strategies are immutable and safe to share between threads (the jitter RNG aside, which is only
+ever used to draw one number at a time).
+"""
 
 from __future__ import annotations
 
+import math
 import random
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
 
 
 @dataclass(frozen=True)
 class RetryDecision:
-    """Retry after `delay` seconds, or give up."""
+    """Retry after `delay` seconds, or give up (`reason` says why)."""
 
     retry: bool
     delay: float = 0.0
@@ -18,14 +23,19 @@ class RetryDecision:
 
     @classmethod
     def give_up(cls, strategy: str, reason: str) -> RetryDecision:
-        return cls(False, 0.0, strategy, reason)
+        return cls(retry=False, delay=0.0, strategy=strategy, reason=reason)
 
     @classmethod
     def after(cls, delay: float, strategy: str) -> RetryDecision:
-        return cls(True, delay, strategy, "")
+        if not (math.isfinite(delay) and delay >= 0):
+            raise ValueError(f"retry delay must be a finite number >= 0, got {delay!r}")
+        return cls(retry=True, delay=delay, strategy=strategy)
 
 
+@runtime_checkable
 class RetryStrategy(Protocol):
+    """Anything with a `name` and a `decide(attempt)` returning a RetryDecision."""
+
     name: str
 
     def decide(self, attempt: int) -> RetryDecision:
@@ -33,57 +43,99 @@ class RetryStrategy(Protocol):
         ...
 
 
-def _check(name: str, value: float, minimum: float = 0.0) -> None:
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+# ---- argument checks (one-line ValueErrors) ------------------------------------------------
+def _number(name: str, value: float, minimum: float = 0.0) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) \
+            or value < minimum:
+        raise ValueError(f"{name} must be a finite number >= {minimum:g}, got {value!r}")
+    return float(value)
 
 
+def _max_attempts(value: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"max_attempts must be an integer >= 1, got {value!r}")
+    return value
+
+
+def _attempt(attempt: int) -> int:
+    if isinstance(attempt, bool) or not isinstance(attempt, int) or attempt < 1:
+        raise ValueError(f"attempt must be an integer >= 1 (1 is the first run), got {attempt!r}")
+    return attempt
+
+
+def _exhausted(strategy: str, attempt: int, max_attempts: int) -> RetryDecision:
+    return RetryDecision.give_up(strategy, f"{attempt} of {max_attempts} attempts used")
+
+
+# ---- strategies ----------------------------------------------------------------------------
+@dataclass(frozen=True)
 class ExponentialBackoff:
-    """delay = min(max_delay, base * factor ** (attempt - 1)), times a uniform jitter factor."""
+    """delay = min(max_delay, base * factor ** (attempt - 1)), times a uniform factor in
+    [1 - jitter, 1 + jitter], capped at max_delay again. At most `max_attempts` runs in total."""
+
+    base: float = 2.0
+    factor: float = 2.0
+    max_delay: float = 3600.0
+    jitter: float = 0.1
+    max_attempts: int = 5
+    rng: random.Random | None = field(default=None, repr=False, compare=False)
+    _rng: random.Random = field(init=False, repr=False, compare=False)
 
     name = "exponential"
 
-    def __init__(self, base: float = 2.0, factor: float = 2.0, max_delay: float = 3600.0,
-                 jitter: float = 0.1, max_attempts: int = 5, rng: random.Random | None = None) -> None:
-        _check("base", base)
-        _check("factor", factor, 1.0)
-        _check("max_delay", max_delay)
-        _check("max_attempts", max_attempts, 1)
-        if not 0 <= jitter < 1:
-            raise ValueError(f"jitter must be in [0, 1), got {jitter}")
-        self.base, self.factor, self.max_delay = base, factor, max_delay
-        self.jitter, self.max_attempts = jitter, max_attempts
-        self.rng = rng or random.Random()
+    def __post_init__(self) -> None:
+        for attr in ("base", "factor", "max_delay"):
+            object.__setattr__(self, attr, _number(attr, getattr(self, attr)))
+        jitter = _number("jitter", self.jitter)
+        if jitter >= 1:
+            raise ValueError(f"jitter must be in [0, 1), got {self.jitter!r}")
+        object.__setattr__(self, "jitter", jitter)
+        _max_attempts(self.max_attempts)
+        object.__setattr__(self, "_rng", self.rng if self.rng is not None else random.Random())
+
+    def delay_for(self, attempt: int) -> float:
+        """The delay before retrying failed attempt `attempt`, before jitter."""
+        if self.base == 0:
+            return 0.0
+        try:
+            return min(self.max_delay, self.base * self.factor ** (_attempt(attempt) - 1))
+        except OverflowError:  # float ** int overflows long before any sane attempt count matters
+            return self.max_delay
 
     def decide(self, attempt: int) -> RetryDecision:
-        if attempt >= self.max_attempts:
-            return RetryDecision.give_up(self.name, f"{attempt} of {self.max_attempts} attempts used")
-        delay = min(self.max_delay, self.base * self.factor ** (attempt - 1))
+        if _attempt(attempt) >= self.max_attempts:
+            return _exhausted(self.name, attempt, self.max_attempts)
+        delay = self.delay_for(attempt)
         if self.jitter:
-            delay *= self.rng.uniform(1 - self.jitter, 1 + self.jitter)
-        return RetryDecision.after(min(self.max_delay, delay), self.name)
+            delay = min(self.max_delay, delay * self._rng.uniform(1 - self.jitter, 1 + self.jitter))
+        return RetryDecision.after(delay, self.name)
 
 
+@dataclass(frozen=True)
 class LinearBackoff:
-    """delay = step * attempt."""
+    """delay = step * attempt. At most `max_attempts` runs in total."""
+
+    step: float = 30.0
+    max_attempts: int = 5
 
     name = "linear"
 
-    def __init__(self, step: float = 30.0, max_attempts: int = 5) -> None:
-        _check("step", step)
-        _check("max_attempts", max_attempts, 1)
-        self.step, self.max_attempts = step, max_attempts
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "step", _number("step", self.step))
+        _max_attempts(self.max_attempts)
 
     def decide(self, attempt: int) -> RetryDecision:
-        if attempt >= self.max_attempts:
-            return RetryDecision.give_up(self.name, f"{attempt} of {self.max_attempts} attempts used")
+        if _attempt(attempt) >= self.max_attempts:
+            return _exhausted(self.name, attempt, self.max_attempts)
         return RetryDecision.after(self.step * attempt, self.name)
 
 
+@dataclass(frozen=True)
 class NoRetry:
     """Never retries."""
 
     name = "none"
 
     def decide(self, attempt: int) -> RetryDecision:
+        _attempt(attempt)
         return RetryDecision.give_up(self.name, "this exception is not retried")

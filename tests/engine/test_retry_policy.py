@@ -1,8 +1,13 @@
-"""Retry strategies return decisions; the policy picks one by the exception's class (MRO)."""
+"""Retry strategies return decisions; the policy picks one by the exception's class (MRO). Pure: no servers."""
 
 from __future__ import annotations
 
+import dataclasses
+import gc
+import math
 import random
+import weakref
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -10,7 +15,7 @@ from hypothesis import strategies as st
 
 from jobengine.config import Settings
 from jobengine.errors import ConfigError, ResourceError, TemporaryError
-from jobengine.retry import ExponentialBackoff, LinearBackoff, NoRetry, RetryPolicy
+from jobengine.retry import ExponentialBackoff, LinearBackoff, NoRetry, RetryDecision, RetryPolicy, RetryStrategy
 
 
 class SlowUpstream(TemporaryError):
@@ -21,11 +26,44 @@ class Throttled(TemporaryError):
     pass
 
 
+class Contended(ResourceError, TemporaryError):
+    """Both: ResourceError comes first in the MRO."""
+
+
+class Outer:
+    class Nested(Exception):
+        pass
+
+
+class Fixed:
+    """A user-supplied strategy: anything with `name` and `decide`."""
+
+    name = "fixed"
+
+    def decide(self, attempt: int) -> RetryDecision:
+        return RetryDecision.after(7.0, self.name)
+
+
+# ---- decisions -----------------------------------------------------------------------------
+def test_decision_constructors() -> None:
+    assert RetryDecision.after(3.5, "linear") == RetryDecision(True, 3.5, "linear", "")
+    assert RetryDecision.give_up("none", "why") == RetryDecision(False, 0.0, "none", "why")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        RetryDecision.after(1, "x").delay = 2  # type: ignore[misc]
+    for bad in (-1.0, math.nan, math.inf):
+        with pytest.raises(ValueError, match="delay"):
+            RetryDecision.after(bad, "x")
+
+
+# ---- exponential ---------------------------------------------------------------------------
 def test_exponential_doubles_then_gives_up() -> None:
     strategy = ExponentialBackoff(base=2, factor=2, jitter=0, max_attempts=5)
-    assert [strategy.decide(n).delay for n in range(1, 5)] == [2, 4, 8, 16]
+    decisions = [strategy.decide(n) for n in range(1, 5)]
+    assert [d.delay for d in decisions] == [2, 4, 8, 16]
+    assert all(d.retry and d.strategy == "exponential" for d in decisions)
     final = strategy.decide(5)
-    assert not final.retry and "5 of 5" in final.reason
+    assert not final.retry and final.delay == 0 and final.strategy == "exponential" and "5 of 5" in final.reason
+    assert not strategy.decide(6).retry
 
 
 def test_exponential_is_capped() -> None:
@@ -33,66 +71,234 @@ def test_exponential_is_capped() -> None:
     assert [strategy.decide(n).delay for n in (1, 2, 3, 4)] == [10, 100, 300, 300]
 
 
-@given(attempt=st.integers(min_value=1, max_value=8), jitter=st.floats(min_value=0, max_value=0.5),
+def test_exponential_does_not_overflow_on_huge_attempts() -> None:
+    strategy = ExponentialBackoff(jitter=0.5, max_attempts=100_000)
+    assert strategy.decide(5_000).delay <= 3600
+    assert ExponentialBackoff(jitter=0, max_attempts=100_000).decide(5_000).delay == 3600
+    assert ExponentialBackoff(base=0, jitter=0, max_attempts=100_000).decide(5_000).delay == 0
+
+
+def test_one_attempt_means_no_retry() -> None:
+    assert not ExponentialBackoff(max_attempts=1).decide(1).retry
+    assert not LinearBackoff(max_attempts=1).decide(1).retry
+
+
+@given(attempt=st.integers(min_value=1, max_value=12), jitter=st.floats(min_value=0, max_value=0.99),
        seed=st.integers(min_value=0, max_value=2**32))
 def test_jitter_stays_within_bounds(attempt: int, jitter: float, seed: int) -> None:
-    strategy = ExponentialBackoff(base=2, factor=2, max_delay=100, jitter=jitter, max_attempts=10,
+    strategy = ExponentialBackoff(base=2, factor=2, max_delay=100, jitter=jitter, max_attempts=20,
                                   rng=random.Random(seed))
     exact = min(100, 2 * 2 ** (attempt - 1))
     delay = strategy.decide(attempt).delay
     assert exact * (1 - jitter) - 1e-9 <= delay <= min(100, exact * (1 + jitter)) + 1e-9
 
 
-def test_linear_steps() -> None:
-    strategy = LinearBackoff(step=30, max_attempts=4)
-    assert [strategy.decide(n).delay for n in (1, 2, 3)] == [30, 60, 90]
-    assert not strategy.decide(4).retry
+@given(base=st.floats(min_value=0, max_value=1e6), factor=st.floats(min_value=1, max_value=100),
+       max_delay=st.floats(min_value=0, max_value=1e7))
+def test_exponential_without_jitter_never_shrinks_and_respects_the_cap(base: float, factor: float,
+                                                                        max_delay: float) -> None:
+    strategy = ExponentialBackoff(base=base, factor=factor, max_delay=max_delay, jitter=0, max_attempts=50)
+    delays = [strategy.decide(n).delay for n in range(1, 50)]
+    assert delays == sorted(delays)
+    assert all(0 <= d <= max_delay for d in delays)
 
 
-@pytest.mark.parametrize("kwargs", [{"jitter": 1.5}, {"max_attempts": 0}, {"base": -1}])
-def test_bad_parameters(kwargs: dict[str, float]) -> None:
-    with pytest.raises(ValueError):
+def test_jitter_varies_and_is_reproducible_with_a_seed() -> None:
+    def draws(seed: int) -> list[float]:
+        strategy = ExponentialBackoff(base=10, jitter=0.5, rng=random.Random(seed), max_attempts=10)
+        return [strategy.decide(1).delay for _ in range(20)]
+
+    assert draws(1) == draws(1)
+    assert len(set(draws(1))) > 1
+
+
+def test_zero_jitter_does_not_touch_the_rng() -> None:
+    rng = random.Random(3)
+    ExponentialBackoff(jitter=0, rng=rng).decide(1)
+    assert rng.random() == random.Random(3).random()
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"jitter": 1.0}, {"jitter": 1.5}, {"jitter": -0.1}, {"jitter": math.nan},
+    {"max_attempts": 0}, {"max_attempts": 2.5}, {"max_attempts": True},
+    {"base": -1}, {"base": math.nan}, {"factor": -2}, {"max_delay": -1}, {"max_delay": math.inf},
+])
+def test_bad_exponential_parameters(kwargs: dict[str, float]) -> None:
+    key = next(iter(kwargs))
+    with pytest.raises(ValueError, match=key):
         ExponentialBackoff(**kwargs)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("kwargs", [{"step": -1}, {"step": math.inf}, {"max_attempts": 0}])
+def test_bad_linear_parameters(kwargs: dict[str, float]) -> None:
+    with pytest.raises(ValueError, match=next(iter(kwargs))):
+        LinearBackoff(**kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("strategy", [ExponentialBackoff(), LinearBackoff(), NoRetry()])
+def test_attempt_numbers_start_at_one(strategy: RetryStrategy) -> None:
+    assert isinstance(strategy, RetryStrategy)
+    with pytest.raises(ValueError, match="attempt"):
+        strategy.decide(0)
+
+
+# ---- linear and none -----------------------------------------------------------------------
+def test_linear_steps() -> None:
+    strategy = LinearBackoff(step=30, max_attempts=4)
+    assert [strategy.decide(n).delay for n in (1, 2, 3)] == [30, 60, 90]
+    assert strategy.decide(1).strategy == "linear"
+    assert not strategy.decide(4).retry
+
+
+def test_no_retry_always_gives_up() -> None:
+    decision = NoRetry().decide(1)
+    assert decision == RetryDecision(False, 0.0, "none", decision.reason) and decision.reason
+
+
+# ---- policy: MRO ---------------------------------------------------------------------------
 def test_most_specific_class_wins() -> None:
     exponential, linear = ExponentialBackoff(jitter=0), LinearBackoff()
     policy = RetryPolicy({TemporaryError: exponential, Throttled: linear, ResourceError: linear})
     assert policy.strategy_for(Throttled("429")) is linear
     assert policy.strategy_for(SlowUpstream("slow")) is exponential  # inherits TemporaryError's
+    assert policy.strategy_for(SlowUpstream) is exponential  # a class works too
     assert policy.strategy_for(ResourceError()) is linear
+    assert policy.strategy_for(Contended()) is linear  # first in the MRO
     assert isinstance(policy.strategy_for(ValueError()), NoRetry)
-    assert policy.decide(SlowUpstream(), 1).delay == 2
+    assert policy.decide(SlowUpstream(), 1) == RetryDecision.after(2, "exponential")
+    assert not policy.decide(KeyError(), 1).retry
 
 
-def test_dotted_names_and_defaults_from_settings() -> None:
-    settings = Settings.load(env={}, retry_map={"builtins.KeyError": "linear", "jobengine.errors:TemporaryError":
-                                                "exponential"}, linear_step=5)
+def test_a_broad_mapping_does_not_shadow_a_narrow_one() -> None:
+    policy = RetryPolicy({Exception: "linear", TemporaryError: "exponential"})
+    assert policy.strategy_for(Throttled()).name == "exponential"
+    assert policy.strategy_for(ValueError()).name == "linear"
+    assert policy.strategy_for(KeyboardInterrupt()).name == "none"  # not an Exception
+
+
+def test_strategy_names_objects_and_default() -> None:
+    policy = RetryPolicy({KeyError: "linear", ValueError: Fixed()}, default="exponential",
+                         strategies={"linear": LinearBackoff(step=1), "exponential": ExponentialBackoff(jitter=0)})
+    assert policy.decide(KeyError(), 3).delay == 3
+    assert policy.decide(ValueError(), 1) == RetryDecision.after(7.0, "fixed")
+    assert policy.strategy_for(OSError()).name == "exponential"
+    assert RetryPolicy({KeyError: "linear"}, strategies={"linear": LinearBackoff()}).strategy_for(OSError()).name \
+        == "none"  # "none" is always available
+
+
+def test_bad_mapping_values_and_keys() -> None:
+    with pytest.raises(ConfigError, match="unknown strategy 'bogus'; expected one of exponential, linear, none"):
+        RetryPolicy({KeyError: "bogus"})
+    with pytest.raises(TypeError, match="not a strategy"):
+        RetryPolicy({KeyError: 42})  # type: ignore[dict-item]
+    with pytest.raises(ConfigError, match="is not an exception class"):
+        RetryPolicy({Settings: "linear"})  # type: ignore[dict-item]
+    for bad in ("", "my app.Error", "pkg.mod:", ":Error", "a:b:C"):
+        with pytest.raises(ConfigError, match="is not a dotted class name"):
+            RetryPolicy({bad: "linear"})
+
+
+def test_lookups_are_cached_without_keeping_classes_alive() -> None:
+    policy = RetryPolicy({TemporaryError: "exponential"})
+    dynamic = type("Dynamic", (TemporaryError,), {})
+    assert policy.strategy_for(dynamic) is policy.strategy_for(dynamic())
+    ref = weakref.ref(dynamic)
+    del dynamic
+    gc.collect()
+    assert ref() is None
+
+
+# ---- policy: dotted names ------------------------------------------------------------------
+def test_dotted_names_are_imported() -> None:
+    policy = RetryPolicy({"builtins.KeyError": "linear", "jobengine.errors:TemporaryError": "exponential",
+                          f"{__name__}.Outer.Nested": "none", f"{__name__}:Throttled": "linear"})
+    assert policy.strategy_for(KeyError()).name == "linear"
+    assert policy.strategy_for(SlowUpstream()).name == "exponential"
+    assert policy.strategy_for(Throttled()).name == "linear"
+    assert policy.strategy_for(Outer.Nested()) is policy.default
+    assert policy.strategy_for(LookupError()).name == "none"  # the parent of KeyError is not mapped
+
+
+def test_bad_dotted_name_is_a_config_error_on_first_use() -> None:
+    policy = RetryPolicy({"no.such.module.Error": "linear"})  # lazy: building does not import
+    with pytest.raises(ConfigError, match=r"'no.such.module.Error' does not import") as info:
+        policy.strategy_for(ValueError())
+    assert "\n" not in str(info.value)
+    with pytest.raises(ConfigError, match="'jobengine.errors.Nope' does not import"):
+        RetryPolicy({"jobengine.errors.Nope": "linear"}).validate()
+    with pytest.raises(ConfigError, match="'jobengine.config.Settings' is not an exception class"):
+        RetryPolicy({"jobengine.config.Settings": "linear"}).strategy_for(ValueError())
+    RetryPolicy({"builtins.KeyError": "linear"}).validate()  # fine
+
+
+def test_import_errors_inside_a_module_are_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "retry_needs_dep.py").write_text("import retry_no_such_dependency\nclass E(Exception): ...\n")
+    (tmp_path / "retry_raises.py").write_text("raise RuntimeError('boom\\nsecond line')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ConfigError, match="No module named 'retry_no_such_dependency'"):
+        RetryPolicy({"retry_needs_dep.E": "linear"}).validate()
+    with pytest.raises(ConfigError, match=r"\(RuntimeError: boom\);") as info:
+        RetryPolicy({"retry_raises.E": "linear"}).validate()
+    assert "second line" not in str(info.value)
+
+
+# ---- policy: settings ----------------------------------------------------------------------
+def test_from_settings_uses_the_custom_mapping_and_parameters() -> None:
+    settings = Settings.load(env={}, retry_map={"builtins.KeyError": "linear",
+                                                "jobengine.errors:TemporaryError": "exponential"},
+                             linear_step=5, exponential_base=3, exponential_factor=3, exponential_jitter=0,
+                             exponential_max_attempts=3)
     policy = RetryPolicy.from_settings(settings)
     assert policy.decide(KeyError("k"), 2).delay == 10
-    assert policy.strategy_for(TemporaryError()).name == "exponential"
+    assert [policy.decide(SlowUpstream(), n).delay for n in (1, 2)] == [3, 9]
+    assert not policy.decide(SlowUpstream(), 3).retry
     assert policy.strategy_for(ResourceError()).name == "none"  # not in this mapping
-    default = RetryPolicy.from_settings(Settings.load(env={}))
-    assert default.strategy_for(ResourceError()).name == "linear"
-    assert default.strategy_for(TemporaryError()).name == "exponential"
-    assert default.strategy_for(RuntimeError()).name == "none"
 
 
+def test_from_settings_defaults() -> None:
+    policy = RetryPolicy.from_settings(Settings.load(env={}))
+    assert policy.strategy_for(ResourceError()).name == "linear"
+    assert policy.decide(ResourceError(), 2).delay == 60
+    assert policy.strategy_for(Throttled()).name == "exponential"
+    assert policy.strategy_for(RuntimeError()).name == "none"
+    assert not policy.decide(TemporaryError(), 5).retry  # 5 runs at most
+
+
+def test_from_settings_reports_bad_values_as_config_errors() -> None:
+    with pytest.raises(ConfigError, match=r"retry\.exponential: jitter must be in \[0, 1\)"):
+        RetryPolicy.from_settings(Settings.load(env={}, exponential_jitter=1.5))
+    with pytest.raises(ConfigError, match=r"retry\.linear: max_attempts must be an integer >= 1"):
+        RetryPolicy.from_settings(Settings.load(env={}, linear_max_attempts=0))
+    with pytest.raises(ConfigError, match="'myapp.Error': unknown strategy 'fast'"):
+        RetryPolicy.from_settings(Settings.load(env={}, retry_map={"myapp.Error": "fast"}))
+
+
+def test_unimportable_name_in_settings_fails_at_validate_not_at_build() -> None:
+    policy = RetryPolicy.from_settings(Settings.load(env={}, retry_map={"myapp.Missing": "linear"}))
+    with pytest.raises(ConfigError, match="myapp.Missing"):
+        policy.validate()
+    with pytest.raises(ConfigError, match="myapp.Missing"):
+        policy.strategy_for(TemporaryError())
+
+
+# ---- policy: stored class names (the console) ----------------------------------------------
 def test_strategy_for_a_stored_class_name() -> None:
     policy = RetryPolicy.from_settings(Settings.load(env={}))
     assert policy.strategy_for_name("jobengine.errors.TemporaryError").name == "exponential"
+    assert policy.strategy_for_name(f"{__name__}.Throttled").name == "exponential"  # imported: MRO
+    assert policy.strategy_for_name(f"{__name__}.Contended").name == "linear"
     assert policy.strategy_for_name("ValueError").name == "none"
     assert policy.strategy_for_name("gone.module.Vanished").name == "none"
+    assert policy.strategy_for_name("tests.engine.jobs.fn.<locals>.Err").name == "none"
+    assert policy.strategy_for_name("AbandonedJobError").name == "none"
 
 
-def test_bad_dotted_name_is_a_config_error() -> None:
-    policy = RetryPolicy({"no.such.module.Error": LinearBackoff()})
-    with pytest.raises(ConfigError, match="'no.such.module.Error' does not import"):
-        policy.strategy_for(ValueError())
-    with pytest.raises(ConfigError, match="is not an exception class"):
-        RetryPolicy({"jobengine.config.Settings": LinearBackoff()}).strategy_for(ValueError())
-
-
-def test_bad_name_in_settings_fails_at_start() -> None:
-    with pytest.raises(ConfigError, match="myapp.Missing"):
-        RetryPolicy.from_settings(Settings.load(env={}, retry_map={"myapp.Missing": "linear"}))
+def test_stored_names_match_unimportable_keys_by_exact_name() -> None:
+    policy = RetryPolicy({"myapp.errors.Flaky": "linear", "myapp.errors:Busy": "exponential",
+                          "builtins.KeyError": "linear", TemporaryError: "exponential"})
+    assert policy.strategy_for_name("myapp.errors.Flaky").name == "linear"
+    assert policy.strategy_for_name("myapp.errors.Busy").name == "exponential"
+    assert policy.strategy_for_name("myapp.errors.FlakySubclass").name == "none"  # no MRO without import
+    # the mapping's unimportable names do not stop importable ones from matching through the MRO
+    assert policy.strategy_for_name("KeyError").name == "linear"
+    assert policy.strategy_for_name(f"{__name__}.SlowUpstream").name == "exponential"
