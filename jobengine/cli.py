@@ -152,40 +152,63 @@ def _json_arg(text: str, what: str) -> Any:
 @click.option("--processes", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--fork", is_flag=True, help="Fork a work horse per job (isolation, slower).")
 @click.option("--name", help="Worker name (default: RQ's random name).")
+@click.option("--metrics-port", type=click.IntRange(1, 65535), help="Serve Prometheus metrics on this port.")
+@click.option("--prune-every", help="Prune history this often (e.g. 1h); one worker of the deployment at a time.")
 @pass_ctx
 @friendly
 def worker(ctx: Context, queues: str | None, burst: bool, processes: int, fork: bool,
-           name: str | None) -> None:
+           name: str | None, metrics_port: int | None, prune_every: str | None) -> None:
     """Run a headless worker: lanes in priority order, scheduler included."""
+    from jobengine.cli_ops import start_worker_extras
+    from jobengine.prune import parse_duration
+
     queue_list = [q.strip() for q in queues.split(",") if q.strip()] if queues else None
+    try:
+        every = parse_duration(prune_every) if prune_every else None
+    except ValueError as exc:
+        _fail(f"--prune-every: {exc}")
     if processes > 1:
-        _run_worker_pool(ctx, processes, queue_list, burst, fork)
+        _run_worker_pool(ctx, processes, queue_list, burst, fork, metrics_port,
+                         ["--prune-every", prune_every] if prune_every else [])
         return
     engine = ctx.engine()
     writer = engine.history_writer()
     writer.start()
+    stop_extras: Callable[[], None] | None = None
     try:
+        stop_extras = start_worker_extras(engine, metrics_port, every)
         w = engine.worker(queue_list, fork=fork, name=name)
         click.echo(f"worker {w.name} on {', '.join(w.queue_names())} (pid {os.getpid()})", err=True)
         w.work(burst=burst, with_scheduler=True, logging_level="WARNING")
     finally:
+        if stop_extras is not None:
+            stop_extras()
         writer.stop(flush=True)
         engine.close()
 
 
 def _run_worker_pool(ctx: Context, processes: int, queues: list[str] | None, burst: bool,
-                     fork: bool) -> None:
-    """N worker processes sharing the resolved servers; SIGTERM/SIGINT reach every one."""
+                     fork: bool, metrics_port: int | None = None, extra: list[str] | None = None) -> None:
+    """N worker processes sharing the resolved servers; SIGTERM/SIGINT reach every one.
+    The parent serves `metrics_port` (deployment-wide metrics); children get `extra` flags."""
+    import redis
+
     from jobengine.embedded import resolve
+    from jobengine.metrics import serve
 
     settings, embedded = resolve(ctx.settings())
+    if metrics_port:
+        try:
+            serve(redis.Redis.from_url(settings.redis_url or ""), settings, metrics_port)
+        except OSError as exc:
+            _fail(f"--metrics-port {metrics_port}: cannot listen ({exc.strerror})")
     env = dict(os.environ, JOBENGINE_REDIS_URL=settings.redis_url or "",
                JOBENGINE_DATABASE_URL=settings.database_url or "")
     argv = [sys.executable, "-m", "jobengine.cli"]
     if ctx.config:
         argv += ["--config", ctx.config]
     argv += ["worker"] + (["--queues", ",".join(queues)] if queues else []) + \
-        (["--burst"] if burst else []) + (["--fork"] if fork else [])
+        (["--burst"] if burst else []) + (["--fork"] if fork else []) + (extra or [])
     children = [subprocess.Popen(argv, env=env) for _ in range(processes)]
 
     def forward(signum: int, _frame: Any) -> None:
@@ -208,17 +231,25 @@ def _run_worker_pool(ctx: Context, processes: int, queues: list[str] | None, bur
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @pass_ctx
 def health(ctx: Context, as_json: bool) -> None:
-    """Exit 0 healthy, 1 failing, 2 cannot check (fit for an exec probe)."""
+    """Exit 0 healthy (warnings included), 1 failing, 2 cannot check (fit for an exec probe).
+
+    Fails on too many failures in the last hour or stuck jobs (named); warns on queues over
+    their size threshold and workers whose heartbeat is overdue (named); reports whether Redis
+    and PostgreSQL answer. Runs every check now (migrations are not applied).
+    """
+    from jobengine.engine import Engine
+
     try:
-        engine = ctx.engine()
+        engine = Engine.from_settings(ctx.settings(), migrate=False)
     except JobEngineError as exc:
-        _emit_health({"verdict": "unknown", "reasons": [str(exc)]}, as_json)
+        _emit_health({"verdict": "unknown", "reasons": [str(exc)], "exit_code": 2}, as_json)
         sys.exit(2)
     try:
         report = engine.health()
     finally:
         engine.close()
-    _emit_health({"verdict": report.verdict, "reasons": list(report.reasons),
+    _emit_health({"verdict": report.verdict, "exit_code": report.exit_code, "reasons": list(report.reasons),
+                  "checked_at": report.checked_at.isoformat(timespec="seconds"),
                   "redis_ok": report.redis_ok, "postgres_ok": report.postgres_ok,
                   "failures_last_hour": report.failures_last_hour,
                   "stuck_jobs": list(report.stuck_jobs), "workers": report.workers}, as_json)
@@ -232,6 +263,9 @@ def _emit_health(data: dict[str, Any], as_json: bool) -> None:
     click.echo(data["verdict"].upper())
     for reason in data["reasons"]:
         click.echo(f"  - {reason}")
+    if "redis_ok" in data:
+        click.echo(f"  Redis {'answers' if data['redis_ok'] else 'is unreachable'}, PostgreSQL "
+                   f"{'answers' if data['postgres_ok'] else 'is unreachable'}; {data['workers']} worker(s).")
 
 
 @cli.command()
@@ -246,6 +280,12 @@ def demo(ctx: Context, rate: float, n_workers: int, headless: bool, seconds: flo
     from jobengine.rundemo import run_demo
 
     run_demo(ctx.settings(), rate=rate, workers=n_workers, headless=headless, seconds=seconds)
+
+
+from jobengine.cli_ops import OPS_COMMANDS  # noqa: E402  limit, metrics, prune, stats (after the group exists)
+
+for _command in OPS_COMMANDS:
+    cli.add_command(_command)
 
 
 def main() -> None:

@@ -7,16 +7,18 @@
 from __future__ import annotations
 
 import logging
+import zlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import redis
 
+from jobengine.cache import TAG_CONFIG, TAG_JOBS, TAG_STATS, TaggedCache
 from jobengine.config import Settings
 from jobengine.dispatch import Dispatcher, JobSpec
-from jobengine.errors import JobNotFound, RedisUnavailable
+from jobengine.errors import JobNotFound, RedisUnavailable, StoreUnavailable
 from jobengine.history import HistoryWriter
 from jobengine.models import FailedJob, FailureGroup, HealthReport, JobDetail, JobRecord, Snapshot
 from jobengine.monitor import Monitor
@@ -25,6 +27,12 @@ from jobengine.retry import RetryPolicy
 from jobengine.store.postgres import PostgresStore
 
 log = logging.getLogger("jobengine")
+
+_RQ_STATUS = {"started": "processing", "deferred": "queued", "rate_limited": "queued"}
+
+
+class _UnknownJob(Exception):
+    """No such job in Redis or PostgreSQL (not cached)."""
 
 
 class Engine:
@@ -41,8 +49,10 @@ class Engine:
         self.policy = RetryPolicy.from_settings(settings)
         self.dispatcher = Dispatcher(settings, self.connection, self.store)
         self.operations = Operations(self.connection, self.store, read_only=settings.read_only)
-        self.monitor = Monitor(settings, self.connection, self.store)
+        self.cache = TaggedCache(self.connection)
+        self.monitor = Monitor(settings, self.connection, self.store, self.cache)
         self._writer: HistoryWriter | None = None
+        self._limiter: Any = None
         if migrate:
             self.store.migrate()
 
@@ -115,12 +125,108 @@ class Engine:
     def job_detail(self, job_id_or_prefix: str) -> JobDetail | None:
         """The job's history row, log and failure, plus the retry strategy that applies."""
         detail = self.store.get_job(job_id_or_prefix)
-        if detail is None or detail.failure is None:
-            return detail
+        if detail is None:
+            return None
+        if detail.failure is None:
+            return replace(detail, rq_status=self._cached_status(detail.record.id).get("rq"))
         strategy = self.policy.strategy_for_name(detail.failure.error_class)
         decision = strategy.decide(max(1, detail.record.attempts))
-        return replace(detail, retry_strategy=strategy.name,
+        return replace(detail, retry_strategy=strategy.name, rq_status=self._cached_status(detail.record.id).get("rq"),
                        next_delay=decision.delay if decision.retry else None)
+
+    # ---- operations layer: status cache, rate limits, stats, metrics, pruning ------------
+    def job_status(self, job_id: str) -> str | None:
+        """The job's status (JobStatus value), cached `cache.job_status` seconds and deleted on
+        every transition; None for an unknown job."""
+        return self._cached_status(job_id).get("status")
+
+    def _cached_status(self, job_id: str) -> dict[str, str | None]:
+        from jobengine.keys import job_status_cache_name
+
+        def compute() -> dict[str, str | None]:
+            raw = self.connection.hget(f"rq:job:{job_id}", "status")
+            rq_status = raw.decode() if isinstance(raw, bytes) else raw
+            if rq_status is not None:
+                return {"status": _RQ_STATUS.get(rq_status, rq_status), "rq": rq_status}
+            recorded = self.store.job_status(job_id)  # RQ's hash expired: the history knows
+            if recorded is None:
+                raise _UnknownJob  # unknown ids are not cached
+            return {"status": recorded.value, "rq": None}
+
+        try:
+            return self.cache.remember(job_status_cache_name(job_id), self.settings.cache_job_status, compute,
+                                       tags=[TAG_JOBS])
+        except _UnknownJob:
+            return {"status": None, "rq": None}
+        except (redis.RedisError, StoreUnavailable):
+            return {}
+
+    @property
+    def limiter(self) -> Any:
+        """The rate-limit gate (jobengine.ratelimit.RateLimiter) workers of this engine share."""
+        if self._limiter is None:
+            from jobengine.ratelimit import RateLimiter
+
+            self._limiter = RateLimiter.from_settings(self.connection, self.settings)
+        return self._limiter
+
+    def set_limit(self, queue: str, per_minute: int | None) -> None:
+        """Override a queue's jobs-per-minute limit at run time (None: unlimited); audited."""
+        self._redis_call(lambda: self.limiter.set_limit(queue, per_minute))
+        self._limit_changed(queue, "off" if per_minute is None else str(per_minute))
+
+    def reset_limit(self, queue: str) -> bool:
+        """Drop a run-time override: the configured limit applies again; audited."""
+        dropped = self._redis_call(lambda: self.limiter.reset_limit(queue))
+        self._limit_changed(queue, "config")
+        return dropped
+
+    def _limit_changed(self, queue: str, value: str) -> None:
+        from jobengine.operations import actor
+
+        self._redis_call(lambda: self.cache.flush_tag(TAG_CONFIG))
+        user, host = actor()
+        try:
+            self.store.record_audit("limit", None, user, host, f"{queue}={value}")
+        except StoreUnavailable as exc:  # the change is made (Redis); only its audit line is missing
+            log.warning("audit row for limit %s=%s not written: %s", queue, value, exc)
+
+    def limits(self) -> list[Any]:
+        """Every lane's limits (configured, override, effective): jobengine.ratelimit.QueueLimit,
+        cached `cache.config` seconds, flushed by set_limit/reset_limit."""
+        configured = ",".join(f"{q}={n}" for q, n in sorted(self.settings.limits.items()))
+        name = f"config:limits:{zlib.crc32(f'{self.settings.queues}|{configured}'.encode()):08x}"  # per config
+        return self._redis_call(lambda: self.cache.remember(
+            name, self.settings.cache_config, lambda: self.limiter.table.describe(self.settings.queues),
+            tags=[TAG_CONFIG]))
+
+    def stats(self, *, fresh: bool = False) -> dict[str, Any]:
+        """Whole-history counts by status and type, cached `cache.stats` seconds (tag "stats")."""
+        def compute() -> dict[str, Any]:
+            rows = self.store.stats_by_status_type()
+            by_status: dict[str, int] = {}
+            by_type: dict[str, dict[str, int]] = {}
+            for status, job_type, n in rows:
+                by_status[status] = by_status.get(status, 0) + n
+                by_type.setdefault(job_type, {})[status] = n
+            return {"computed_at": datetime.now(UTC).isoformat(timespec="seconds"), "total": sum(by_status.values()),
+                    "by_status": by_status, "by_type": by_type, "failed_rows": self.store.failed_total()}
+
+        if fresh:
+            self.cache.flush_tag(TAG_STATS)
+        return self.cache.remember("stats:history", self.settings.cache_stats, compute, tags=[TAG_STATS])
+
+    def metrics_text(self) -> str:
+        """The Prometheus exposition of the deployment (what `jobtui metrics` serves)."""
+        from jobengine.metrics import exposition
+
+        return self._redis_call(lambda: exposition(self.connection, self.settings))
+
+    def pruner(self) -> Any:
+        """A jobengine.prune.Pruner on this engine's servers."""
+        from jobengine.prune import Pruner
+
+        return Pruner(self.connection, self.store, self.settings)
 
     # ---- workers and history -------------------------------------------------------------
     def history_writer(self) -> HistoryWriter:
@@ -140,7 +246,7 @@ class Engine:
         cls = ForkingJobWorker if fork else JobWorker
         worker = cls(list(queues or self.settings.queues), connection=self.connection, name=name,
                      default_result_ttl=self.settings.result_ttl)
-        worker.configure(self.settings, self.policy)
+        worker.configure(self.settings, self.policy, self.limiter)
         return worker
 
     def close(self) -> None:

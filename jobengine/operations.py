@@ -12,6 +12,7 @@ from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.registry import CanceledJobRegistry, FailedJobRegistry
 
+from jobengine.cache import TAG_SNAPSHOT, TaggedCache, invalidate_job_status
 from jobengine.errors import JobNotFound, OperationRefused, StoreUnavailable
 from jobengine.history import add_event
 from jobengine.store.postgres import PostgresStore
@@ -73,7 +74,7 @@ class Operations:
         if status == JobStatus.STARTED:
             send_stop_job_command(self.connection, job.id)
             self._audit("stop", job.id)
-            return True  # the worker records the `stopped` event when the job stops
+            return True  # the worker records the `stopped` event (and drops the cached status)
         if status not in (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED):
             return False
         try:
@@ -87,7 +88,9 @@ class Operations:
         user, host = actor()
         with self.connection.pipeline(transaction=False) as pipe:
             add_event(pipe, kind, job.id, job.origin, message=f"{action} by {user}@{host}")
+            invalidate_job_status(pipe, job.id)  # after the state change: no stale status survives
             pipe.execute()
+        TaggedCache(self.connection).flush_tag(TAG_SNAPSHOT)  # the next poll shows the action
         self._audit(action, job.id)
 
     def _audit(self, action: str, job_id: str) -> None:

@@ -5,25 +5,33 @@ forks a work horse per job (RQ's Worker: a crashing or leaking job cannot take t
 Both take lanes in the order given (critical, high, default, low by default), so a job on a
 higher lane always runs before one on a lower lane. History events ride in the pipelines RQ
 already sends for each job: recording history costs no extra round trip.
+
+Before a job runs, the rate-limit gate (`before_run`) asks the queue's limiter for a slot. A slot
+opening within IN_HAND_WAIT is waited for; otherwise the job is deferred (back to the scheduled
+registry until a slot opens: not run, not an attempt) and the worker stops taking that queue
+until then, while it keeps serving the other lanes.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import signal
+import time
 import traceback as tb
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any
 
 from rq import Queue
 from rq.executions import Execution
 from rq.job import Job
-from rq.utils import now
+from rq.utils import get_version, now
 from rq.worker import SimpleWorker, Worker
 
 from jobengine.config import Settings
+from jobengine.ratelimit import RateLimiter
 from jobengine.retry import RetryDecision, RetryPolicy
 from jobengine.runtime.bookkeeping import record
 from jobengine.types import EventKind
@@ -31,6 +39,14 @@ from jobengine.types import EventKind
 log = logging.getLogger("jobengine.worker")
 
 ExcInfo = tuple[type[BaseException] | None, BaseException | None, TracebackType | None]
+
+#: A slot opening within this many seconds is waited for with the job in hand (cheaper and more
+#: exact than a trip through the scheduled registry); a longer wait defers the job.
+IN_HAND_WAIT = 0.5
+
+#: RQ's worker TTL for our workers: an idle worker heartbeats every 45 s (RQ's default, 420 s,
+#: leaves an idle worker silent for 405 s), so a heartbeat older than a minute means trouble.
+WORKER_TTL = 60
 
 
 def job_type(job: Job) -> str:
@@ -58,12 +74,99 @@ class EngineWorkerMixin:
     name: str
     _stopped_job_id: str | None
 
-    def configure(self, settings: Settings, policy: RetryPolicy) -> None:
+    def configure(self, settings: Settings, policy: RetryPolicy, limiter: RateLimiter | None = None) -> None:
         self.settings = settings
         self.policy = policy
+        self.limiter = limiter or RateLimiter.from_settings(self.connection, settings)
+        self.worker_ttl = min(self.worker_ttl, WORKER_TTL)  # type: ignore[has-type]
         self._last_exc: BaseException | None = None
         self._pending_event: tuple[EventKind, dict[str, Any]] | None = None
         self._current: Job | None = None
+        self._held: dict[str, float] = {}  # queue -> monotonic time its rate limit has a slot again
+        self._lmoved = False  # the job came through RQ's intermediate queue (one queue listened to)
+
+    # ---- rate-limit gate -----------------------------------------------------------------
+    def before_run(self, job: Job) -> float | None:
+        """The gate: None to run `job` now (its slot is taken), else seconds to defer it."""
+        return self.limiter.check(job.origin, job.id)
+
+    def execute_job(self, job: Job, queue: Queue) -> None:
+        delay = self.before_run(job)
+        waited = 0.0
+        while delay is not None and waited + delay <= IN_HAND_WAIT:
+            time.sleep(max(delay, 0.002))
+            waited += max(delay, 0.002)
+            delay = self.before_run(job)
+        if delay is not None:
+            self.defer_job(job, queue, delay)
+            return
+        super().execute_job(job, queue)  # type: ignore[misc]
+
+    def defer_job(self, job: Job, queue: Queue, delay: float) -> None:
+        """Back to the scheduled registry until its queue has a slot: not run, not an attempt.
+
+        Goes back to the front of its queue when due; logged once per job, recorded in history
+        (`deferred`) every time. This worker then leaves the queue alone for `delay` seconds.
+        """
+        deferrals = int(job.meta.get("deferrals", 0)) + 1
+        job.meta["deferrals"] = deferrals
+        job.enqueue_at_front = True
+        when = datetime.fromtimestamp(math.ceil(time.time() + delay), UTC)  # the registry keeps whole seconds
+        decision = self.limiter.last.get(job.origin)
+        limit = f" ({decision.limit}/min)" if decision is not None and decision.limit is not None else ""
+        message = f"deferred {delay:.1f}s: queue {job.origin} is at its rate limit{limit}"
+        with self.connection.pipeline() as pipeline:
+            if len(self.queues) == 1 or self._lmoved:  # type: ignore[attr-defined]
+                pipeline.lrem(queue.intermediate_queue_key, 1, job.id)
+            queue.schedule_job(job, when, pipeline=pipeline)
+            record(pipeline, EventKind.DEFERRED, job.id, job.origin, type=job_type(job), delay=f"{delay:.3f}",
+                   worker=self.name, message=message)
+            pipeline.execute()
+        self._held[job.origin] = time.monotonic() + delay
+        if deferrals == 1:
+            log.info("job %s (%s) %s", job.id, job_type(job), message)
+
+    def dequeue_job_and_maintain_ttl(self, timeout: int | None,
+                                     max_idle_time: int | None = None) -> tuple[Job, Queue] | None:
+        """RQ's dequeue, skipping the queues whose rate limit has no slot for this worker yet."""
+        idle_since = time.monotonic()
+        while True:
+            clock = time.monotonic()
+            self._held = {q: until for q, until in self._held.items() if until > clock}
+            if not self._held:
+                self._lmoved = False
+                return super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)  # type: ignore[misc]
+            if max_idle_time is not None and clock - idle_since >= max_idle_time:
+                return None
+            everything = self._ordered_queues  # type: ignore[has-type]
+            open_queues = [q for q in everything if q.name not in self._held]
+            wait = min(self._held.values()) - clock
+            if not open_queues:
+                if timeout is None:
+                    return None  # burst: nothing may run now
+                self._wait_for_slot(wait)
+                continue
+            step = max(1, math.ceil(wait))
+            self._ordered_queues = open_queues
+            try:
+                result = super().dequeue_job_and_maintain_ttl(  # type: ignore[misc]
+                    None if timeout is None else min(timeout, step), None if timeout is None else step)
+            finally:
+                self._ordered_queues = everything
+            if result is not None or timeout is None:
+                self._lmoved = result is not None and len(open_queues) == 1 and len(everything) > 1 \
+                    and get_version(self.connection) >= (6, 2, 0)
+                return result
+
+    def _wait_for_slot(self, seconds: float) -> None:
+        """Every queue is at its limit: sleep until the first slot, heartbeating."""
+        end = time.monotonic() + seconds
+        while not getattr(self, "_stop_requested", False):
+            left = end - time.monotonic()
+            if left <= 0:
+                return
+            time.sleep(min(left, 5.0))
+            self.heartbeat()  # type: ignore[attr-defined]
 
     # ---- start ---------------------------------------------------------------------------
     def prepare_job_execution(self, job: Job, remove_from_intermediate_queue: bool = False) -> None:
@@ -75,9 +178,11 @@ class EngineWorkerMixin:
             job.heartbeat(now(), heartbeat_ttl, pipeline=pipeline)
             job.prepare_for_execution(self.name, pipeline=pipeline)
             pipeline.persist(job.key)
-            if remove_from_intermediate_queue:
+            if remove_from_intermediate_queue or self._lmoved:
                 queue = Queue(job.origin, connection=self.connection)
                 pipeline.lrem(queue.intermediate_queue_key, 1, job.id)
+            if job.meta.get("deferrals") and job.enqueue_at_front:
+                pipeline.hset(job.key, "enqueue_at_front", 0)  # set by the deferral; retries go to the back
             record(pipeline, EventKind.STARTED, job.id, job.origin, type=job_type(job),
                       attempt=attempt_of(job), worker=self.name)
             pipeline.execute()

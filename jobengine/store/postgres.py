@@ -479,6 +479,10 @@ class PostgresStore:
             return []
         return [_job(r) for r in self._rows("get_jobs", {"ids": list(ids)})]
 
+    def stats_by_status_type(self) -> list[tuple[str, str, int]]:
+        """(status, type, jobs) over the whole history (expensive on a big table: cache it)."""
+        return [(r["status"], r["type"], int(r["n"])) for r in self._rows("stats_by_status_type")]
+
     def audit_entries(self, limit: int = 50) -> list[dict[str, Any]]:
         """Newest audit lines first: dicts with id, at, action, job_id, os_user, host, detail."""
         return self._rows("audit_entries", {"limit": limit})

@@ -281,3 +281,13 @@ SELECT (SELECT count(*) FROM gone) AS jobs, (SELECT count(*) FROM logs) AS job_l
 -- name: prune_failed_batch
 DELETE FROM failed_jobs
 WHERE id IN (SELECT id FROM failed_jobs WHERE failed_at < %(failed_cutoff)s::timestamptz LIMIT %(batch)s)
+
+-- ---- stats ----------------------------------------------------------------------------------
+
+-- name: stats_by_status_type
+-- Whole-history counts for `jobtui stats`: an index-only scan of jobs_status_type_idx; the
+-- result is cached (cache.stats, 30 min) because it grows with history.
+SELECT status, type, count(*) AS n
+FROM jobs
+GROUP BY status, type
+ORDER BY status, n DESC, type

@@ -1,0 +1,298 @@
+"""Operator commands of the operations layer: `limit`, `metrics`, `prune`, `stats`.
+
+Registered on the `jobtui` group at the bottom of jobengine/cli.py (`OPS_COMMANDS`). This module
+does not import jobengine.cli (which may be running as `__main__`): commands take the group's
+context object with `click.pass_obj`. Like every command, bad input is one line on stderr and
+exit code 2.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, NoReturn
+
+import click
+
+from jobengine.errors import JobEngineError
+from jobengine.prune import DEFAULT_KEEP_FAILED, DEFAULT_OLDER_THAN, describe_duration, parse_duration
+
+Context = Any  # jobengine.cli.Context: settings() and engine()
+pass_ctx = click.pass_obj
+
+
+def _fail(message: str) -> NoReturn:
+    click.echo(f"jobtui: {message}", err=True)
+    sys.exit(2)
+
+
+def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Our errors become one line and exit code 2."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except JobEngineError as exc:
+            _fail(str(exc))
+
+    return wrapper
+
+
+def _duration(text: str | None, option: str) -> float | None:
+    if text is None:
+        return None
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        _fail(f"{option}: {exc}")
+
+
+def _closing(ctx: Context, work: Callable[[Any], None], **more: Any) -> None:
+    engine = ctx.engine(**more)
+    try:
+        work(engine)
+    finally:
+        engine.close()
+
+
+# ---- limit ----------------------------------------------------------------------------------------
+
+@click.command(context_settings={"ignore_unknown_options": True})  # "-3" reaches our one-line check
+@click.argument("queue", required=False)
+@click.argument("per_minute", required=False)
+@click.option("--off", is_flag=True, help="No limit on QUEUE (overrides the configuration).")
+@click.option("--reset", is_flag=True, help="Drop the run-time override; the configured limit applies again.")
+@click.option("--json", "as_json", is_flag=True, help="Print the limits as JSON.")
+@pass_ctx
+@friendly
+def limit(ctx: Context, queue: str | None, per_minute: str | None, off: bool, reset: bool, as_json: bool) -> None:
+    """Show or change per-queue rate limits (jobs per minute), live on every worker.
+
+    \b
+    jobtui limit                  every queue's limit and its use in the last minute
+    jobtui limit default 300      at most 300 jobs a minute on `default` (0 holds the queue)
+    jobtui limit default --off    no limit on `default`
+    jobtui limit default --reset  back to `[limits]` in the configuration
+    """
+    if queue is None:
+        if per_minute or off or reset:
+            _fail("name the queue: jobtui limit QUEUE N | --off | --reset")
+        _closing(ctx, lambda engine: _show_limits(engine, as_json))
+        return
+    chosen = sum([per_minute is not None, off, reset])
+    if chosen != 1:
+        _fail(f"give exactly one of N, --off or --reset for queue {queue!r}, e.g. jobtui limit {queue} 300")
+    amount: int | None = None
+    if per_minute is not None:
+        try:
+            amount = int(per_minute)
+        except ValueError:
+            amount = -1
+        if amount < 0:
+            _fail(f"limit must be a whole number of jobs per minute (>= 0), got {per_minute!r}")
+
+    def work(engine: Any) -> None:
+        if reset:
+            dropped = engine.reset_limit(queue)
+            configured = engine.settings.limits.get(queue)
+            now = f"{configured}/min (configured)" if configured is not None else "unlimited (configured)"
+            click.echo(f"{queue}: {'override dropped' if dropped else 'no override was set'}; now {now}")
+        else:
+            engine.set_limit(queue, None if off else amount)
+            click.echo(f"{queue}: {'unlimited' if off else f'{amount}/min'} on every worker from its next job")
+
+    _closing(ctx, work)
+
+
+def _show_limits(engine: Any, as_json: bool) -> None:
+    from jobengine.ratelimit import RedisWindowStorage
+
+    rows = engine.limits()
+    with engine.connection.pipeline(transaction=False) as pipe:
+        for row in rows:
+            RedisWindowStorage.queue_usage(pipe, row.queue, time.time())
+        used = pipe.execute()
+
+    def text(value: Any) -> str:
+        return "-" if value is None else str(value)
+
+    table = [{"queue": r.queue, "configured": r.configured.amount if r.configured else None,
+              "override": ("off" if r.override is None else r.override.amount) if r.override_set else None,
+              "effective": r.effective.amount if r.effective else None,
+              "used_last_minute": int(n) if r.effective else None} for r, n in zip(rows, used, strict=True)]
+    if as_json:
+        click.echo(json.dumps(table))
+        return
+    click.echo(f"{'queue':14} {'configured':>10} {'override':>9} {'effective':>10} {'used/60s':>9}")
+    for r in table:
+        effective = "unlimited" if r["effective"] is None else f"{r['effective']}/min"
+        click.echo(f"{r['queue']:14} {text(r['configured']):>10} {text(r['override']):>9} {effective:>10} "
+                   f"{text(r['used_last_minute']):>9}")
+
+
+# ---- metrics --------------------------------------------------------------------------------------
+
+@click.command()
+@click.option("--port", type=click.IntRange(1, 65535), default=9464, show_default=True, help="HTTP port.")
+@click.option("--addr", default="0.0.0.0", show_default=True, help="Address to listen on.")
+@click.option("--once", is_flag=True, help="Print one scrape (Prometheus text format) and exit.")
+@pass_ctx
+@friendly
+def metrics(ctx: Context, port: int, addr: str, once: bool) -> None:
+    """Export queue sizes and job counters of the whole deployment to Prometheus (/metrics).
+
+    Every scrape reads a handful of Redis keys, never PostgreSQL.
+    """
+    from jobengine.metrics import serve
+
+    def work(engine: Any) -> None:
+        if once:
+            click.echo(engine.metrics_text(), nl=False)
+            return
+        try:
+            server = serve(engine.connection, engine.settings, port, addr)
+        except OSError as exc:
+            _fail(f"cannot listen on {addr}:{port}: {exc.strerror}")
+        click.echo(f"serving Prometheus metrics on http://{addr}:{port}/metrics", err=True)
+        stop = threading.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+        stop.wait()
+        server.shutdown()
+
+    _closing(ctx, work)
+
+
+# ---- prune ----------------------------------------------------------------------------------------
+
+@click.command()
+@click.option("--older-than", default=describe_duration(DEFAULT_OLDER_THAN), show_default=True,
+              help="Delete history that ended longer ago than this (90s, 15m, 12h, 7d, 2w).")
+@click.option("--keep-failed", help="Keep failed jobs this long instead (e.g. 30d).")
+@click.option("--dry-run", is_flag=True, help="Only count what would be deleted.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=5000, show_default=True,
+              help="Rows per delete transaction.")
+@pass_ctx
+@friendly
+def prune(ctx: Context, older_than: str, keep_failed: str | None, dry_run: bool, batch_size: int) -> None:
+    """Delete finished history, old logs and RQ's finished jobs, in batches."""
+    from jobengine.prune import exclusive
+
+    age = _duration(older_than, "--older-than")
+    keep = _duration(keep_failed, "--keep-failed")
+    assert age is not None
+
+    def work(engine: Any) -> None:
+        pruner = engine.pruner()
+        with exclusive(engine.connection, timeout=3600, wait=0 if dry_run else 10) as mine:
+            if not mine and not dry_run:
+                _fail("another process is pruning (its Redis lock is held); try again when it is done")
+            if sys.stderr.isatty() and not dry_run:
+                report = _with_progress(pruner, age, keep, batch_size)
+            else:
+                report = pruner.run(age, keep, dry_run=dry_run, batch_size=batch_size)
+        for line in report.lines():
+            click.echo(line)
+
+    _closing(ctx, work)
+
+
+def _with_progress(pruner: Any, age: float, keep: float | None, batch_size: int) -> Any:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    total = pruner.count(age, keep)
+    columns = (TextColumn("pruning history"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
+        task = progress.add_task("prune", total=total or None)
+        return pruner.run(age, keep, batch_size=batch_size,
+                          progress=lambda done: progress.update(task, completed=min(done, total)))
+
+
+# ---- stats ----------------------------------------------------------------------------------------
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print everything as JSON.")
+@click.option("--fresh", is_flag=True, help="Recompute the history counts (cached for cache.stats seconds).")
+@pass_ctx
+@friendly
+def stats(ctx: Context, as_json: bool, fresh: bool) -> None:
+    """Queues right now (the shared snapshot) and job counts over the whole history (cached)."""
+    def work(engine: Any) -> None:
+        snap = engine.snapshot()
+        history = engine.stats(fresh=fresh)
+        queues = [{"queue": q.name, "size": q.size, "scheduled": q.scheduled, "running": q.running,
+                   "failed": q.failed, "oldest_wait": q.oldest_wait,
+                   "processed_last_minute": q.processed_per_minute[-2] if len(q.processed_per_minute) > 1 else 0,
+                   "processed_last_hour": sum(q.processed_per_minute),
+                   "failed_last_hour": sum(q.failed_per_minute), "rate_limit": q.rate_limit,
+                   "rate_used": q.rate_used, "size_threshold": q.size_threshold, "over_threshold": q.over_threshold}
+                  for q in snap.queues]
+        if as_json:
+            click.echo(json.dumps({"taken_at": snap.taken_at.isoformat(), "verdict": snap.health.verdict,
+                                   "queues": queues, "workers": len(snap.workers), "history": history,
+                                   "errors": list(snap.errors)}))
+            return
+        _print_stats(snap, queues, history)
+
+    _closing(ctx, work)
+
+
+def _print_stats(snap: Any, queues: list[dict[str, Any]], history: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
+    table = Table(title=f"Queues at {snap.taken_at:%H:%M:%S} UTC: {snap.health.verdict}, "
+                        f"{len(snap.workers)} worker(s)")
+    for name in ("queue", "size", "sched", "running", "failed", "oldest wait", "done/min", "done/h", "failed/h",
+                 "limit"):
+        table.add_column(name, justify="left" if name == "queue" else "right")
+    for q in queues:
+        wait = "-" if q["oldest_wait"] is None else f"{q['oldest_wait']:.0f}s"
+        limit = "-" if q["rate_limit"] is None else f"{q['rate_used']}/{q['rate_limit']}"
+        name = q["queue"] + (" (over threshold)" if q["over_threshold"] else "")
+        table.add_row(name, f"{q['size']:,}", f"{q['scheduled']:,}", f"{q['running']:,}", f"{q['failed']:,}", wait,
+                      f"{q['processed_last_minute']:,}", f"{q['processed_last_hour']:,}",
+                      f"{q['failed_last_hour']:,}", limit)
+    console.print(table)
+    by_status = ", ".join(f"{s} {n:,}" for s, n in sorted(history["by_status"].items())) or "none"
+    console.print(f"History ({history['total']:,} jobs, counted {history['computed_at']}): {by_status}")
+    top = sorted(history["by_type"].items(), key=lambda kv: -sum(kv[1].values()))[:10]
+    for job_type, counts in top:
+        console.print(f"  {job_type}: " + ", ".join(f"{s} {n:,}" for s, n in sorted(counts.items())))
+    for error in snap.errors:
+        console.print(f"[bold red]{error}[/]")
+
+
+OPS_COMMANDS = (limit, metrics, prune, stats)
+
+
+def start_worker_extras(engine: Any, metrics_port: int | None, prune_every: float | None) -> Callable[[], None]:
+    """`jobtui worker --metrics-port/--prune-every`: start them; returns a function stopping both."""
+    from jobengine.metrics import serve
+    from jobengine.prune import PruneTimer
+
+    server = timer = None
+    if metrics_port:
+        try:
+            server = serve(engine.connection, engine.settings, metrics_port)
+        except OSError as exc:
+            _fail(f"--metrics-port {metrics_port}: cannot listen ({exc.strerror})")
+    if prune_every:
+        timer = PruneTimer(engine.pruner(), prune_every, DEFAULT_OLDER_THAN, DEFAULT_KEEP_FAILED)
+        timer.start()
+
+    def stop() -> None:
+        if timer is not None:
+            timer.stop()
+        if server is not None:
+            server.shutdown()
+
+    return stop

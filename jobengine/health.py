@@ -1,0 +1,126 @@
+"""The health verdict: `jobtui health` and `engine.health()`.
+
+Failing (exit 1): more final failures in the last hour than `thresholds.failed_per_hour`, or a
+job processing longer than `thresholds.stuck_after` (named). Warning (exit 0): a queue over its
+size threshold, a worker whose heartbeat is overdue (named), jobs waiting with no worker.
+Unknown (exit 2): Redis or PostgreSQL cannot be reached, so the checks cannot run. Every reason
+is a plain sentence.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+import redis
+
+from jobengine.config import Settings
+from jobengine.errors import StoreUnavailable
+from jobengine.models import HealthReport, JobRecord, QueueStats, WorkerInfo
+
+if TYPE_CHECKING:
+    from jobengine.monitor import Monitor
+
+#: RQ gives a worker's key this much more TTL than the next heartbeat needs; a key with less
+#: left than this has missed its heartbeat.
+STALE_GRACE = 60
+MAX_NAMED = 5
+
+
+@dataclass(frozen=True)
+class StaleWorker:
+    name: str
+    host: str
+    pid: int
+    last_heartbeat: datetime | None
+
+
+def ago(seconds: float) -> str:
+    """'42 s', '7 min', '3 h 5 min', '2 d 4 h'."""
+    seconds = max(0, int(seconds))
+    if seconds < 120:
+        return f"{seconds} s"
+    minutes = seconds // 60
+    if minutes < 120:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    days, hours = divmod(hours, 24)
+    return f"{days} d {hours} h" if hours else f"{days} d"
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
+
+
+def _names(items: Sequence[str]) -> str:
+    shown = ", ".join(items[:MAX_NAMED])
+    return shown + (f" and {len(items) - MAX_NAMED} more" if len(items) > MAX_NAMED else "")
+
+
+def verdict(settings: Settings, now: datetime, *, queues: Sequence[QueueStats], workers: Sequence[WorkerInfo],
+            stale: Sequence[StaleWorker], stuck: Sequence[JobRecord], failures_hour: int,
+            errors: Sequence[str]) -> HealthReport:
+    """The report from what the checks read; `errors` are outages (Redis..., PostgreSQL...)."""
+    redis_ok = not any(e.startswith("Redis") for e in errors)
+    pg_ok = not any("PostgreSQL" in e for e in errors)
+    if errors:
+        reasons = tuple(e if e.endswith(".") else f"{e}." for e in errors)
+        return HealthReport("unknown", reasons, now, redis_ok, pg_ok, workers=len(workers))
+    failing: list[str] = []
+    warnings: list[str] = []
+    if failures_hour > settings.failed_per_hour:
+        failing.append(f"{_plural(failures_hour, 'job')} failed in the last hour, more than the threshold "
+                       f"of {settings.failed_per_hour:,}.")
+    if stuck:
+        named = [f"{j.id} ({j.type}" + (f" on {j.worker}" if j.worker else "")
+                 + (f", started {ago((now - j.started_at).total_seconds())} ago)" if j.started_at else ")")
+                 for j in stuck]
+        failing.append(f"{_plural(len(stuck), 'job')} {'has' if len(stuck) == 1 else 'have'} been processing "
+                       f"for more than {ago(settings.stuck_after)}: {_names(named)}.")
+    for q in queues:
+        if q.over_threshold:
+            warnings.append(f"Queue {q.name} holds {q.size:,} jobs, over its threshold of {q.size_threshold:,}.")
+    for w in stale:
+        beat = f"last sent a heartbeat {ago((now - w.last_heartbeat).total_seconds())} ago" \
+            if w.last_heartbeat else "has never sent a heartbeat"
+        warnings.append(f"Worker {w.name} on {w.host} (pid {w.pid}) {beat}.")
+    if not workers and any(q.size for q in queues):
+        warnings.append("No worker is running but jobs are waiting.")
+    if failing or warnings:
+        reasons = tuple(failing + warnings)
+    else:
+        reasons = (f"All checks pass: Redis and PostgreSQL answer, {_plural(len(workers), 'worker')} alive, "
+                   f"{_plural(failures_hour, 'failure')} in the last hour.",)
+    return HealthReport("failing" if failing else "warning" if warnings else "healthy", reasons, now,
+                        True, True, failures_last_hour=failures_hour, stuck_jobs=tuple(j.id for j in stuck),
+                        workers=len(workers))
+
+
+def check(monitor: Monitor, now: datetime | None = None) -> HealthReport:
+    """Run every check now (nothing cached): a few Redis round trips and two indexed queries."""
+    from datetime import UTC
+
+    now = now or datetime.now(UTC)
+    errors: list[str] = []
+    queues: list[QueueStats] = []
+    workers: list[WorkerInfo] = []
+    stale: list[StaleWorker] = []
+    try:
+        monitor.connection.ping()
+        queues = monitor.queue_stats(now)
+        workers, stale = monitor.worker_beats(now)
+    except redis.RedisError as exc:
+        errors.append(f"Redis at {monitor.redis_where()} is unreachable: {exc}")
+    stuck: list[JobRecord] = []
+    failures_hour = 0
+    try:
+        failures_hour = monitor.store.failures_since(now - timedelta(hours=1))
+        stuck = monitor.store.stuck_jobs(monitor.settings.stuck_after)
+    except StoreUnavailable as exc:
+        errors.append(str(exc))
+    return verdict(monitor.settings, now, queues=queues, workers=workers, stale=stale, stuck=stuck,
+                   failures_hour=failures_hour, errors=errors)
