@@ -243,6 +243,7 @@ class Engine:
         """An RQ-compatible worker on `queues` (default: every lane, critical first)."""
         from jobengine.runtime.worker import ForkingJobWorker, JobWorker
 
+        self.policy.validate()  # a worker refuses to start on a retry mapping that does not import
         cls = ForkingJobWorker if fork else JobWorker
         worker = cls(list(queues or self.settings.queues), connection=self.connection, name=name,
                      default_result_ttl=self.settings.result_ttl)

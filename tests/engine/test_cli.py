@@ -68,3 +68,9 @@ def test_unreachable_servers(database_url: str, redis_url: str) -> None:
                            "dispatch", "tests.engine.jobs:noop", "--priority", "critical"),
                     "Redis at 127.0.0.1:1/0 is unreachable")
     assert rows(database_url, "SELECT count(*) FROM jobs") == [(0,)]  # nothing half written
+
+
+def test_worker_refuses_a_retry_mapping_that_does_not_import(servers: list[str], tmp_path: Path) -> None:
+    cfg = tmp_path / "jobtui.toml"
+    cfg.write_text('[retry.strategies]\n"myapp.errors.Missing" = "linear"\n')
+    _one_line_error(jobtui("--config", str(cfg), *servers, "worker", "--burst"), "myapp.errors.Missing")
