@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 import uuid
@@ -28,9 +29,9 @@ def store(database_url: str) -> Iterator[PostgresStore]:
 
 
 @pytest.fixture
-def empty_database_url(pg_template: str, database_url: str) -> Iterator[str]:
+def empty_database_url() -> Iterator[str]:
     """A database with no tables at all."""
-    base = database_url.rsplit("/", 1)[0]
+    base = os.environ.get("JOBTUI_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432").rstrip("/")
     name = f"jobtui_empty_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(f"{base}/postgres", autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}" TEMPLATE template0')
@@ -187,6 +188,16 @@ def test_applying_a_batch_twice_changes_nothing(store: PostgresStore, database_u
     assert sql(database_url, "SELECT xmin::text, * FROM jobs") == snapshot  # not even rewritten
     assert count(database_url, "job_logs") == 5
     assert count(database_url, "failed_jobs") == 1
+
+
+def test_failed_counter_is_only_written_by_failures(store: PostgresStore, database_url: str) -> None:
+    ev = Events()
+    version = "SELECT xmin::text, value FROM history_counters WHERE name = 'failed_jobs'"
+    before = sql(database_url, version)
+    store.apply_events([ev(EventKind.QUEUED, f"q{n}", T0) for n in range(50)])
+    assert sql(database_url, version) == before  # no row version per event: no lock, no bloat
+    store.apply_events([fail(ev, f"q{n}", T0 + timedelta(seconds=1)) for n in range(3)])
+    assert sql(database_url, version)[0][1] == 3 == store.failed_total() == count(database_url, "failed_jobs")
 
 
 def test_out_of_order_batches_keep_the_latest_status(store: PostgresStore) -> None:
