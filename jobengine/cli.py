@@ -151,12 +151,13 @@ def _json_arg(text: str, what: str) -> Any:
 @click.option("--burst", is_flag=True, help="Quit when the queues are empty.")
 @click.option("--processes", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--fork", is_flag=True, help="Fork a work horse per job (isolation, slower).")
+@click.option("--classic", is_flag=True, help="RQ's SimpleWorker loop (one job per dequeue, RQ's own bookkeeping).")
 @click.option("--name", help="Worker name (default: RQ's random name).")
 @click.option("--metrics-port", type=click.IntRange(1, 65535), help="Serve Prometheus metrics on this port.")
 @click.option("--prune-every", help="Prune history this often (e.g. 1h); one worker of the deployment at a time.")
 @pass_ctx
 @friendly
-def worker(ctx: Context, queues: str | None, burst: bool, processes: int, fork: bool,
+def worker(ctx: Context, queues: str | None, burst: bool, processes: int, fork: bool, classic: bool,
            name: str | None, metrics_port: int | None, prune_every: str | None) -> None:
     """Run a headless worker: lanes in priority order, scheduler included."""
     from jobengine.cli_ops import start_worker_extras
@@ -169,7 +170,7 @@ def worker(ctx: Context, queues: str | None, burst: bool, processes: int, fork: 
         _fail(f"--prune-every: {exc}")
     if processes > 1:
         _run_worker_pool(ctx, processes, queue_list, burst, fork, metrics_port,
-                         ["--prune-every", prune_every] if prune_every else [])
+                         (["--prune-every", prune_every] if prune_every else []) + (["--classic"] if classic else []))
         return
     engine = ctx.engine()
     writer = engine.history_writer()
@@ -177,7 +178,7 @@ def worker(ctx: Context, queues: str | None, burst: bool, processes: int, fork: 
     stop_extras: Callable[[], None] | None = None
     try:
         stop_extras = start_worker_extras(engine, metrics_port, every)
-        w = engine.worker(queue_list, fork=fork, name=name)
+        w = engine.worker(queue_list, fork=fork, classic=classic, name=name)
         click.echo(f"worker {w.name} on {', '.join(w.queue_names())} (pid {os.getpid()})", err=True)
         w.work(burst=burst, with_scheduler=True, logging_level="WARNING")
     finally:

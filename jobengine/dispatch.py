@@ -1,17 +1,23 @@
 """Dispatch: validate, then write the `jobs` row and put the job on its lane's RQ queue.
 
 Nothing is written until the priority, the function and the arguments all check out. The
-PostgreSQL row is written first (one round trip for any number of jobs), then the jobs go to
-Redis in one pipeline; if Redis refuses, the rows are deleted again, so a failed dispatch
-leaves nothing behind. If PostgreSQL is down, dispatch still succeeds: the row travels as a
-`queued`/`scheduled` event in the history stream and is written when PostgreSQL is back.
+PostgreSQL rows are written first (one round trip for any number of jobs), then the jobs go to
+Redis in one MULTI: the job hashes RQ's `create_job` + `enqueue_job`/`schedule_job` would
+write (built here, one HSET each), then one RPUSH per queue and one ZADD per scheduled
+registry for the whole batch. If Redis refuses, the rows are deleted again, so a failed
+dispatch leaves nothing behind. If PostgreSQL is down, dispatch still succeeds: the row
+travels as a `queued`/`scheduled` event in the history stream and is written when PostgreSQL
+is back.
 """
 
 from __future__ import annotations
 
+import calendar
 import importlib
 import pickle
 import reprlib
+import uuid
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -19,7 +25,9 @@ from typing import Any
 
 import redis
 from rq import Queue
-from rq.job import Job
+from rq.job import validate_job_id
+from rq.registry import ScheduledJobRegistry
+from rq.utils import get_call_string, utcformat
 
 from jobengine.config import Settings
 from jobengine.errors import JobFunctionError, SerializationError, StoreUnavailable
@@ -54,6 +62,7 @@ class _Prepared:
     queue: str
     delay: float
     record: NewJob
+    data: bytes = b""  # RQ's job `data`: the compressed pickle of (function, None, args, kwargs)
 
 
 def resolve_function(func: str | Callable[..., Any]) -> str:
@@ -114,10 +123,14 @@ class Dispatcher:
                                        default_timeout=self.settings.job_timeout)
         return self._queues[name]
 
-    def _prepare(self, spec: JobSpec, now: datetime) -> _Prepared:
+    def _prepare(self, spec: JobSpec, now: datetime, names: dict[Any, str]) -> _Prepared:
         lane = self.settings.lane(spec.priority)
-        func_name = resolve_function(spec.func)
-        check_serialisable(spec.args, spec.kwargs)
+        key = spec.func if isinstance(spec.func, str) else id(spec.func)  # resolved once per batch
+        func_name = names.get(key) or names.setdefault(key, resolve_function(spec.func))
+        try:  # as RQ's PickleSerializer stores it; also the serialisability check
+            data = zlib.compress(pickle.dumps((func_name, None, spec.args, spec.kwargs), pickle.HIGHEST_PROTOCOL))
+        except Exception as exc:  # pickle raises many types
+            raise SerializationError(f"job arguments cannot be serialised: {exc}") from None
         delay = lane.delay if spec.delay is None else max(0.0, float(spec.delay))
         job_type = spec.type or func_name.rpartition(".")[2]
         record = NewJob(
@@ -131,57 +144,69 @@ class Dispatcher:
             created_at=now,
             scheduled_for=now + timedelta(seconds=delay) if delay > 0 else None,
         )
-        return _Prepared(spec, func_name, job_type, lane.queue, delay, record)
+        return _Prepared(spec, func_name, job_type, lane.queue, delay, record, data)
 
     def dispatch_many(self, specs: Sequence[JobSpec]) -> list[str]:
         """Validate every spec, then write rows and enqueue; all or nothing."""
         if not specs:
             return []
         now = datetime.now(UTC)
-        prepared = [self._prepare(spec, now) for spec in specs]
-        jobs = [self._make_job(p) for p in prepared]
-        prepared = [
-            _Prepared(p.spec, p.func_name, p.type, p.queue, p.delay, replace(p.record, id=job.id))
-            for p, job in zip(prepared, jobs, strict=True)
-        ]
+        names: dict[Any, str] = {}
+        prepared = [self._prepare(spec, now, names) for spec in specs]
+        for p in prepared:
+            if p.spec.job_id is not None:
+                validate_job_id(p.spec.job_id)
+        prepared = [replace(p, record=replace(p.record, id=p.spec.job_id or str(uuid.uuid4()))) for p in prepared]
+        ids = [p.record.id for p in prepared]
         rows_written = True
         try:
             self.store.insert_jobs([p.record for p in prepared])
         except StoreUnavailable:
             rows_written = False  # the events below carry the rows to PostgreSQL later
         try:
-            self._enqueue(prepared, jobs, with_events=not rows_written)
+            self._enqueue(prepared, with_events=not rows_written)
         except redis.RedisError:
             if rows_written:  # leave nothing half written
-                self.store.delete_jobs([job.id for job in jobs])
+                self.store.delete_jobs(ids)
             raise
-        return [job.id for job in jobs]
+        return ids
 
-    def _make_job(self, p: _Prepared) -> Job:
-        queue = self.queue(p.queue)
-        return queue.create_job(
-            p.func_name,
-            args=p.spec.args,
-            kwargs=p.spec.kwargs,
-            job_id=p.spec.job_id,
-            timeout=self.settings.job_timeout,
-            result_ttl=self.settings.result_ttl,
-            failure_ttl=self.settings.failure_ttl,
-            meta={"type": p.type, "priority": p.record.priority.value},
-            status=JobStatus.SCHEDULED if p.delay > 0 else JobStatus.QUEUED,  # type: ignore[arg-type]
-        )
+    def _job_hash(self, p: _Prepared, stamp: str) -> dict[str, Any]:
+        """What RQ's `create_job` + `enqueue_job`/`schedule_job` store for this job (fields RQ
+        leaves empty are left out: RQ reads an absent field as an empty one)."""
+        fields: dict[str, Any] = {
+            "created_at": stamp, "data": p.data, "origin": p.queue, "timeout": self.settings.job_timeout,
+            "description": get_call_string(p.func_name, p.spec.args, p.spec.kwargs, max_length=75),
+            "result_ttl": self.settings.result_ttl, "failure_ttl": self.settings.failure_ttl,
+            "status": (JobStatus.SCHEDULED if p.delay > 0 else JobStatus.QUEUED).value,
+            "meta": pickle.dumps({"type": p.type, "priority": p.record.priority.value}, pickle.HIGHEST_PROTOCOL),
+        }
+        if p.delay <= 0:
+            fields["enqueued_at"] = stamp
+        return fields
 
-    def _enqueue(self, prepared: list[_Prepared], jobs: list[Job], with_events: bool) -> None:
+    def _enqueue(self, prepared: list[_Prepared], with_events: bool) -> None:
+        """One MULTI: a HSET per job, then one RPUSH per queue and one ZADD per scheduled registry."""
+        stamp = utcformat(datetime.now(UTC))
+        pushes: dict[str, list[str]] = {}
+        schedules: dict[str, dict[str, int]] = {}
         with self.connection.pipeline() as pipe:
-            for p, job in zip(prepared, jobs, strict=True):
-                queue = self.queue(p.queue)
+            for p in prepared:
+                job_id = p.record.id
+                pipe.hset(f"{Queue.job_class.redis_job_namespace_prefix}{job_id}", mapping=self._job_hash(p, stamp))
                 if p.delay > 0:
-                    queue.schedule_job(job, p.record.scheduled_for, pipeline=pipe)
+                    assert p.record.scheduled_for is not None
+                    schedules.setdefault(p.queue, {})[job_id] = calendar.timegm(p.record.scheduled_for.utctimetuple())
                 else:
-                    queue.enqueue_job(job, pipeline=pipe)
+                    pushes.setdefault(p.queue, []).append(job_id)
                 if with_events:
                     kind = EventKind.SCHEDULED if p.delay > 0 else EventKind.QUEUED
-                    add_event(pipe, kind, job.id, p.queue, at=p.record.created_at, type=p.type,
+                    add_event(pipe, kind, job_id, p.queue, at=p.record.created_at, type=p.type,
                               priority=p.record.priority, func=p.func_name, args=p.record.args,
                               delay=p.delay or None)
+            for name, ids in pushes.items():
+                pipe.rpush(self.queue(name).key, *ids)
+            for name, entries in schedules.items():
+                pipe.zadd(ScheduledJobRegistry(name, connection=self.connection).key, entries)
+            pipe.sadd(Queue.redis_queues_keys, *[self.queue(name).key for name in {**pushes, **schedules}])
             pipe.execute()

@@ -239,12 +239,18 @@ class Engine:
         """Write every buffered event to PostgreSQL now; returns how many were written."""
         return self.history_writer().drain()
 
-    def worker(self, queues: Sequence[str] | None = None, *, fork: bool = False, name: str | None = None):
-        """An RQ-compatible worker on `queues` (default: every lane, critical first)."""
+    def worker(self, queues: Sequence[str] | None = None, *, fork: bool = False, classic: bool = False,
+               name: str | None = None):
+        """An RQ-compatible worker on `queues` (default: every lane, critical first).
+
+        `FastWorker` by default (in-process, batched bookkeeping: fastest); `fork=True`: a
+        `ForkingJobWorker` (a work horse per job: isolation); `classic=True`: a `JobWorker`
+        (RQ's SimpleWorker with our hooks)."""
+        from jobengine.runtime.fastworker import FastWorker
         from jobengine.runtime.worker import ForkingJobWorker, JobWorker
 
         self.policy.validate()  # a worker refuses to start on a retry mapping that does not import
-        cls = ForkingJobWorker if fork else JobWorker
+        cls = ForkingJobWorker if fork else JobWorker if classic else FastWorker
         worker = cls(list(queues or self.settings.queues), connection=self.connection, name=name,
                      default_result_ttl=self.settings.result_ttl)
         worker.configure(self.settings, self.policy, self.limiter)

@@ -1,0 +1,695 @@
+"""The fast in-process worker: RQ's data model at a fraction of RQ's Redis round trips.
+
+It writes what RQ's SimpleWorker writes (job hash and status, `rq:wip:` entries, Result streams,
+registries, worker registration and heartbeats), so RQ's API, `rq info`, rq-dashboard and RQ's
+abandoned-job cleanup read it unchanged. Per batch: `dequeue.lua` pops up to N jobs from the
+highest non-empty lane and marks them started (atomic); they run in-process; each transition
+goes with its history event and metrics (`bookkeeping.record`) into one pending MULTI block
+(finished jobs' RQ bookkeeping: one `finish.lua` call), sent with the next dequeue in ONE round
+trip after `coalesce` merged the counters the jobs share. Batches grow while jobs are fast; a
+watcher thread sends pending writes, puts held jobs back on their queue and writes RQ's
+execution record once the running job is slow, and heartbeats. `promote.lua` moves due
+scheduled jobs once a second, atomically. With every lane empty the worker blocks in BLPOP.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import signal
+import sys
+import threading
+import time
+from base64 import b64encode
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from importlib import resources
+from typing import Any
+
+import redis
+from rq.callbacks import execute_failure_callback, execute_stopped_callback, execute_success_callback
+from rq.command import handle_command, parse_payload
+from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT as DATE_FORMAT
+from rq.defaults import DEFAULT_LOGGING_FORMAT as LOG_FORMAT
+from rq.defaults import UNSERIALIZABLE_RETURN_VALUE_PAYLOAD
+from rq.exceptions import StopRequested
+from rq.executions import Execution, ExecutionRegistry
+from rq.job import Job, JobStatus
+from rq.job_lifecycle import format_exc_info
+from rq.queue import Queue
+from rq.rate_limit import release_slot
+from rq.registry import ScheduledJobRegistry
+from rq.repeat import Repeat
+from rq.serializers import PickleSerializer
+from rq.timeouts import JobTimeoutException
+from rq.utils import now, utcformat
+from rq.worker import BaseWorker, WorkerStatus
+
+from jobengine.config import Settings
+from jobengine.ratelimit import RateLimiter
+from jobengine.retry import RetryDecision, RetryPolicy
+from jobengine.runtime.bookkeeping import record
+from jobengine.runtime.worker import IN_HAND_WAIT, STOP_SIGNAL, WORKER_TTL, ExcInfo, JobStopped, attempt_of, job_type
+from jobengine.runtime.worker import _error_details as error_details
+from jobengine.types import EventKind
+
+log = logging.getLogger("jobengine.worker")
+
+SCRIPTS = ("dequeue.lua", "finish.lua", "promote.lua")
+_INCREMENTS = {"HINCRBY", "HINCRBYFLOAT", "INCRBY", "INCR"}
+_GROUP = object()  # placeholder of a merged group in coalesce (and the key of the DELs group)
+
+
+def _script(name: str) -> str:
+    return resources.files("jobengine.runtime").joinpath(name).read_text(encoding="utf-8")
+
+
+def _pack(commands: Sequence[tuple[Any, ...]], encoder: Any) -> list[bytes]:
+    """The RESP bytes redis-py's packer would send for `commands` (several times faster here)."""
+    out: list[bytes] = []
+    for args in commands:
+        if " " in args[0]:  # "SCRIPT LOAD" and friends: the words are separate arguments
+            args = (*args[0].split(), *args[1:])
+        out.append(b"*%d\r\n" % len(args))
+        for arg in args:
+            kind = type(arg)
+            data = arg.encode() if kind is str else arg if kind is bytes else repr(arg).encode() \
+                if kind is int or kind is float else encoder.encode(arg)
+            out.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return [b"".join(out)]
+
+
+def _tokens(blob: bytes) -> list[bytes]:
+    """Split `<length>:<bytes>` tokens (dequeue.lua's reply: one bulk string, cheap to parse)."""
+    out, i = [], 0
+    while i < len(blob):
+        colon = blob.index(b":", i)
+        i = colon + 1 + int(blob[i:colon])
+        out.append(blob[colon + 1:i])
+    return out
+
+
+def _kind(args: tuple[Any, ...]) -> tuple[str, tuple[Any, ...]]:
+    """(merge family, keys touched) of one command."""
+    name = args[0]
+    if name in _INCREMENTS or (name == "EXPIRE" and len(args) == 3):
+        return "incr", args[1:2]
+    if name in ("DEL", "EXISTS", "UNLINK"):
+        return ("del" if name == "DEL" and len(args) == 2 else "other"), args[1:]
+    return "other", (args[3:3 + int(args[2])] if name in ("EVAL", "EVALSHA") else args[1:2])
+
+
+def coalesce(commands: Sequence[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """Merge the commutative writes a MULTI block makes to the same key; keep the rest in order.
+
+    A key is merged only when all its commands are increments (HINCRBY, HINCRBYFLOAT, INCRBY,
+    INCR) followed by plain EXPIREs, or all are single-key DELs: the sums go where the key was
+    first written, then its last EXPIRE; the DELs become one DEL. Inside MULTI the outcome is
+    the one of running the commands one by one; the replies of merged commands are not.
+    """
+    kinds = [_kind(args) for args in commands]
+    family: dict[Any, str] = {}
+    for args, (kind, keys) in zip(commands, kinds, strict=True):
+        for key in keys:  # an EXPIRE before the key's first write may find no key: keep that order
+            first = "other" if key not in family and args[0] == "EXPIRE" else kind
+            family[key] = kind if family.setdefault(key, first) == kind else "other"
+    out: list[tuple[Any, ...]] = []
+    groups: dict[Any, dict[Any, Any]] = {}
+    for args, (kind, keys) in zip(commands, kinds, strict=True):
+        if kind == "other" or family[keys[0]] != kind:
+            out.append(args)
+            continue
+        group = groups.get(name := _GROUP if kind == "del" else keys[0])
+        if group is None:
+            group = groups[name] = {}
+            out.append((_GROUP, name))  # expanded below
+        if kind == "del":
+            group[keys[0]] = None
+        elif args[0] == "EXPIRE":
+            group["EXPIRE"] = args[2]
+        else:
+            op, amount = ("INCRBY", 1) if args[0] == "INCR" else (args[0], args[-1])
+            slot = (op, args[2] if op[0] == "H" else None)
+            group[slot] = group.get(slot, 0) + (float(amount) if op == "HINCRBYFLOAT" else int(amount))
+    result: list[tuple[Any, ...]] = []
+    for args in out:
+        if args[0] is not _GROUP:
+            result.append(args)
+        elif args[1] is _GROUP:
+            result.append(("DEL", *groups[_GROUP]))
+        else:
+            key, group = args[1], groups[args[1]]
+            expire = group.pop("EXPIRE", None)
+            result += [(op, key, n) if field is None else (op, key, field, repr(n)) for (op, field), n in group.items()]
+            if expire is not None:
+                result.append(("EXPIRE", key, expire))
+    return result
+
+
+@dataclass
+class _Held:
+    """A job this worker marked started: in hand (waiting for its turn) or running."""
+
+    job: Job
+    queue: str
+    exec_id: str
+    since: float = 0.0  # monotonic start of the run
+    beat: float = 0.0  # last started-registry refresh (jobs without timeout)
+    execution: Execution | None = None  # RQ's record, written once the run passes execution_after
+    front_fix: bool = False  # a deferral set enqueue_at_front; reset it so retries go to the back
+
+    @property
+    def member(self) -> str:
+        return f"{self.job.id}:{self.exec_id}"
+
+
+class FastWorker(BaseWorker):
+    """In-process, batched, RQ-compatible worker with our retry policy, history and rate-limit gate."""
+
+    max_batch = 32  #: most jobs taken in one dequeue (only while jobs stay under fast_job)
+    fast_job = 0.02  #: seconds; a job at least this long drops the batch to 1
+    flush_after = 0.02  #: pending writes go out once the running job has run this long
+    hold = 0.05  #: jobs in hand go back to their queue once the batch or running job is this old
+    execution_after = 0.25  #: RQ execution record for jobs running longer than this
+    heartbeat_every = 15.0  #: worker heartbeat period (the key lives worker_ttl + 60 s)
+    promote_every = 1.0  #: scheduled-registry check period
+    idle_block = 1  #: BLPOP timeout (seconds) when every lane is empty
+    tick = 0.01  #: watcher thread period
+
+    def configure(self, settings: Settings, policy: RetryPolicy, limiter: RateLimiter | None = None) -> None:
+        self.settings, self.policy, self.limiter = settings, policy, limiter
+        self.worker_ttl = min(self.worker_ttl, WORKER_TTL)
+
+    def before_run(self, job: Job) -> float | None:
+        """The rate-limit gate, after dequeue and before the run: None runs `job`; a number of
+        seconds defers it (scheduled again, status scheduled, not an attempt, `deferred` event)."""
+        return self.limiter.check(job.origin, job.id) if self.limiter is not None else None
+
+    # ---- main loop --------------------------------------------------------------------------
+    def work(self, burst: bool = False, logging_level: str | None = None, date_format: str = DATE_FORMAT,
+             log_format: str = LOG_FORMAT, max_jobs: int | None = None, max_idle_time: int | None = None,
+             with_scheduler: bool = False, dequeue_strategy: Any = None) -> bool:
+        """Run until stopped (or until the lanes are empty with `burst`); True if any job ran."""
+        self._setup(with_scheduler)
+        self.bootstrap(logging_level or "INFO", date_format, log_format)
+        self._install_signal_handlers()
+        self._watcher.start()
+        done, idle_since, wait = 0, time.monotonic(), 1.0
+        try:
+            while not self._stop_requested and (max_jobs is None or done < max_jobs):
+                limit = self._batch if max_jobs is None else max(1, min(self._batch, max_jobs - done))
+                try:
+                    ran = self._step(burst, limit)
+                except redis.exceptions.ConnectionError as exc:  # as RQ: wait for Redis with a growing pause
+                    log.error("worker %s: Redis unreachable (%s); retrying in %.0f s", self.name, exc, wait)
+                    time.sleep(wait)
+                    wait = min(wait * 2, self.max_connection_wait_time)
+                    continue
+                wait = 1.0
+                if ran is None:
+                    break
+                done += ran
+                if ran:
+                    idle_since = time.monotonic()
+                elif max_idle_time is not None and time.monotonic() - idle_since >= max_idle_time:
+                    break
+        except StopRequested:
+            pass
+        except redis.exceptions.TimeoutError:
+            log.error("worker %s: Redis timed out, quitting", self.name)
+        finally:
+            self._teardown()
+        return bool(done)
+
+    def _step(self, burst: bool, limit: int) -> int | None:
+        """One turn: take a batch (or wait for one) and run it; jobs run, None to quit (burst)."""
+        clock = time.monotonic()
+        if clock >= self._next_suspension_check:
+            self._next_suspension_check = clock + 1.0
+            self.check_for_suspension(burst)
+        if self.should_run_maintenance_tasks:
+            self.clean_registries()
+            self.clean_group_registries()
+        batch = self._fetch(limit)
+        if batch is None:
+            if burst:
+                return None
+            if self._held and not self._open_keys():  # every lane is at its rate limit
+                self._flush()
+                time.sleep(max(0.01, min(min(self._held.values()) - time.monotonic(), 1.0)))
+                return 0
+            claimed = self._block()
+            batch = self._fetch(1, claimed) if claimed else []
+        return self._run_batch(batch) if batch else 0
+
+    def _setup(self, with_scheduler: bool) -> None:
+        if not hasattr(self, "settings"):  # built by RQ (`rq worker -w ...FastWorker`): configuration from file/env
+            settings = Settings.load()
+            self.configure(settings, RetryPolicy.from_settings(settings))
+        self._lock, self._flush_lock = threading.Lock(), threading.Lock()
+        self._pending = self.connection.pipeline()
+        self._ended: list[Job] = []  # failed, stopped, repeating: written by RQ's helpers in the block
+        self._finished: list[Job] = []  # finished: written by one finish.lua call (_finish_args)
+        self._finish_args: tuple[Any, ...] = ()
+        self._after: list[tuple[str, str]] = []  # RQ rate-limited jobs come due: enqueued RQ's way
+        self._in_hand: deque[_Held] = deque()
+        self._running: _Held | None = None
+        self._in_perform = False
+        self._stop_ids: set[str] = set()
+        self._held: dict[str, float] = {}  # queue -> monotonic time its rate limit has a slot again
+        self._batch = 1
+        self._next_promote = 0.0 if with_scheduler else math.inf
+        self._next_suspension_check = 0.0
+        self._next_beat = time.monotonic() + self.heartbeat_every
+        self._by_name = {q.name: q for q in self.queues}
+        self._shas = {name: self.connection.script_load(_script(name)) for name in SCRIPTS}
+        self._ser = None if self.serializer is PickleSerializer else self.serializer  # skips RQ's slow re-check
+        self._closing = threading.Event()
+        self._watcher = threading.Thread(target=self._watch, name=f"fastworker-{self.name[:8]}", daemon=True)
+
+    def _queue(self, name: str) -> Queue:
+        return self._by_name.get(name) or self._by_name.setdefault(name, self.queue_class(
+            name, connection=self.connection, serializer=self.serializer))
+
+    def _open_keys(self) -> list[str]:
+        clock = time.monotonic()
+        self._held = {q: until for q, until in self._held.items() if until > clock}
+        return [q.key for q in self.queues if q.name not in self._held]
+
+    # ---- dequeue ----------------------------------------------------------------------------
+    def _fetch(self, limit: int, claimed: tuple[str, str] | None = None) -> list[_Held] | None:
+        """Flush pending writes, promote due jobs (once a second) and take up to `limit` jobs
+        from the first non-empty open lane, in ONE round trip. None when every lane is empty."""
+        keys = [claimed[0]] if claimed else self._open_keys()
+        scripts: list[tuple[Any, ...]] = []
+        clock, started = time.monotonic(), now()
+        if clock >= self._next_promote:
+            self._next_promote = clock + self.promote_every
+            names = [q.name for q in self.queues]
+            scripts.append(("promote.lua", 0, int(time.time()), 1000, utcformat(started), *names))
+        if keys:
+            scripts.append(("dequeue.lua", len(keys), *keys, limit, self.name, utcformat(started),
+                            f"{time.time():.6f}", os.urandom(12).hex(), claimed[1] if claimed else ""))
+        replies = self._flush(scripts)
+        if scripts and scripts[0][0] == "promote.lua":
+            self._after += [tuple(s.decode().split(" ", 1)) for s in replies[0][1]]  # type: ignore[misc]
+        return self._parse(replies[-1], started) if keys and replies and replies[-1] else None
+
+    def _parse(self, reply: bytes, started: datetime) -> list[_Held]:
+        tokens = _tokens(reply)
+        queue, held, i = tokens[0].decode(), [], 1
+        while i < len(tokens):
+            job_id, exec_id, n = tokens[i].decode(), tokens[i + 1].decode(), 2 * int(tokens[i + 2])
+            raw, i = tokens[i + 3:i + 3 + n], i + 3 + n
+            job = self.job_class(job_id, connection=self.connection, serializer=self._ser)
+            fields = dict(zip(raw[::2], raw[1::2], strict=True))
+            stamps = fields.pop(b"created_at", None), fields.pop(b"enqueued_at", None)  # RQ parses them slowly
+            job.restore(fields)
+            job.created_at = datetime.fromisoformat(stamps[0].decode()) if stamps[0] else job.created_at
+            job.enqueued_at = datetime.fromisoformat(stamps[1].decode()) if stamps[1] else None
+            job.worker_name, job.started_at, job.last_heartbeat = self.name, started, started
+            job._status = JobStatus.STARTED
+            held.append(_Held(job, queue, exec_id))
+        return held
+
+    def _block(self) -> tuple[str, str] | None:
+        """Every lane empty: report idle and wait in BLPOP (lanes in priority order) for a job."""
+        if self._state != WorkerStatus.IDLE:
+            self._flush()
+            self.set_state(WorkerStatus.IDLE)
+        keys = self._open_keys()
+        got = self.connection.blpop(keys, timeout=self.idle_block) if keys else None
+        return (got[0].decode(), got[1].decode()) if got else None
+
+    # ---- running a batch --------------------------------------------------------------------
+    def _run_batch(self, batch: list[_Held]) -> int:
+        with self._lock:
+            if self._state != WorkerStatus.BUSY:
+                self._state = WorkerStatus.BUSY
+                self._pending.hset(self.key, "state", WorkerStatus.BUSY.value)
+            self._in_hand.extend(batch)
+        taken, ran, fast = time.monotonic(), 0, True
+        while True:
+            with self._lock:
+                if not self._in_hand or self._stop_requested or (ran and time.monotonic() - taken > self.hold):
+                    break  # what is left goes back to the front of its queue
+                item = self._in_hand.popleft()
+            duration = self._execute(item)
+            ran += duration is not None
+            fast = fast and duration is not None and duration < self.fast_job
+        self._release_in_hand()
+        self._batch = min(self._batch * 2, self.max_batch) if fast else 1
+        return ran
+
+    def _execute(self, item: _Held) -> float | None:
+        """Run one job; its duration, or None when the gate deferred it."""
+        job = item.job
+        delay = None if job.id in self._stop_ids else self._gate(job)
+        if delay is not None:
+            self._defer(item, delay)
+            return None
+        if job.meta.get("deferrals") and job.enqueue_at_front:
+            job.enqueue_at_front, item.front_fix = False, True
+        job.started_at = now()
+        item.since = item.beat = time.monotonic()
+        with self._lock:
+            self._running = item
+            record(self._pending, EventKind.STARTED, job.id, item.queue, at=job.started_at, type=job_type(job),
+                   attempt=attempt_of(job), worker=self.name)
+        exc_info: ExcInfo | None = None
+        value = None
+        try:
+            self._in_perform = True
+            if job.id in self._stop_ids or self._stopped_job_id == job.id:
+                raise JobStopped(f"job {job.id} stopped on request")
+            timeout = job.timeout or self.queue_class.DEFAULT_TIMEOUT
+            with self.death_penalty_class(timeout, JobTimeoutException, job_id=job.id):
+                value = job.perform()
+            self._in_perform = False
+            job.ended_at = now()
+            execute_success_callback(job, self.death_penalty_class, value)
+        except BaseException:  # noqa: B036 - the job's failure (JobStopped, SystemExit included) is recorded
+            exc_info = sys.exc_info()
+        finally:
+            self._in_perform = False
+        job.ended_at = job.ended_at or now()
+        with self._lock:
+            self._running = None
+            self._stop_ids.discard(job.id)
+            if exc_info is None:
+                self._succeeded(item, value)
+            else:
+                self._failed(item, exc_info)
+        duration = (job.ended_at - job.started_at).total_seconds()
+        if duration > self.settings.long_running:
+            log.warning("long-running job %s (type %s) took %.1fs (threshold %.0fs)", job.id, job_type(job),
+                        duration, self.settings.long_running)
+        if exc_info is not None and isinstance(exc_info[1], SystemExit | KeyboardInterrupt):
+            raise exc_info[1]
+        return duration
+
+    def _gate(self, job: Job) -> float | None:
+        """before_run, waiting in hand for a slot that opens within IN_HAND_WAIT."""
+        delay, waited = self.before_run(job), 0.0
+        while delay is not None and waited + delay <= IN_HAND_WAIT:
+            if not waited:
+                self._flush()  # do not sit on finished jobs' writes while waiting for a slot
+            time.sleep(max(delay, 0.002))
+            waited += max(delay, 0.002)
+            delay = self.before_run(job)
+        return delay
+
+    # ---- outcomes (called with self._lock held: they only add to the pending block) ----------
+    def _end(self, item: _Held, pipe: Any) -> None:
+        """Out of the started registry (and RQ's execution record, if one was written)."""
+        pipe.zrem(f"rq:wip:{item.queue}", item.member)
+        if item.execution is not None:
+            item.execution.delete(item.job, pipe)
+            self.executions.pop(item.exec_id, None)
+
+    def _succeeded(self, item: _Held, value: Any) -> None:
+        job, pipe = item.job, self._pending
+        ttl = job.get_result_ttl(self.default_result_ttl)
+        started, ended = job.started_at, job.ended_at
+        assert started is not None and ended is not None
+        job._status = JobStatus.FINISHED
+        if job.repeats_left:  # RQ's own path for repeating jobs (rare): result, then the next run
+            self._end(item, pipe)
+            if ttl != 0:
+                job._handle_success(ttl, pipe, worker_name=self.name, execution_id=item.exec_id,
+                                    execution_started_at=started, execution_ended_at=ended)
+            Repeat.schedule(job, self._queue(item.queue), pipeline=pipe)
+            self._ended.append(job)
+        else:  # one finish.lua call for the whole batch
+            if item.execution is not None:
+                self._end(item, pipe)
+            try:
+                payload = job.serializer.dumps(value)
+            except Exception:  # as RQ's Result.serialize
+                payload = job.serializer.dumps(UNSERIALIZABLE_RETURN_VALUE_PAYLOAD)
+            self._finished.append(job)
+            self._finish_args += (job.id, item.queue, item.exec_id, utcformat(started), utcformat(ended),
+                                  repr(started.timestamp()), repr(ended.timestamp()), ttl,
+                                  "" if value is None else b64encode(payload).decode(),
+                                  ("f" if item.front_fix else "") + ("d" if job._dependency_ids else ""))
+        duration = (ended - started).total_seconds()
+        pipe.hincrby(self.key, "successful_job_count", 1)
+        pipe.hincrbyfloat(self.key, "total_working_time", duration)
+        record(pipe, EventKind.FINISHED, job.id, item.queue, type=job_type(job), duration=f"{duration:.6f}",
+               attempt=attempt_of(job), worker=self.name)
+
+    def _failed(self, item: _Held, exc_info: ExcInfo) -> None:
+        """Retry by our policy (exception class), else by the job's own RQ Retry, else fail/stop as RQ."""
+        job, pipe, queue = item.job, self._pending, self._queue(item.queue)
+        stopped = isinstance(exc_info[1], JobStopped) or self._stopped_job_id == job.id
+        try:
+            if stopped:
+                execute_stopped_callback(job, self.death_penalty_class)
+            else:
+                execute_failure_callback(job, self.death_penalty_class, *exc_info)
+        except Exception:  # a failing callback replaces the job's exception, as in RQ
+            exc_info = sys.exc_info()
+        self.handle_exception(job, *exc_info)
+        exc, attempt = exc_info[1], attempt_of(job)
+        assert job.started_at is not None and job.ended_at is not None
+        duration = (job.ended_at - job.started_at).total_seconds()
+        decision = RetryDecision.give_up("none", "stopped") if stopped or exc is None \
+            else self.policy.decide(exc, attempt)
+        self._end(item, pipe)
+        pipe.hincrby(self.key, "failed_job_count", 1)
+        pipe.hincrbyfloat(self.key, "total_working_time", duration)
+        details = {"type": job_type(job), "attempt": attempt, "worker": self.name, "duration": f"{duration:.6f}"}
+        errors = error_details(exc, "")
+        if decision.retry:
+            job.number_of_retries = attempt
+            queue.schedule_job(job, now() + timedelta(seconds=decision.delay), pipeline=pipe)
+            record(pipe, EventKind.RETRY, job.id, item.queue, delay=f"{decision.delay:.3f}",
+                   message=f"retry {attempt + 1} in {decision.delay:.1f}s ({decision.strategy}) after "
+                           f"{type(exc).__name__}: {exc}", **details, **errors)
+            log.info("job %s (%s) failed attempt %d with %s; retrying in %.1fs (%s)", job.id, job_type(job),
+                     attempt, type(exc).__name__, decision.delay, decision.strategy)
+        elif not stopped and job.should_retry:  # a plain RQ job with its own Retry(...)
+            details["delay"] = job.get_retry_interval()
+            job.retry(queue, pipe)
+            record(pipe, EventKind.RETRY, job.id, item.queue, **details, **errors)
+        else:
+            job.set_status(JobStatus.STOPPED if stopped else JobStatus.FAILED, pipeline=pipe)
+            job._handle_failure(format_exc_info(exc_info), pipe, worker_name=self.name, execution_id=item.exec_id,
+                                execution_started_at=job.started_at, execution_ended_at=job.ended_at)
+            if stopped:
+                self._stopped_job_id = None
+                record(pipe, EventKind.STOPPED, job.id, item.queue, message="stopped on request", **details)
+            else:
+                record(pipe, EventKind.FAILED, job.id, item.queue, **details, **errors)
+            self._ended.append(job)
+
+    def _defer(self, item: _Held, delay: float) -> None:
+        """Back to the scheduled registry until the queue has a slot: not run, not an attempt.
+        Logged once per job; a `deferred` event each time; the queue is left alone for `delay`."""
+        job = item.job
+        deferrals = job.meta["deferrals"] = int(job.meta.get("deferrals", 0)) + 1
+        job.enqueue_at_front = True
+        job.started_at = job.worker_name = job.last_heartbeat = None
+        when = datetime.fromtimestamp(math.ceil(time.time() + delay), UTC)  # the registry keeps whole seconds
+        decision = self.limiter.last.get(job.origin) if self.limiter is not None else None
+        limit = f" ({decision.limit}/min)" if decision is not None and decision.limit is not None else ""
+        message = f"deferred {delay:.1f}s: queue {job.origin} is at its rate limit{limit}"
+        with self._lock:
+            self._pending.zrem(f"rq:wip:{item.queue}", item.member)
+            self._queue(item.queue).schedule_job(job, when, pipeline=self._pending)
+            record(self._pending, EventKind.DEFERRED, job.id, item.queue, type=job_type(job),
+                   delay=f"{delay:.3f}", worker=self.name, message=message)
+        self._held[item.queue] = time.monotonic() + delay
+        if deferrals == 1:
+            log.info("job %s (%s) %s", job.id, job_type(job), message)
+        self._release_in_hand(item.queue)
+
+    def _release_in_hand(self, queue: str | None = None) -> None:
+        """Jobs taken but not run go back to the front of their queue, in order, status queued."""
+        with self._lock:
+            back = [h for h in self._in_hand if queue is None or h.queue == queue]
+            if not back:
+                return
+            self._in_hand = deque(h for h in self._in_hand if queue is not None and h.queue != queue)
+            for h in back:
+                self._pending.hset(h.job.key, mapping={"status": JobStatus.QUEUED.value, "started_at": "",
+                                                       "worker_name": "", "last_heartbeat": ""})
+                self._pending.zrem(f"rq:wip:{h.queue}", h.member)
+            for name in dict.fromkeys(h.queue for h in back):
+                self._pending.lpush(self._queue(name).key, *[h.job.id for h in reversed(back) if h.queue == name])
+        self._flush()
+
+    # ---- the pending block ------------------------------------------------------------------
+    def _flush(self, tail: Sequence[tuple[Any, ...]] = ()) -> list[Any]:
+        """Send the pending writes (coalesced), the batch's finish.lua call and `tail` (scripts:
+        name, numkeys, args...) in ONE MULTI round trip; returns the replies of `tail`."""
+        with self._flush_lock:
+            with self._lock:
+                pipe, self._pending = self._pending, self.connection.pipeline()
+                ended, finished, args = self._ended, self._finished, self._finish_args
+                self._ended, self._finished, self._finish_args = [], [], ()
+                after, self._after = self._after, []
+            scripts = ([("finish.lua", 0, self.name, int(time.time()), *args)] if finished else []) + list(tail)
+            if not pipe.command_stack and not scripts:
+                return []
+            commands = coalesce([args for args, _ in pipe.command_stack])
+            first = len(commands)
+            if ended:
+                commands.append(("EXISTS", *[j.dependents_key for j in ended]))
+            commands += [("EVALSHA", self._shas[name], *rest) for name, *rest in scripts]
+            replies = self._transact(commands)
+            ours = len(replies) - len(scripts)
+            if any(isinstance(r, redis.exceptions.NoScriptError) for r in replies[ours:]):  # SCRIPT FLUSH, restart
+                self._shas = {n: self.connection.script_load(_script(n)) for n in SCRIPTS}
+                replies[ours:] = [self.connection.evalsha(self._shas[n], *rest)
+                                  if isinstance(r, redis.exceptions.NoScriptError) else r
+                                  for (n, *rest), r in zip(scripts, replies[ours:], strict=True)]
+            errors = [r for r in replies if isinstance(r, Exception)]
+            if errors:
+                raise errors[0]
+        if (replies[first] if ended else 0) + (replies[ours] if finished else 0):
+            for job in ended + finished:  # as RQ: dependents are enqueued once the outcome is committed
+                self._queue(job.origin).enqueue_dependents(job)
+        for job in ended + finished:
+            if job.webhooks:
+                job.send_webhooks(job.get_status(refresh=False))
+            if job.has_rate_limit:
+                release_slot(job)
+        for name, job_id in after:  # RQ rate-limited jobs came due: RQ's own enqueue takes their slot
+            job = self.job_class.fetch(job_id, connection=self.connection, serializer=self.serializer)
+            with self.connection.pipeline() as p:
+                ScheduledJobRegistry(queue=self._queue(name)).remove(job.id, pipeline=p)
+                self._queue(name)._enqueue_rate_limited_job(job, pipeline=p, at_front=job.should_enqueue_at_front())
+                p.execute()
+        return replies[len(replies) - len(tail):]
+
+    def _transact(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+        """MULTI, `commands`, EXEC in one write and one read: EXEC's replies, errors included as
+        exception objects. (What redis-py's transaction pipeline does, minus its per-command costs.)"""
+        pool = self.connection.connection_pool
+        conn = pool.get_connection()
+        try:
+            conn.send_packed_command(_pack([("MULTI",), *commands, ("EXEC",)], conn.encoder))
+            refused = []
+            for _ in range(len(commands) + 1):  # +OK for MULTI, then +QUEUED (or why not) for each
+                try:
+                    conn.read_response()
+                except redis.exceptions.ResponseError as exc:
+                    refused.append(exc)
+            try:
+                replies = conn.read_response()
+            except redis.exceptions.ResponseError as exc:  # EXECABORT: nothing ran
+                raise refused[0] if refused else exc from None
+        except BaseException as exc:
+            if not isinstance(exc, redis.exceptions.ResponseError):
+                conn.disconnect()  # a reply may still be on its way: never reuse this socket
+            raise
+        finally:
+            pool.release(conn)
+        return list(replies)
+
+    # ---- watcher thread ---------------------------------------------------------------------
+    def _watch(self) -> None:
+        while not self._closing.wait(self.tick):
+            try:
+                self._watch_once(time.monotonic())
+            except Exception as exc:  # keep watching: the main loop reports Redis trouble
+                log.warning("worker %s watcher: %s", self.name, exc)
+
+    def _watch_once(self, clock: float) -> None:
+        if clock >= self._next_beat:
+            self._next_beat = clock + self.heartbeat_every
+            with self.connection.pipeline() as pipe:
+                self.heartbeat(pipeline=pipe)
+                pipe.execute()
+        item = self._running
+        if item is None:
+            return
+        age = clock - item.since
+        if age >= self.hold and self._in_hand:
+            self._release_in_hand()
+        if age >= self.flush_after and len(self._pending):
+            self._flush()
+        if age >= self.execution_after and item.execution is None:
+            self._record_execution(item)
+        if item.job.timeout == -1 and clock - item.beat > 60:  # no timeout: keep the started entry alive
+            item.beat = clock
+            self.connection.zadd(f"rq:wip:{item.queue}", {item.member: time.time() + 420}, xx=True)
+
+    def _record_execution(self, item: _Held) -> None:
+        """RQ's execution record, for a job that runs long enough to be watched (and stopped) by id."""
+        with self._lock, self.connection.pipeline() as pipe:
+            if self._running is not item or item.execution is not None:
+                return
+            ttl = self.get_heartbeat_ttl(item.job)
+            execution = Execution(item.exec_id, item.job.id, self.connection, worker_name=self.name)
+            execution.created_at = execution.last_heartbeat = item.job.started_at or now()
+            execution.save(ttl, pipeline=pipe)
+            ExecutionRegistry(item.job.id, self.connection).add(execution, ttl, pipe)
+            pipe.sadd(execution.worker_executions_key, execution.composite_key)
+            pipe.expire(execution.worker_executions_key, ttl + 60)
+            pipe.execute()
+            item.execution = self.executions[execution.id] = execution
+
+    def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
+        """As RQ's SimpleWorker: the job's timeout + 60 s (420 s for jobs without timeout)."""
+        return 420 if job.timeout == -1 else int(job.timeout or 420) + 60
+
+    # ---- commands and signals ---------------------------------------------------------------
+    def handle_payload(self, message: dict[str, Any]) -> None:
+        """RQ's worker commands; stop-job and stop-execution stop a running or held job."""
+        payload = parse_payload(message)
+        if payload.get("command") not in ("stop-job", "stop-execution"):
+            handle_command(self, payload)
+            return
+        job_id, exec_id = payload.get("job_id"), payload.get("execution_id")
+        with self._lock:
+            item = self._running
+            if item is not None and (item.job.id == job_id if exec_id is None else item.exec_id == exec_id):
+                self._stopped_job_id = item.job.id
+                os.kill(os.getpid(), STOP_SIGNAL)  # the main thread raises JobStopped inside the job
+            elif any(h.job.id == job_id for h in self._in_hand):
+                self._stop_ids.add(str(job_id))
+            else:
+                log.warning("worker %s is not running job %s; stop ignored", self.name, job_id)
+
+    def _install_signal_handlers(self) -> None:
+        signal.signal(signal.SIGINT, self.request_stop)
+        signal.signal(signal.SIGTERM, self.request_stop)
+        signal.signal(STOP_SIGNAL, self._stop_current_job)
+
+    def request_stop(self, signum: int, frame: Any) -> None:
+        """First signal: finish the running job, put the held ones back, exit. Second: cold stop."""
+        if self._stop_requested:
+            if self._shutdown_requested_date and now() - self._shutdown_requested_date < timedelta(seconds=1):
+                return
+            log.warning("worker %s: cold shut down", self.name)
+            raise SystemExit(1)
+        self._stop_requested, self._shutdown_requested_date = True, now()
+
+    def _stop_current_job(self, signum: int, frame: Any) -> None:
+        item = self._running
+        if self._in_perform and item is not None and self._stopped_job_id == item.job.id:
+            raise JobStopped(f"job {item.job.id} stopped on request")
+
+    def unsubscribe(self) -> None:
+        """Stop the command listener: flag first, then UNSUBSCRIBE, whose reply wakes the thread."""
+        if self.pubsub_thread:
+            self.pubsub_thread.stop()
+            self.pubsub.unsubscribe()
+            self.pubsub_thread.join(timeout=1)
+            self.pubsub.close()
+
+    def _teardown(self) -> None:
+        try:
+            self._release_in_hand()
+            self._flush()
+        except redis.RedisError as exc:
+            log.error("worker %s could not write its last jobs' bookkeeping: %s", self.name, exc)
+        self._closing.set()
+        if self._watcher.is_alive():
+            self._watcher.join(timeout=5)
+        self.teardown()
