@@ -38,6 +38,8 @@ class ActionSpec:
     """False for keys a widget already handles (enter on a table): listed, not bound."""
     write_only: bool = False
     """Changes nothing itself but only serves mutating actions (marks): hidden in read-only too."""
+    footer_optional: bool = False
+    """Left out of the footer when the line would overflow (still bound, in help and the palette)."""
 
     def binding(self) -> Binding:
         return Binding(
@@ -93,17 +95,21 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("jobtui.help", "question_mark", "help", "Help", "Show every key and what it does", (APP,),
                key_display="?"),
     ActionSpec("jobtui.quit", "q", "quit", "Quit", "Quit the console", (APP,)),
-    ActionSpec("jobtui.lookup", "j", "lookup", "Find", "Look a job up by its id or an id prefix", (APP,)),
-    ActionSpec("jobtui.pause", "p", "pause", "Pause", "Pause the automatic refresh", (APP,)),
-    ActionSpec("jobtui.resume", "p", "resume", "Resume", "Resume the automatic refresh", (APP,)),
+    ActionSpec("jobtui.lookup", "j", "lookup", "Find", "Look a job up by its id or an id prefix", (APP,),
+               footer_optional=True),
+    ActionSpec("jobtui.pause", "p", "pause", "Pause", "Pause the automatic refresh", (APP,), footer_optional=True),
+    ActionSpec("jobtui.resume", "p", "resume", "Resume", "Resume the automatic refresh", (APP,),
+               footer_optional=True),
+    # The number keys and tab are not in the footer: the nav bar under the header shows them.
     ActionSpec("jobtui.screen.dashboard", "1", "show('dashboard')", "Dashboard", "Queues, throughput, health, workers",
-               (APP,), group=SCREEN_GROUP),
+               (APP,), group=SCREEN_GROUP, show=False),
     ActionSpec("jobtui.screen.failed", "2", "show('failed')", "Failed", "Failed jobs, newest first", (APP,),
-               group=SCREEN_GROUP),
+               group=SCREEN_GROUP, show=False),
     ActionSpec("jobtui.screen.stuck", "3", "show('stuck')", "Stuck", "Jobs processing longer than the threshold",
-               (APP,), group=SCREEN_GROUP),
-    ActionSpec("jobtui.screen.job", "4", "show('job')", "Job", "The job last looked up", (APP,), group=SCREEN_GROUP),
-    ActionSpec("jobtui.next_screen", "tab", "next_screen", "Next", "Switch to the next screen", (APP,)),
+               (APP,), group=SCREEN_GROUP, show=False),
+    ActionSpec("jobtui.screen.job", "4", "show('job')", "Job", "The job last looked up", (APP,), group=SCREEN_GROUP,
+               show=False),
+    ActionSpec("jobtui.next_screen", "tab", "next_screen", "Next", "Switch to the next screen", (APP,), show=False),
     # ---- dialogs ---------------------------------------------------------------------------
     ActionSpec("jobtui.confirm.yes", "y", "confirm", "Yes", "Go ahead with the action", ("confirm",)),
     ActionSpec("jobtui.confirm.no", "n,escape", "dismiss_dialog", "No", "Keep things as they are", ("confirm",),
@@ -120,6 +126,8 @@ SCOPE_TITLES = {
     ALL: "Every screen",
     APP: "Everywhere",
     "confirm": "Confirmation dialogs",
+    "lookup": "Find dialog",
+    "help": "Help",
 }
 HELP_SCOPES = ("dashboard", "failed", "stuck", "job", ALL, APP, "confirm")
 """The scopes the help screen lists, in this order (the current screen's first)."""
@@ -175,3 +183,14 @@ def key_label(spec: ActionSpec) -> str:
     if spec.key_display:
         return spec.key_display
     return {"question_mark": "?", "slash": "/", "escape": "esc"}.get(spec.key, spec.key)
+
+
+def key_table_markdown() -> str:
+    """The README's key table (README.md, "Console"), from the registry: a test keeps them equal."""
+    lines = ["| key | does | where | read-only |", "|---|---|---|---|"]
+    for spec in ACTIONS:
+        where = ", ".join(SCOPE_TITLES.get(scope, scope) for scope in spec.scopes)
+        hidden = "hidden" if spec.hidden_when_read_only else ""
+        does = f"{spec.description} screen: {spec.tooltip}" if spec.action.startswith("show(") else spec.tooltip
+        lines.append(f"| `{key_label(spec)}` | {does} | {where} | {hidden} |")
+    return "\n".join(lines)

@@ -19,6 +19,7 @@ from jobtui.commands import JobCommands
 from jobtui.format import clock_time, count
 from jobtui.messages import ActionDone, DetailLoaded, Operation, Outcome, PollPlan, SnapshotUpdated, ViewState
 from jobtui.poller import POLL_GROUP, PollerMixin, describe_error
+from jobtui.retried import RetriedFailures
 from jobtui.screens.base import BaseScreen
 from jobtui.screens.dashboard import DashboardScreen
 from jobtui.screens.failed import FailedScreen
@@ -68,6 +69,8 @@ class JobTUI(PollerMixin, App[None]):
         self.view_state = ViewState()
         self.current_job: JobDetail | None = None
         self.previous_mode = "dashboard"
+        self.retried = RetriedFailures()
+        """Failures retried from this console: off the failed list even before the history says so."""
 
     # ---- lifecycle -----------------------------------------------------------------------
     def on_mount(self) -> None:
@@ -228,12 +231,23 @@ class JobTUI(PollerMixin, App[None]):
 
     def on_action_done(self, message: ActionDone) -> None:
         outcome = message.outcome
+        self._remember_retried(outcome)
         text, title, severity = _describe(outcome)
         self.notify(text, title=title, severity=severity, markup=False)  # type: ignore[arg-type]
         for screen in self.screen_stack:
             if isinstance(screen, BaseScreen):
                 screen.on_outcome(outcome)
         self.poll_now()
+
+    def _remember_retried(self, outcome: Outcome) -> None:
+        op = outcome.operation
+        if op.verb == "retry":
+            for job_id, newest in op.resolves:
+                if job_id in outcome.done:
+                    self.retried.retried_job(job_id, newest)
+        elif op.verb == "retry_group" and outcome.count:
+            for fingerprint, last_seen in op.resolves:
+                self.retried.retried_group(fingerprint, last_seen)
 
 
 def _describe(outcome: Outcome) -> tuple[str, str, str]:

@@ -47,6 +47,9 @@ class Operation:
     label: str = ""
     past: str = ""
     """How the notification says it was done ('Retried', 'Stopped'); derived from verb if empty."""
+    resolves: tuple[tuple[str, datetime], ...] = ()
+    """For retries: (job id, or the group's fingerprint, newest failure the operator saw); once
+    the retry is done, failures up to then leave the failed list (see jobtui.retried)."""
 
 
 @dataclass(frozen=True)

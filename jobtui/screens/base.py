@@ -15,7 +15,7 @@ from textual.app import ComposeResult
 from textual.binding import BindingType
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import Footer, Header, Input
+from textual.widgets import Header, Input
 from textual.worker import get_current_worker
 
 from jobtui.actions import ALL, spec_for
@@ -24,6 +24,7 @@ from jobtui.messages import DetailLoaded, Outcome, PollPlan, ViewState
 from jobtui.poller import describe_error
 from jobtui.widgets.banner import Banner
 from jobtui.widgets.colors import Palette, palette
+from jobtui.widgets.footer import JobFooter
 from jobtui.widgets.navbar import NavBar
 
 if TYPE_CHECKING:
@@ -70,7 +71,7 @@ class BaseScreen(Screen[None], inherit_bindings=False):
         yield Banner(id="banner")
         yield Input(id="filter", placeholder=self.FILTER_PLACEHOLDER, classes="-hidden")
         yield from self.compose_body()
-        yield Footer(compact=self.narrow)
+        yield JobFooter(narrow=self.narrow)
 
     def compose_body(self) -> ComposeResult:
         yield from ()
@@ -109,9 +110,8 @@ class BaseScreen(Screen[None], inherit_bindings=False):
         self.set_class(state.stale, "-stale")
         snap = state.snapshot
         note = f"filter: {self.needle}" if self.needle else ""
-        self.query_one(NavBar).show(
-            self.MODE, snap.failed_total if snap else None, len(snap.stuck) if snap else None, note
-        )
+        failed = self.jobapp.retried.visible_total(snap.failed_total, snap.failed) if snap else None
+        self.query_one(NavBar).show(self.MODE, failed, len(snap.stuck) if snap else None, note)
         self.render_body(state)
 
     def render_body(self, state: ViewState) -> None:
@@ -134,7 +134,7 @@ class BaseScreen(Screen[None], inherit_bindings=False):
             self.jobapp.poll_now()
 
     def on_resize(self) -> None:
-        self.query_one(Footer).compact = self.narrow
+        self.query_one(JobFooter).set_narrow(self.narrow)
         self.rerender()
 
     # ---- actions -------------------------------------------------------------------------

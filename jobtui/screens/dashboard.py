@@ -11,7 +11,7 @@ from jobtui.screens.base import BaseScreen
 from jobtui.widgets.health import HealthBar
 from jobtui.widgets.lanes import LanesTable
 from jobtui.widgets.throughput import ThroughputChart
-from jobtui.widgets.workers import WorkersTable
+from jobtui.widgets.workers import WorkersTable, is_stale
 
 
 class DashboardScreen(BaseScreen):
@@ -30,7 +30,9 @@ class DashboardScreen(BaseScreen):
             box.border_title = "Queues"
             yield LanesTable(id="lanes")
         with Vertical(id="chart-box", classes="box") as box:
-            box.border_title = "Throughput per minute · [$text-primary]processed[/] vs [$text-error]failed[/]"
+            box.border_title = (
+                "Throughput per minute · [$text-primary]processed[/] (left axis) vs [$text-error]failed[/] (right axis)"
+            )
             yield ThroughputChart(id="chart")
         with Vertical(id="workers-box", classes="box") as box:
             box.border_title = "Workers"
@@ -53,4 +55,7 @@ class DashboardScreen(BaseScreen):
         over = sum(1 for q in snap.queues if q.over_threshold)
         self.query_one("#lanes-box").border_subtitle = f"{over} over threshold" if over else ""
         busy = sum(1 for w in snap.workers if w.state == "busy")
-        self.query_one("#workers-box").border_subtitle = f"{busy}/{len(snap.workers)} busy"
+        stale = sum(1 for w in snap.workers if is_stale(w, self.now))
+        self.query_one("#workers-box").border_subtitle = f"{busy}/{len(snap.workers)} busy" + (
+            f" · {stale} stale" if stale else ""
+        )

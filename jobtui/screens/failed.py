@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
@@ -24,10 +26,14 @@ MARK = "●"
 DETAIL_CACHE = 200
 
 
-def _flat_columns(width: int, narrow: bool) -> tuple[Column, ...]:
+TYPE_WIDTH = 22
+"""The widest the Type column gets; it is as wide as the longest type loaded, the message gets the rest."""
+
+
+def _flat_columns(width: int, narrow: bool, type_width: int = TYPE_WIDTH) -> tuple[Column, ...]:
     fixed = [Column("mark", " ", 1), Column("when", "Failed", 11), Column("job", "Job", 8)]
     if not narrow:
-        fixed += [Column("type", "Type", 22), Column("queue", "Queue", 8)]
+        fixed += [Column("type", "Type", type_width), Column("queue", "Queue", 8)]
     fixed += [Column("error", "Exception", 14 if narrow else 16)]
     if not narrow:
         fixed += [Column("attempts", "Att", 3)]
@@ -68,6 +74,7 @@ class FailedScreen(BaseScreen):
         self._detail_key: str | None = None
         self._search_shown: str | None = None
         self._keys_state: tuple[bool, bool] | None = None
+        self._type_width = TYPE_WIDTH
 
     def compose_body(self) -> ComposeResult:
         with Vertical(id="failed-main"):
@@ -134,8 +141,9 @@ class FailedScreen(BaseScreen):
             table.set_columns(_group_columns(width, narrow))
             table.sync(self._group_rows(width, narrow))
         else:
-            table.set_columns(_flat_columns(width, narrow))
-            self.by_key = {str(r.id): r for r in self.pages.rows}
+            self.by_key = {str(r.id): r for r in self.jobapp.retried.visible(self.pages.rows)}
+            self._type_width = min(TYPE_WIDTH, max([4, *(len(r.type) for r in self.by_key.values())]))
+            table.set_columns(self._columns(width, narrow))
             self.marked &= set(self.by_key)
             table.sync(self._flat_rows(width, narrow))
         self._render_status()
@@ -144,29 +152,33 @@ class FailedScreen(BaseScreen):
 
     def _flat_rows(self, width: int, narrow: bool) -> list[Row]:
         now, colors = self.now, self.colors
-        message_width = _flat_columns(width, narrow)[-1].width or 20
+        columns = self._columns(width, narrow)
+        message_width = columns[-1].width or 20
         rows: list[Row] = []
-        for r in self.pages.rows:
+        for r in self.by_key.values():
             key = str(r.id)
             cells = {
                 "mark": Text(MARK if key in self.marked else " ", style=colors.accent),
                 "when": Text(relative(r.failed_at, now, compact=True)),
                 "job": Text(short_id(r.job_id)),
-                "type": Text(ellipsize(r.type, 22)),
+                "type": Text(ellipsize(r.type, self._type_width)),
                 "queue": Text(r.queue),
                 "error": Text(ellipsize(short_class(r.error_class), 16), style=colors.error),
                 "attempts": Text(str(r.attempts), justify="right"),
                 "message": Text(ellipsize(r.error_message, message_width)),
             }
-            rows.append((key, [cells[c.key] for c in _flat_columns(width, narrow)]))
+            rows.append((key, [cells[c.key] for c in columns]))
         return rows
+
+    def _columns(self, width: int, narrow: bool) -> tuple[Column, ...]:
+        return _flat_columns(width, narrow, self._type_width)
 
     def _group_rows(self, width: int, narrow: bool) -> list[Row]:
         now, colors = self.now, self.colors
         columns = _group_columns(width, narrow)
         message_width = next(c.width for c in columns if c.key == "message") or 20
         rows: list[Row] = []
-        for g in self.groups or []:
+        for g in self.shown_groups():
             cells = {
                 "count": Text(count(g.count), justify="right", style="bold"),
                 "error": Text(ellipsize(short_class(g.error_class), 30), style=colors.error),
@@ -184,15 +196,17 @@ class FailedScreen(BaseScreen):
             if self.groups is None:
                 parts.append("loading groups…")
             else:
-                total = sum(g.count for g in self.groups)
-                parts.append(f"{len(self.groups)} groups · {count(total)} failures")
+                groups = self.shown_groups()
+                total = sum(g.count for g in groups)
+                parts.append(f"{len(groups)} groups · {count(total)} failures")
         else:
-            loaded = len(self.pages.rows)
+            loaded = len(self.by_key)
             if self.needle:
                 more = "" if self.pages.exhausted else "+"
                 parts.append(f"{count(loaded)}{more} matching")
             elif snap is not None:
-                parts.append(f"{count(snap.failed_total)} failures · {count(loaded)} loaded")
+                total = self.jobapp.retried.visible_total(snap.failed_total, snap.failed)
+                parts.append(f"{count(total)} failures · {count(loaded)} loaded")
             if self.pages.loading:
                 parts.append("loading more…")
             if self.marked:
@@ -210,7 +224,7 @@ class FailedScreen(BaseScreen):
     def _follow_cursor(self) -> None:
         key = self.table.cursor_key
         if self.grouped:
-            group = next((g for g in self.groups or [] if g.fingerprint == key), None)
+            group = self._group(key)
             if group is not None:
                 self.detail.show_group(group, self.now, self.tz, self.colors)
             else:
@@ -287,7 +301,7 @@ class FailedScreen(BaseScreen):
         if key is None:
             return
         if self.grouped:
-            group = next((g for g in self.groups or [] if g.fingerprint == key), None)
+            group = self._group(key)
             if group is not None:
                 self.grouped = False
                 box = self.query_one("#filter", Input)
@@ -317,26 +331,45 @@ class FailedScreen(BaseScreen):
         if self.table.cursor_row < self.table.row_count - 1:
             self.table.move_cursor(row=self.table.cursor_row + 1)
 
+    def _group(self, fingerprint: str | None) -> FailureGroup | None:
+        return next((g for g in self.shown_groups() if g.fingerprint == fingerprint), None)
+
+    def shown_groups(self) -> list[FailureGroup]:
+        """The groups as last polled, less those retried from this console since."""
+        retried = self.jobapp.retried
+        return [g for g in self.groups or [] if not retried.hides_group(g)]
+
+    def _newest_failures(self, job_ids: tuple[str, ...]) -> tuple[tuple[str, datetime], ...]:
+        """(job id, its newest failure among the rows loaded): what a retry of them resolves."""
+        newest: dict[str, datetime] = {}
+        wanted = set(job_ids)
+        for r in self.pages.rows:
+            if r.job_id in wanted and (r.job_id not in newest or r.failed_at > newest[r.job_id]):
+                newest[r.job_id] = r.failed_at
+        return tuple(newest.items())
+
     def action_retry(self) -> None:
         row = self.by_key.get(self.table.cursor_key or "")
         if row is None:
             return
         label = f"{short_id(row.job_id)} ({row.type})"
-        self.jobapp.run_operation(Operation("retry", (row.job_id,), label=label))
+        jobs = (row.job_id,)
+        self.jobapp.run_operation(Operation("retry", jobs, label=label, resolves=self._newest_failures(jobs)))
 
     def action_retry_bulk(self) -> None:
         if self.grouped:
-            group = next((g for g in self.groups or [] if g.fingerprint == self.table.cursor_key), None)
+            group = self._group(self.table.cursor_key)
             if group is None:
                 return
-            op = Operation("retry_group", fingerprint=group.fingerprint, label=short_class(group.error_class))
+            op = Operation("retry_group", fingerprint=group.fingerprint, label=short_class(group.error_class),
+                           resolves=((group.fingerprint, group.last_seen),))
             question = f"Retry {group.count} job{'s' if group.count != 1 else ''}?"
             detail = f"Every failure of {group.error_class}: {ellipsize(group.sample_message, 60)}"
         else:
             jobs = tuple(self.by_key[k].job_id for k in self.pages_order() if k in self.marked)
             if not jobs:
                 return
-            op = Operation("retry", jobs, label=f"{len(jobs)} jobs")
+            op = Operation("retry", jobs, label=f"{len(jobs)} jobs", resolves=self._newest_failures(jobs))
             question = f"Retry {len(jobs)} job{'s' if len(jobs) != 1 else ''}?"
             detail = "The marked jobs go back on their lanes."
 

@@ -46,7 +46,9 @@ class JobScreen(BaseScreen):
             return
         label = f"{short_id(job.record.id)} ({job.record.type})"
         past = "Stopped" if verb == "cancel" and job.record.status is JobStatus.PROCESSING else ""
-        self.jobapp.run_operation(Operation(verb, (job.record.id,), label=label, past=past))
+        failure = job.failure
+        resolves = ((job.record.id, failure.failed_at),) if verb == "retry" and failure is not None else ()
+        self.jobapp.run_operation(Operation(verb, (job.record.id,), label=label, past=past, resolves=resolves))
 
     def action_retry(self) -> None:
         self._act("retry")

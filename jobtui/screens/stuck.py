@@ -80,7 +80,7 @@ class StuckScreen(BaseScreen):
         columns = NARROW if self.narrow else WIDE
         self.table.set_columns(columns)
         self.table.sync(self._rows(shown, columns))
-        status = f"{len(stuck)} jobs processing longer than the threshold"
+        status = f"{len(stuck)} job{'' if len(stuck) == 1 else 's'} processing longer than the threshold"
         if snap is None:
             status = "waiting for the first poll…"
         if self.marked:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime, tzinfo
 
 from rich.console import Group, RenderableType
@@ -16,6 +17,8 @@ from jobengine.models import FailureGroup, JobDetail
 from jobtui.format import DASH, absolute, clock_time, count, duration, relative
 from jobtui.widgets.colors import Palette
 
+_GIVES_DELAY = re.compile(r"\bin \d")
+"""A log message that already says when ('retry 2 in 4.0s ...')."""
 STATUS_COLOR = {
     "failed": "error",
     "stopped": "error",
@@ -89,35 +92,52 @@ def render_detail(detail: JobDetail, now: datetime, tz: tzinfo | None, colors: P
         parts.append(_section("Failure", colors))
         parts.append(Text.assemble((f.error_class, f"bold {colors.error}"), ": ", f.error_message))
         parts.append(Text(f"fingerprint {f.fingerprint} · failed {absolute(f.failed_at, tz)}", style="dim"))
-        parts.append(_section("Traceback", colors))
-        parts.append(Text(f.traceback.rstrip()))
+    # The log (a few lines: every attempt, retry and delay) before the traceback (often dozens).
     parts.append(_section(f"Log ({len(detail.logs)})", colors))
-    if detail.logs:
-        log = Table.grid(padding=(0, 1))
-        for _ in range(4):
-            log.add_column(no_wrap=True)
-        log.add_column()
-        for entry in detail.logs:
-            level_color = {"error": colors.error, "warning": colors.warning}.get(entry.level, colors.muted)
-            extra = []
-            if entry.attempt is not None:
-                extra.append(f"attempt {entry.attempt}")
-            if entry.delay is not None:
-                extra.append(f"retry in {duration(entry.delay)}")
-            message = Text(entry.message)
-            if extra:
-                message.append(f"  ({', '.join(extra)})", style="dim")
-            log.add_row(
-                Text(clock_time(entry.at, tz), style="dim"),
-                Text(entry.level, style=level_color),
-                Text(entry.kind),
-                Text(""),
-                message,
-            )
-        parts.append(log)
-    else:
-        parts.append(Text("no log entries", style="dim"))
+    parts.append(_log(detail, tz, colors))
+    if detail.failure is not None:
+        parts.append(_section("Traceback", colors))
+        parts.append(traceback_text(detail.failure.traceback))
     return Group(*parts)
+
+
+def _log(detail: JobDetail, tz: tzinfo | None, colors: Palette) -> RenderableType:
+    """The job's log: time, level, kind, attempt and message (plus the retry delay if the
+    message does not give it)."""
+    if not detail.logs:
+        return Text("no log entries", style="dim")
+    log = Table.grid(padding=(0, 1))
+    for _ in range(4):
+        log.add_column(no_wrap=True)
+    log.add_column()
+    for entry in detail.logs:
+        level_color = {"error": colors.error, "warning": colors.warning}.get(entry.level, colors.muted)
+        message = Text(entry.message)
+        if entry.delay is not None and not _GIVES_DELAY.search(entry.message):
+            message.append(f"  (retry in {duration(entry.delay)})", style="dim")
+        log.add_row(
+            Text(clock_time(entry.at, tz), style="dim"),
+            Text(entry.level, style=level_color),
+            Text(entry.kind),
+            Text(f"#{entry.attempt}" if entry.attempt is not None else "", style="dim"),
+            message,
+        )
+    return log
+
+
+def traceback_text(traceback: str) -> Text:
+    """The traceback with the frames of installed libraries and the standard library dimmed, so
+    the job's own frames stand out (nothing is left out)."""
+    out = Text()
+    library = False
+    for line in traceback.rstrip().splitlines():
+        if line.lstrip().startswith('File "'):
+            library = "/site-packages/" in line or "/lib/python" in line
+        elif not line.startswith(" "):  # "Traceback (most recent call last):", the exception line
+            library = False
+        out.append(line + "\n", style="dim" if library else "")
+    out.rstrip()
+    return out
 
 
 def render_group(group: FailureGroup, now: datetime, tz: tzinfo | None, colors: Palette) -> RenderableType:

@@ -21,6 +21,17 @@ class Column:
 Row = tuple[str, Sequence[Text]]
 
 
+def same_cell(old: object, new: Text) -> bool:
+    """Equal text AND looks: Rich's `Text ==` ignores the base style, which a theme change alters."""
+    return (
+        isinstance(old, Text)
+        and old.plain == new.plain
+        and old.style == new.style
+        and old.spans == new.spans
+        and old.justify == new.justify
+    )
+
+
 class KeyedTable(DataTable[Text]):
     """`sync(rows)` updates cells by row key, removes/appends rows without a full refill when it
     can, and restores the cursor to the row key it was on (or the row that took its place)."""
@@ -110,7 +121,7 @@ class KeyedTable(DataTable[Text]):
         for key, cells in rows:
             current = self.get_row(key)
             for column, old, value in zip(keys, current, cells, strict=False):
-                if old != value:
+                if not same_cell(old, value):
                     self.update_cell(key, column, value, update_width=True)
 
     def _refill(self, rows: Sequence[Row]) -> None:

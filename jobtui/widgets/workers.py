@@ -1,4 +1,8 @@
-"""The workers table: host, pid, state, current job, queues, last heartbeat."""
+"""The workers table: host, pid, state, current job, queues, last heartbeat.
+
+A worker that stopped heartbeating is shown as `stale` (the whole row dimmed): a SIGKILLed
+worker cannot unregister, so its RQ key, and its row here, stays until the key's TTL expires.
+"""
 
 from __future__ import annotations
 
@@ -30,29 +34,61 @@ NARROW = (
     Column("beat", "Beat"),
 )
 STALE_AFTER = 60.0
-"""Seconds without a heartbeat after which a worker's heartbeat shows in the warning colour."""
+"""Seconds without a heartbeat after which a worker is `stale`.
+
+When do RQ workers heartbeat? An idle RQ worker blocks on its queues for `worker_ttl - 15` s
+(rq/worker/base.py `dequeue_timeout`) and heartbeats after each wait. Ours set `worker_ttl` to
+60 s (jobengine/runtime/worker.py `WORKER_TTL`), so an idle one beats every 45 s; the fast worker
+every 15 s; a forking worker every `DEFAULT_JOB_MONITORING_INTERVAL` = 30 s while its work horse
+runs. So 60 s is the slowest regular beat plus 15 s of slack. RQ lets the key live `worker_ttl +
+60` s after a beat, so a SIGKILLed idle worker shows `stale` for about a minute before it goes.
+
+Two cases the age alone cannot judge, so they are not called stale:
+- a busy worker: an in-process worker (ours by default) cannot beat while its job runs; RQ gives
+  its key the job's timeout + 60 s instead. The heartbeat age still shows in the warning colour,
+  and a job that runs too long shows up on the Stuck screen.
+- a plain `rq worker` with RQ's default `DEFAULT_WORKER_TTL` = 420 s idles 405 s between beats;
+  it does show as stale here after a minute of quiet. The engine's health check judges workers
+  by their key's TTL instead, which is exact for both (see jobengine/health.py).
+"""
+
+
+def is_stale(worker: WorkerInfo, now: datetime) -> bool:
+    """True for a worker not running a job whose last heartbeat is older than STALE_AFTER."""
+    if worker.state == "busy":
+        return False
+    beat = worker.last_heartbeat
+    return beat is None or (now - beat).total_seconds() > STALE_AFTER
+
+
+def shown_state(worker: WorkerInfo, now: datetime) -> str:
+    """The state text the table shows: RQ's state, or `stale`."""
+    return "stale" if is_stale(worker, now) else worker.state
 
 
 def worker_rows(
     workers: Sequence[WorkerInfo], now: datetime, colors: Palette, *, narrow: bool
 ) -> list[Row]:
     rows: list[Row] = []
+    columns = NARROW if narrow else WIDE
     for w in workers:
-        stale = w.last_heartbeat is None or (now - w.last_heartbeat).total_seconds() > STALE_AFTER
-        state_style = colors.success if w.state == "busy" else colors.muted if w.state == "idle" else colors.warning
+        stale = is_stale(w, now)
+        late = w.last_heartbeat is None or (now - w.last_heartbeat).total_seconds() > STALE_AFTER
+        dim = colors.muted if stale else ""
+        if stale:
+            state_style = f"italic {colors.muted}"
+        else:
+            state_style = colors.success if w.state == "busy" else colors.muted if w.state == "idle" else colors.warning
         queues = ",".join(q[:4] for q in w.queues) if narrow else ", ".join(w.queues)
         cells = {
-            "name": Text(w.name),
-            "host": Text(w.host),
-            "pid": Text(str(w.pid), justify="right"),
-            "state": Text(w.state, style=state_style),
-            "job": Text(short_id(w.current_job)),
-            "queues": Text(queues),
-            "beat": Text(
-                relative(w.last_heartbeat, now, compact=True), style=f"bold {colors.warning}" if stale else ""
-            ),
+            "name": Text(w.name, style=dim),
+            "host": Text(w.host, style=dim),
+            "pid": Text(str(w.pid), justify="right", style=dim),
+            "state": Text(shown_state(w, now), style=state_style),
+            "job": Text(short_id(w.current_job), style=dim),
+            "queues": Text(queues, style=dim),
+            "beat": Text(relative(w.last_heartbeat, now, compact=True), style=f"bold {colors.warning}" if late else ""),
         }
-        columns = NARROW if narrow else WIDE
         rows.append((w.name, [cells[c.key] for c in columns]))
     return rows
 
@@ -66,6 +102,7 @@ class WorkersTable(KeyedTable):
         self.set_columns(NARROW if narrow else WIDE)
         shown = [
             w for w in workers
-            if not needle or any(needle in v.lower() for v in (w.name, w.host, w.state, *w.queues))
+            if not needle or any(needle in v.lower() for v in (w.name, w.host, shown_state(w, now), *w.queues))
         ]
+        shown.sort(key=lambda w: is_stale(w, now))  # live workers first; the engine's order otherwise
         self.sync(worker_rows(shown, now, colors, narrow=narrow))

@@ -1,8 +1,9 @@
 """A deterministic engine double for the console's snapshot and Pilot tests.
 
 `FakeEngine` implements `jobengine.api.EngineAPI` with fixed data computed from a fixed clock
-(`NOW`): four lanes, three workers, a health verdict, ~120 failures in four exception groups,
-two stuck jobs, a few scheduled/queued jobs, details with tracebacks and logs. `retry`,
+(`NOW`): four lanes, three workers (four with `dead_worker=True`), a health verdict, ~120
+failures in four exception groups, two stuck jobs, a few scheduled/queued jobs, details with
+tracebacks and logs. `retry`,
 `cancel` and `retry_group` record their calls and change the double's state; `outage = True`
 makes `snapshot()` raise `UnavailableError`, `partial_errors` simulates a partial outage.
 No randomness and no wall clock: the same inputs give the same screens.
@@ -84,8 +85,12 @@ def _traceback(error_class: str, message: str, func: str) -> str:
 class FakeEngine:
     """EngineAPI with fixed data, a fixed clock, recorded calls and switchable outages."""
 
-    def __init__(self, *, failures: int = 120, read_only: bool = False, snapshot_delay: float = 0.0) -> None:
+    def __init__(
+        self, *, failures: int = 120, read_only: bool = False, snapshot_delay: float = 0.0, dead_worker: bool = False
+    ) -> None:
         self.read_only = read_only
+        # dead_worker: also list w-api-2, idle, last heartbeat 3 min ago (SIGKILLed, key not yet expired)
+        self.dead_worker = dead_worker
         self.outage = False
         self.partial_errors: tuple[str, ...] = ()
         self.snapshot_delay = snapshot_delay
@@ -238,6 +243,10 @@ class FakeEngine:
 
     def _workers(self, stuck: tuple[JobRecord, ...]) -> tuple[WorkerInfo, ...]:
         current = {r.worker: r.id for r in stuck}
+        dead = (
+            (WorkerInfo("w-api-2", "web-02", 4243, "idle", None, ("critical", "high"), NOW - timedelta(minutes=3)),)
+            if self.dead_worker else ()
+        )
         return (
             WorkerInfo("w-api-1", "web-01", 4242, "idle", None, ("critical", "high"), NOW - timedelta(seconds=1)),
             WorkerInfo(
@@ -248,6 +257,7 @@ class FakeEngine:
                 "w-batch-2", "batch-02", 1338, "busy" if "w-batch-2" in current else "idle",
                 current.get("w-batch-2"), ("default", "low"), NOW - timedelta(minutes=11),
             ),
+            *dead,
         )
 
     def _health(

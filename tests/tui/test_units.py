@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 
-from jobtui.actions import ACTIONS, APP, bindings_for, help_sections, visible_actions
+from jobtui.actions import ACTIONS, APP, bindings_for, help_sections, key_table_markdown, visible_actions
 from jobtui.format import absolute, count, duration, ellipsize, rate_use, relative, sparkline
 from jobtui.paging import FailedPages
 from tests.tui.doubles import NOW, FakeEngine
@@ -99,3 +100,11 @@ def test_read_only_and_pause_state_filter_help_and_palette() -> None:
     assert titles[0] == "Stuck jobs"
     all_keys = {s.key for _, specs in help_sections(None, read_only=True, paused=False) for s in specs}
     assert not {"r", "R", "c", "C"} & all_keys
+
+
+def test_the_readme_key_table_is_the_action_table() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("\n### Keys\n", 1)[1].split("\n### ", 1)[0]
+    table = "\n".join(line for line in section.splitlines() if line.startswith("|"))
+    assert table == key_table_markdown()
+    assert len(table.splitlines()) == len(ACTIONS) + 2

@@ -1,0 +1,165 @@
+"""Stale workers on the dashboard, and retried failures leaving the failed list for good."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import timedelta
+
+from jobengine.models import FailedJob, WorkerInfo
+from jobtui import JobTUI
+from jobtui.retried import RetriedFailures
+from jobtui.screens.confirm import ConfirmScreen
+from jobtui.screens.failed import FailedScreen
+from jobtui.widgets.colors import Palette
+from jobtui.widgets.table import KeyedTable
+from jobtui.widgets.workers import STALE_AFTER, WIDE, is_stale, worker_rows
+from tests.tui.conftest import settle
+from tests.tui.doubles import NOW, FakeEngine
+
+AppFactory = Callable[..., JobTUI]
+COLORS = Palette(error="#ff0000", warning="#ffaa00", success="#00ff00", accent="#ffff00", muted="#777777",
+                 primary="#0000ff")
+STATE = [c.key for c in WIDE].index("state")
+
+
+def worker(state: str, seconds_ago: float | None) -> WorkerInfo:
+    beat = NOW - timedelta(seconds=seconds_ago) if seconds_ago is not None else None
+    return WorkerInfo("w", "h", 1, state, None, ("default",), beat)
+
+
+def test_a_worker_is_stale_after_a_minute_without_heartbeat_unless_busy() -> None:
+    assert STALE_AFTER == 60
+    assert not is_stale(worker("idle", 59), NOW)
+    assert is_stale(worker("idle", 61), NOW)
+    assert is_stale(worker("suspended", 600), NOW)
+    assert is_stale(worker("idle", None), NOW)
+    # an in-process worker cannot heartbeat while its job runs: age alone does not make it stale
+    assert not is_stale(worker("busy", 600), NOW)
+
+
+def test_stale_rows_are_dimmed_and_say_stale() -> None:
+    (_, fresh), (_, dead) = worker_rows([worker("idle", 10), worker("idle", 180)], NOW, COLORS, narrow=False)
+    assert fresh[STATE].plain == "idle" and dead[STATE].plain == "stale"
+    assert all(COLORS.muted in str(cell.style) for i, cell in enumerate(dead) if WIDE[i].key != "beat")
+    assert not any(COLORS.muted in str(cell.style) for i, cell in enumerate(fresh) if WIDE[i].key != "state")
+    beat = dead[[c.key for c in WIDE].index("beat")]
+    assert beat.plain == "3m ago" and COLORS.warning in str(beat.style)
+
+
+async def test_dashboard_shows_a_sigkilled_worker_as_stale(make_app: AppFactory) -> None:
+    app = make_app(fake=FakeEngine(dead_worker=True))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        table = app.screen.query_one("#workers", KeyedTable)
+        states = {key: table.get_row(key)[STATE].plain for key in table.row_keys}
+        assert states == {"w-api-1": "idle", "w-batch-1": "busy", "w-batch-2": "busy", "w-api-2": "stale"}
+        assert app.screen.query_one("#workers-box").border_subtitle == "2/4 busy · 1 stale"
+        await pilot.press("slash", *"stale", "enter")
+        await pilot.pause()
+        assert table.row_keys == ["w-api-2"]
+
+
+async def test_without_a_dead_worker_nothing_is_stale(make_app: AppFactory) -> None:
+    app = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        table = app.screen.query_one("#workers", KeyedTable)
+        assert "stale" not in {table.get_row(key)[STATE].plain for key in table.row_keys}
+        assert app.screen.query_one("#workers-box").border_subtitle == "2/3 busy"
+
+
+# ---- retried failures -------------------------------------------------------------------------
+
+def failure(n: int, job_id: str, minutes_ago: float, fingerprint: str = "fp") -> FailedJob:
+    return FailedJob(n, job_id, "t", "default", "ValueError", "bad", "", fingerprint,
+                     NOW - timedelta(minutes=minutes_ago), 1)
+
+
+def test_retried_failures_hide_up_to_what_the_operator_saw() -> None:
+    retried = RetriedFailures()
+    old, other = failure(1, "a", 10), failure(2, "b", 5)
+    retried.retried_job("a", old.failed_at)
+    assert retried.visible([old, other]) == [other]
+    again = failure(3, "a", 1)  # the job failed again after its retry: it shows
+    assert retried.visible([again, old]) == [again]
+    assert retried.visible_total(3, [again, other, old]) == 2
+    retried.retried_group("fp", other.failed_at)
+    assert retried.visible([again, other, old]) == [again]
+
+
+class KeepsFailureLog(FakeEngine):
+    """Like the real engine: a retry puts the job back but its failure rows stay in the log."""
+
+    def retry(self, job_id: str) -> bool:
+        kept = list(self._failures)
+        done = super().retry(job_id)
+        self._failures = kept
+        return done
+
+    def retry_group(self, fingerprint: str) -> int:
+        kept = list(self._failures)
+        n = super().retry_group(fingerprint)
+        self._failures = kept
+        return n
+
+    def fail_again(self, job_id: str) -> FailedJob:
+        row = next(r for r in self._failures if r.job_id == job_id)
+        again = replace(row, id=9999, failed_at=NOW, error_message="failed again")
+        self._failures.insert(0, again)
+        return again
+
+
+def failed_screen(app: JobTUI) -> FailedScreen:
+    screen = app.screen_stack[0]
+    assert isinstance(screen, FailedScreen)
+    return screen
+
+
+def shown(app: JobTUI) -> list[FailedJob]:
+    screen = failed_screen(app)
+    return [screen.by_key[key] for key in screen.table.row_keys]
+
+
+async def test_a_retried_job_stays_off_the_list_until_it_fails_again(make_app: AppFactory) -> None:
+    engine = KeepsFailureLog()
+    app = make_app(fake=engine)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("2")
+        await settle(pilot)
+        target = shown(app)[0].job_id
+        await pilot.press("r")
+        await settle(pilot)
+        assert engine.called("retry") == [(target,)]
+        assert target in {r.job_id for r in engine.failed_jobs(500)}  # the engine still lists it...
+        app.poll_now()
+        await settle(pilot)
+        assert target not in {r.job_id for r in shown(app)}  # ...the console does not
+        assert "119 failures" in str(app.screen.query_one("#failed-status").render())
+        again = engine.fail_again(target)
+        app.poll_now()
+        await settle(pilot)
+        assert shown(app)[0] == again
+
+
+async def test_a_retried_group_stays_off_both_views(make_app: AppFactory) -> None:
+    engine = KeepsFailureLog()
+    app = make_app(fake=engine)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("2", "g")
+        await settle(pilot)
+        screen = failed_screen(app)
+        top = screen.shown_groups()[0]
+        await pilot.press("R")
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("y")
+        await settle(pilot)
+        app.poll_now()
+        await settle(pilot)
+        assert engine.called("retry_group") == [(top.fingerprint,)]
+        assert top.fingerprint in {g.fingerprint for g in engine.failure_groups()}
+        assert top.fingerprint not in screen.table.row_keys
+        await pilot.press("g")
+        await settle(pilot)
+        assert top.fingerprint not in {r.fingerprint for r in shown(app)}
+        assert len(shown(app)) == 50 - sum(1 for r in engine.failed_jobs(50) if r.fingerprint == top.fingerprint)
