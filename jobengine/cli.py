@@ -172,6 +172,12 @@ def worker(ctx: Context, queues: str | None, burst: bool, processes: int, fork: 
         _run_worker_pool(ctx, processes, queue_list, burst, fork, metrics_port,
                          (["--prune-every", prune_every] if prune_every else []) + (["--classic"] if classic else []))
         return
+    import signal
+
+    def stop_during_start(signum: int, frame: object) -> None:  # the worker installs its own handler
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, stop_during_start)  # a SIGTERM while starting still cleans up
     engine = ctx.engine()
     writer = engine.history_writer()
     writer.start()

@@ -18,6 +18,7 @@ same with a million jobs in history.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -42,6 +43,7 @@ _RUN_END = {EventKind.FINISHED: "finished", EventKind.FAILED: "failed", EventKin
             EventKind.STOPPED: "stopped"}
 
 
+@functools.lru_cache(maxsize=4096)  # the same few label sets, for every job
 def _field(*labels: str) -> str:
     return json.dumps(labels, separators=(",", ":"))
 

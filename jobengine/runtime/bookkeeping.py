@@ -20,3 +20,57 @@ def record(pipe: Any, kind: EventKind, job_id: str, queue: str, **details: Any) 
     add_event(pipe, kind, job_id, queue, **details)
     record_metrics(pipe, kind, queue, details)
     invalidate_job_status(pipe, job_id)
+
+
+class Recorder:
+    """Collects what `record` writes for a batch of jobs, merged, for one MULTI block.
+
+    `record` (and a worker's own job counters) only ever increment counters, set their expiry,
+    delete cached statuses and append stream entries. Many jobs touch the same counters, so the
+    increments are summed per key and field, each key's expiry and each deletion is sent once,
+    and the stream entries go out one by one, in order. Inside MULTI the outcome equals sending
+    every command as it came; the replies of merged commands are not kept. Use a real pipeline
+    for any other command.
+    """
+
+    def __init__(self) -> None:
+        self._sums: dict[tuple[str, str, str | None], float] = {}
+        self._expires: dict[str, int] = {}
+        self._deletes: dict[str, None] = {}
+        self._entries: list[tuple[Any, ...]] = []
+
+    def __len__(self) -> int:
+        return len(self._sums) + len(self._expires) + len(self._deletes) + len(self._entries)
+
+    def hincrby(self, name: str, key: str, amount: int = 1) -> None:
+        slot = ("HINCRBY", name, key)
+        self._sums[slot] = self._sums.get(slot, 0) + amount
+
+    def hincrbyfloat(self, name: str, key: str, amount: float = 1.0) -> None:
+        slot = ("HINCRBYFLOAT", name, key)
+        self._sums[slot] = self._sums.get(slot, 0.0) + float(amount)
+
+    def incr(self, name: str, amount: int = 1) -> None:
+        slot = ("INCRBY", name, None)
+        self._sums[slot] = self._sums.get(slot, 0) + amount
+
+    def expire(self, name: str, seconds: int) -> None:
+        self._expires[name] = int(seconds)
+
+    def delete(self, *names: str) -> None:
+        self._deletes.update(dict.fromkeys(names))
+
+    def xadd(self, name: str, fields: dict[str, Any]) -> None:
+        self._entries.append(("XADD", name, "*", *[item for pair in fields.items() for item in pair]))
+
+    def commands(self) -> list[tuple[Any, ...]]:
+        """The merged commands: sums, then expiries, then one DEL, then the stream entries."""
+        out: list[tuple[Any, ...]] = [
+            (op, name, repr(total)) if key is None
+            else (op, name, key, repr(total) if op == "HINCRBYFLOAT" else int(total))
+            for (op, name, key), total in self._sums.items()
+        ]
+        out += [("EXPIRE", name, seconds) for name, seconds in self._expires.items()]
+        if self._deletes:
+            out.append(("DEL", *self._deletes))
+        return out + self._entries

@@ -7,8 +7,8 @@
 -- KEYS: rq:queue:<name>, highest priority first
 -- ARGV: 1 how many, 2 worker name, 3 started_at (RQ's utcformat), 4 now (epoch seconds),
 --       5 execution id prefix (24 hex), 6 a job id already popped (BLPOP) from KEYS[1], or ''
--- Returns false when every queue is empty, else one string of `<length>:<bytes>` tokens: the
--- queue name, then per job its id, execution id, field count and the hash's non-empty fields.
+-- Returns false when every queue is empty, else one flat array: the queue name, then per job
+-- its id, execution id, field count and the hash's non-empty fields.
 local count = tonumber(ARGV[1])
 local now = tonumber(ARGV[4])
 for _, qkey in ipairs(KEYS) do
@@ -20,13 +20,9 @@ for _, qkey in ipairs(KEYS) do
   end
   if ids then
     local name = string.sub(qkey, 10)
-    local out = {#name, ':', name}
+    local out = {name}
     local wip = {}
-    local function put(value)
-      out[#out + 1] = #value
-      out[#out + 1] = ':'
-      out[#out + 1] = value
-    end
+    local function put(value) out[#out + 1] = value end
     for i, id in ipairs(ids) do
       local jkey = 'rq:job:' .. id
       local h = redis.call('HGETALL', jkey)
@@ -55,7 +51,7 @@ for _, qkey in ipairs(KEYS) do
       end
     end
     if #wip > 0 then redis.call('ZADD', 'rq:wip:' .. name, unpack(wip)) end
-    return table.concat(out)
+    return out
   end
 end
 return false

@@ -4,9 +4,9 @@ It writes what RQ's SimpleWorker writes (job hash and status, `rq:wip:` entries,
 registries, worker registration and heartbeats), so RQ's API, `rq info`, rq-dashboard and RQ's
 abandoned-job cleanup read it unchanged. Per batch: `dequeue.lua` pops up to N jobs from the
 highest non-empty lane and marks them started (atomic); they run in-process; each transition
-goes with its history event and metrics (`bookkeeping.record`) into one pending MULTI block
-(finished jobs' RQ bookkeeping: one `finish.lua` call), sent with the next dequeue in ONE round
-trip after `coalesce` merged the counters the jobs share. Batches grow while jobs are fast; a
+goes with its history event and metrics (`bookkeeping.record`, into a `Recorder` that merges the
+counters the jobs share) into one pending MULTI block (finished jobs' RQ bookkeeping: one
+`finish.lua` call), sent with the next dequeue in ONE round trip. Batches grow while jobs are fast; a
 watcher thread sends pending writes, puts held jobs back on their queue and writes RQ's
 execution record once the running job is slow, and heartbeats. `promote.lua` moves due
 scheduled jobs once a second, atomically. With every lane empty the worker blocks in BLPOP.
@@ -14,6 +14,7 @@ scheduled jobs once a second, atomically. With every lane empty the worker block
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -44,14 +45,15 @@ from rq.rate_limit import release_slot
 from rq.registry import ScheduledJobRegistry
 from rq.repeat import Repeat
 from rq.serializers import PickleSerializer
-from rq.timeouts import JobTimeoutException
-from rq.utils import now, utcformat
+from rq.timeouts import JobTimeoutException, UnixSignalDeathPenalty
+from rq.utils import import_attribute, now
 from rq.worker import BaseWorker, WorkerStatus
 
 from jobengine.config import Settings
 from jobengine.ratelimit import RateLimiter
 from jobengine.retry import RetryDecision, RetryPolicy
-from jobengine.runtime.bookkeeping import record
+from jobengine.runtime.bookkeeping import Recorder, record
+from jobengine.runtime.transport import Block
 from jobengine.runtime.worker import IN_HAND_WAIT, STOP_SIGNAL, WORKER_TTL, ExcInfo, JobStopped, attempt_of, job_type
 from jobengine.runtime.worker import _error_details as error_details
 from jobengine.types import EventKind
@@ -59,94 +61,53 @@ from jobengine.types import EventKind
 log = logging.getLogger("jobengine.worker")
 
 SCRIPTS = ("dequeue.lua", "finish.lua", "promote.lua")
-_INCREMENTS = {"HINCRBY", "HINCRBYFLOAT", "INCRBY", "INCR"}
-_GROUP = object()  # placeholder of a merged group in coalesce (and the key of the DELs group)
+
+
+def _stamp(moment: datetime) -> str:
+    """RQ's `utcformat` (2026-01-02T03:04:05.678901Z) at a fraction of strftime's cost."""
+    return moment.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+
+
+@functools.lru_cache(maxsize=1024)
+def _function(name: str) -> Any:
+    return import_attribute(name)
+
+
+def _cached_functions(job_class: type[Job]) -> type[Job]:
+    """`job_class` whose `func` imports each function once per process instead of on every call."""
+
+    class FastJob(job_class):  # type: ignore[valid-type,misc]
+        @property
+        def func(self) -> Any:
+            name = self.func_name
+            return _function(name) if name is not None and not self.instance else super().func
+
+    return FastJob
 
 
 def _script(name: str) -> str:
     return resources.files("jobengine.runtime").joinpath(name).read_text(encoding="utf-8")
 
 
-def _pack(commands: Sequence[tuple[Any, ...]], encoder: Any) -> list[bytes]:
-    """The RESP bytes redis-py's packer would send for `commands` (several times faster here)."""
-    out: list[bytes] = []
-    for args in commands:
-        if " " in args[0]:  # "SCRIPT LOAD" and friends: the words are separate arguments
-            args = (*args[0].split(), *args[1:])
-        out.append(b"*%d\r\n" % len(args))
-        for arg in args:
-            kind = type(arg)
-            data = arg.encode() if kind is str else arg if kind is bytes else repr(arg).encode() \
-                if kind is int or kind is float else encoder.encode(arg)
-            out.append(b"$%d\r\n%s\r\n" % (len(data), data))
-    return [b"".join(out)]
+@dataclass
+class _Sent:
+    """A block written to Redis whose replies are still to be read (see `_receive`)."""
+
+    block: Block
+    scripts: list[tuple[Any, ...]]  # the EVALSHAs at its end: (script name, numkeys, args...)
+    tail: int  # how many of them the caller asked for
+    ended: list[Job]
+    finished: list[Job]
+    after: list[tuple[str, str]]
 
 
-def _tokens(blob: bytes) -> list[bytes]:
-    """Split `<length>:<bytes>` tokens (dequeue.lua's reply: one bulk string, cheap to parse)."""
-    out, i = [], 0
-    while i < len(blob):
-        colon = blob.index(b":", i)
-        i = colon + 1 + int(blob[i:colon])
-        out.append(blob[colon + 1:i])
-    return out
+@dataclass
+class _Ask:
+    """A dequeue sent (with the pending writes) whose reply is still to be read (see `_take`)."""
 
-
-def _kind(args: tuple[Any, ...]) -> tuple[str, tuple[Any, ...]]:
-    """(merge family, keys touched) of one command."""
-    name = args[0]
-    if name in _INCREMENTS or (name == "EXPIRE" and len(args) == 3):
-        return "incr", args[1:2]
-    if name in ("DEL", "EXISTS", "UNLINK"):
-        return ("del" if name == "DEL" and len(args) == 2 else "other"), args[1:]
-    return "other", (args[3:3 + int(args[2])] if name in ("EVAL", "EVALSHA") else args[1:2])
-
-
-def coalesce(commands: Sequence[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
-    """Merge the commutative writes a MULTI block makes to the same key; keep the rest in order.
-
-    A key is merged only when all its commands are increments (HINCRBY, HINCRBYFLOAT, INCRBY,
-    INCR) followed by plain EXPIREs, or all are single-key DELs: the sums go where the key was
-    first written, then its last EXPIRE; the DELs become one DEL. Inside MULTI the outcome is
-    the one of running the commands one by one; the replies of merged commands are not.
-    """
-    kinds = [_kind(args) for args in commands]
-    family: dict[Any, str] = {}
-    for args, (kind, keys) in zip(commands, kinds, strict=True):
-        for key in keys:  # an EXPIRE before the key's first write may find no key: keep that order
-            first = "other" if key not in family and args[0] == "EXPIRE" else kind
-            family[key] = kind if family.setdefault(key, first) == kind else "other"
-    out: list[tuple[Any, ...]] = []
-    groups: dict[Any, dict[Any, Any]] = {}
-    for args, (kind, keys) in zip(commands, kinds, strict=True):
-        if kind == "other" or family[keys[0]] != kind:
-            out.append(args)
-            continue
-        group = groups.get(name := _GROUP if kind == "del" else keys[0])
-        if group is None:
-            group = groups[name] = {}
-            out.append((_GROUP, name))  # expanded below
-        if kind == "del":
-            group[keys[0]] = None
-        elif args[0] == "EXPIRE":
-            group["EXPIRE"] = args[2]
-        else:
-            op, amount = ("INCRBY", 1) if args[0] == "INCR" else (args[0], args[-1])
-            slot = (op, args[2] if op[0] == "H" else None)
-            group[slot] = group.get(slot, 0) + (float(amount) if op == "HINCRBYFLOAT" else int(amount))
-    result: list[tuple[Any, ...]] = []
-    for args in out:
-        if args[0] is not _GROUP:
-            result.append(args)
-        elif args[1] is _GROUP:
-            result.append(("DEL", *groups[_GROUP]))
-        else:
-            key, group = args[1], groups[args[1]]
-            expire = group.pop("EXPIRE", None)
-            result += [(op, key, n) if field is None else (op, key, field, repr(n)) for (op, field), n in group.items()]
-            if expire is not None:
-                result.append(("EXPIRE", key, expire))
-    return result
+    sent: _Sent | None
+    started: datetime
+    dequeue: bool  # False: every lane was held by its rate limit, only the writes (and promote) went
 
 
 @dataclass
@@ -170,6 +131,7 @@ class FastWorker(BaseWorker):
     """In-process, batched, RQ-compatible worker with our retry policy, history and rate-limit gate."""
 
     max_batch = 32  #: most jobs taken in one dequeue (only while jobs stay under fast_job)
+    prefetch = True  #: a full batch of fast jobs asks for the next one half way (Redis works meanwhile)
     fast_job = 0.02  #: seconds; a job at least this long drops the batch to 1
     flush_after = 0.02  #: pending writes go out once the running job has run this long
     hold = 0.05  #: jobs in hand go back to their queue once the batch or running job is this old
@@ -194,6 +156,7 @@ class FastWorker(BaseWorker):
              with_scheduler: bool = False, dequeue_strategy: Any = None) -> bool:
         """Run until stopped (or until the lanes are empty with `burst`); True if any job ran."""
         self._setup(with_scheduler)
+        self._max_jobs = max_jobs
         self.bootstrap(logging_level or "INFO", date_format, log_format)
         self._install_signal_handlers()
         self._watcher.start()
@@ -233,7 +196,9 @@ class FastWorker(BaseWorker):
         if self.should_run_maintenance_tasks:
             self.clean_registries()
             self.clean_group_registries()
-        batch = self._fetch(limit)
+        with self._lock:
+            ask, self._ahead = self._ahead, None
+        batch = self._take(ask) if ask is not None else self._fetch(limit)
         if batch is None:
             if burst:
                 return None
@@ -250,14 +215,17 @@ class FastWorker(BaseWorker):
             settings = Settings.load()
             self.configure(settings, RetryPolicy.from_settings(settings))
         self._lock, self._flush_lock = threading.Lock(), threading.Lock()
-        self._pending = self.connection.pipeline()
+        self._pending = self.connection.pipeline()  # RQ's own bookkeeping calls (failures, deferrals...)
+        self._recorder = Recorder()  # history events, metrics, counters: merged per block
         self._ended: list[Job] = []  # failed, stopped, repeating: written by RQ's helpers in the block
         self._finished: list[Job] = []  # finished: written by one finish.lua call (_finish_args)
         self._finish_args: tuple[Any, ...] = ()
         self._after: list[tuple[str, str]] = []  # RQ rate-limited jobs come due: enqueued RQ's way
         self._in_hand: deque[_Held] = deque()
+        self._ahead: _Ask | None = None  # the next batch, asked for while this one runs
         self._running: _Held | None = None
         self._in_perform = False
+        self._timeout = 0
         self._stop_ids: set[str] = set()
         self._held: dict[str, float] = {}  # queue -> monotonic time its rate limit has a slot again
         self._batch = 1
@@ -266,6 +234,7 @@ class FastWorker(BaseWorker):
         self._next_beat = time.monotonic() + self.heartbeat_every
         self._by_name = {q.name: q for q in self.queues}
         self._shas = {name: self.connection.script_load(_script(name)) for name in SCRIPTS}
+        self._job_type = _cached_functions(self.job_class)
         self._ser = None if self.serializer is PickleSerializer else self.serializer  # skips RQ's slow re-check
         self._closing = threading.Event()
         self._watcher = threading.Thread(target=self._watch, name=f"fastworker-{self.name[:8]}", daemon=True)
@@ -283,28 +252,36 @@ class FastWorker(BaseWorker):
     def _fetch(self, limit: int, claimed: tuple[str, str] | None = None) -> list[_Held] | None:
         """Flush pending writes, promote due jobs (once a second) and take up to `limit` jobs
         from the first non-empty open lane, in ONE round trip. None when every lane is empty."""
+        return self._take(self._ask(limit, claimed))
+
+    def _ask(self, limit: int, claimed: tuple[str, str] | None = None) -> _Ask:
+        """Send `_fetch`'s block without waiting for its reply (`_take` reads it)."""
         keys = [claimed[0]] if claimed else self._open_keys()
         scripts: list[tuple[Any, ...]] = []
         clock, started = time.monotonic(), now()
         if clock >= self._next_promote:
             self._next_promote = clock + self.promote_every
             names = [q.name for q in self.queues]
-            scripts.append(("promote.lua", 0, int(time.time()), 1000, utcformat(started), *names))
+            scripts.append(("promote.lua", 0, int(time.time()), 1000, _stamp(started), *names))
         if keys:
-            scripts.append(("dequeue.lua", len(keys), *keys, limit, self.name, utcformat(started),
+            scripts.append(("dequeue.lua", len(keys), *keys, limit, self.name, _stamp(started),
                             f"{time.time():.6f}", os.urandom(12).hex(), claimed[1] if claimed else ""))
-        replies = self._flush(scripts)
-        if scripts and scripts[0][0] == "promote.lua":
-            self._after += [tuple(s.decode().split(" ", 1)) for s in replies[0][1]]  # type: ignore[misc]
-        return self._parse(replies[-1], started) if keys and replies and replies[-1] else None
+        return _Ask(self._send(scripts), started, bool(keys))
 
-    def _parse(self, reply: bytes, started: datetime) -> list[_Held]:
-        tokens = _tokens(reply)
+    def _take(self, ask: _Ask) -> list[_Held] | None:
+        replies = self._receive(ask.sent) if ask.sent is not None else []
+        if replies and ask.sent is not None and ask.sent.scripts[-len(replies)][0] == "promote.lua":
+            with self._lock:
+                self._after += [tuple(s.decode().split(" ", 1)) for s in replies[0][1]]  # type: ignore[misc]
+        return self._parse(replies[-1], ask.started) if ask.dequeue and replies and replies[-1] else None
+
+    def _parse(self, tokens: list[bytes], started: datetime) -> list[_Held]:
+        """dequeue.lua's reply: the queue, then per job its id, execution id, field count, fields."""
         queue, held, i = tokens[0].decode(), [], 1
         while i < len(tokens):
             job_id, exec_id, n = tokens[i].decode(), tokens[i + 1].decode(), 2 * int(tokens[i + 2])
             raw, i = tokens[i + 3:i + 3 + n], i + 3 + n
-            job = self.job_class(job_id, connection=self.connection, serializer=self._ser)
+            job = self._job_type(job_id, connection=self.connection, serializer=self._ser)
             fields = dict(zip(raw[::2], raw[1::2], strict=True))
             stamps = fields.pop(b"created_at", None), fields.pop(b"enqueued_at", None)  # RQ parses them slowly
             job.restore(fields)
@@ -332,6 +309,7 @@ class FastWorker(BaseWorker):
                 self._pending.hset(self.key, "state", WorkerStatus.BUSY.value)
             self._in_hand.extend(batch)
         taken, ran, fast = time.monotonic(), 0, True
+        ahead = self.prefetch and self._max_jobs is None and len(batch) == self._batch == self.max_batch
         while True:
             with self._lock:
                 if not self._in_hand or self._stop_requested or (ran and time.monotonic() - taken > self.hold):
@@ -340,6 +318,10 @@ class FastWorker(BaseWorker):
             duration = self._execute(item)
             ran += duration is not None
             fast = fast and duration is not None and duration < self.fast_job
+            if ahead and fast and ran == len(batch) // 2:  # Redis takes the next batch while this one ends
+                ask = self._ask(self.max_batch)
+                with self._lock:
+                    self._ahead = ask
         self._release_in_hand()
         self._batch = min(self._batch * 2, self.max_batch) if fast else 1
         return ran
@@ -357,7 +339,7 @@ class FastWorker(BaseWorker):
         item.since = item.beat = time.monotonic()
         with self._lock:
             self._running = item
-            record(self._pending, EventKind.STARTED, job.id, item.queue, at=job.started_at, type=job_type(job),
+            record(self._recorder, EventKind.STARTED, job.id, item.queue, at=job.started_at, type=job_type(job),
                    attempt=attempt_of(job), worker=self.name)
         exc_info: ExcInfo | None = None
         value = None
@@ -366,8 +348,16 @@ class FastWorker(BaseWorker):
             if job.id in self._stop_ids or self._stopped_job_id == job.id:
                 raise JobStopped(f"job {job.id} stopped on request")
             timeout = job.timeout or self.queue_class.DEFAULT_TIMEOUT
-            with self.death_penalty_class(timeout, JobTimeoutException, job_id=job.id):
-                value = job.perform()
+            if self.death_penalty_class is UnixSignalDeathPenalty:  # its handler is installed once
+                self._timeout = timeout
+                signal.alarm(math.ceil(timeout) if timeout > 0 else 0)
+                try:
+                    value = job.perform()
+                finally:
+                    signal.alarm(0)
+            else:
+                with self.death_penalty_class(timeout, JobTimeoutException, job_id=job.id):
+                    value = job.perform()
             self._in_perform = False
             job.ended_at = now()
             execute_success_callback(job, self.death_penalty_class, value)
@@ -431,14 +421,14 @@ class FastWorker(BaseWorker):
             except Exception:  # as RQ's Result.serialize
                 payload = job.serializer.dumps(UNSERIALIZABLE_RETURN_VALUE_PAYLOAD)
             self._finished.append(job)
-            self._finish_args += (job.id, item.queue, item.exec_id, utcformat(started), utcformat(ended),
+            self._finish_args += (job.id, item.queue, item.exec_id, _stamp(started), _stamp(ended),
                                   repr(started.timestamp()), repr(ended.timestamp()), ttl,
                                   "" if value is None else b64encode(payload).decode(),
                                   ("f" if item.front_fix else "") + ("d" if job._dependency_ids else ""))
         duration = (ended - started).total_seconds()
-        pipe.hincrby(self.key, "successful_job_count", 1)
-        pipe.hincrbyfloat(self.key, "total_working_time", duration)
-        record(pipe, EventKind.FINISHED, job.id, item.queue, type=job_type(job), duration=f"{duration:.6f}",
+        self._recorder.hincrby(self.key, "successful_job_count", 1)
+        self._recorder.hincrbyfloat(self.key, "total_working_time", duration)
+        record(self._recorder, EventKind.FINISHED, job.id, item.queue, type=job_type(job), duration=f"{duration:.6f}",
                attempt=attempt_of(job), worker=self.name)
 
     def _failed(self, item: _Held, exc_info: ExcInfo) -> None:
@@ -459,14 +449,14 @@ class FastWorker(BaseWorker):
         decision = RetryDecision.give_up("none", "stopped") if stopped or exc is None \
             else self.policy.decide(exc, attempt)
         self._end(item, pipe)
-        pipe.hincrby(self.key, "failed_job_count", 1)
-        pipe.hincrbyfloat(self.key, "total_working_time", duration)
+        self._recorder.hincrby(self.key, "failed_job_count", 1)
+        self._recorder.hincrbyfloat(self.key, "total_working_time", duration)
         details = {"type": job_type(job), "attempt": attempt, "worker": self.name, "duration": f"{duration:.6f}"}
         errors = error_details(exc, "")
         if decision.retry:
             job.number_of_retries = attempt
             queue.schedule_job(job, now() + timedelta(seconds=decision.delay), pipeline=pipe)
-            record(pipe, EventKind.RETRY, job.id, item.queue, delay=f"{decision.delay:.3f}",
+            record(self._recorder, EventKind.RETRY, job.id, item.queue, delay=f"{decision.delay:.3f}",
                    message=f"retry {attempt + 1} in {decision.delay:.1f}s ({decision.strategy}) after "
                            f"{type(exc).__name__}: {exc}", **details, **errors)
             log.info("job %s (%s) failed attempt %d with %s; retrying in %.1fs (%s)", job.id, job_type(job),
@@ -474,16 +464,16 @@ class FastWorker(BaseWorker):
         elif not stopped and job.should_retry:  # a plain RQ job with its own Retry(...)
             details["delay"] = job.get_retry_interval()
             job.retry(queue, pipe)
-            record(pipe, EventKind.RETRY, job.id, item.queue, **details, **errors)
+            record(self._recorder, EventKind.RETRY, job.id, item.queue, **details, **errors)
         else:
             job.set_status(JobStatus.STOPPED if stopped else JobStatus.FAILED, pipeline=pipe)
             job._handle_failure(format_exc_info(exc_info), pipe, worker_name=self.name, execution_id=item.exec_id,
                                 execution_started_at=job.started_at, execution_ended_at=job.ended_at)
             if stopped:
                 self._stopped_job_id = None
-                record(pipe, EventKind.STOPPED, job.id, item.queue, message="stopped on request", **details)
+                record(self._recorder, EventKind.STOPPED, job.id, item.queue, message="stopped on request", **details)
             else:
-                record(pipe, EventKind.FAILED, job.id, item.queue, **details, **errors)
+                record(self._recorder, EventKind.FAILED, job.id, item.queue, **details, **errors)
             self._ended.append(job)
 
     def _defer(self, item: _Held, delay: float) -> None:
@@ -500,15 +490,22 @@ class FastWorker(BaseWorker):
         with self._lock:
             self._pending.zrem(f"rq:wip:{item.queue}", item.member)
             self._queue(item.queue).schedule_job(job, when, pipeline=self._pending)
-            record(self._pending, EventKind.DEFERRED, job.id, item.queue, type=job_type(job),
+            record(self._recorder, EventKind.DEFERRED, job.id, item.queue, type=job_type(job),
                    delay=f"{delay:.3f}", worker=self.name, message=message)
         self._held[item.queue] = time.monotonic() + delay
         if deferrals == 1:
             log.info("job %s (%s) %s", job.id, job_type(job), message)
         self._release_in_hand(item.queue)
 
-    def _release_in_hand(self, queue: str | None = None) -> None:
-        """Jobs taken but not run go back to the front of their queue, in order, status queued."""
+    def _release_in_hand(self, queue: str | None = None, ahead: bool = False) -> None:
+        """Jobs taken but not run (of `queue`, or all; with `ahead`, the batch asked for ahead
+        too) go back to the front of their queue, in order, status queued."""
+        if ahead:
+            with self._lock:
+                ask, self._ahead = self._ahead, None
+            taken = self._take(ask) if ask is not None else None
+            with self._lock:
+                self._in_hand.extend(taken or ())
         with self._lock:
             back = [h for h in self._in_hand if queue is None or h.queue == queue]
             if not back:
@@ -524,33 +521,44 @@ class FastWorker(BaseWorker):
 
     # ---- the pending block ------------------------------------------------------------------
     def _flush(self, tail: Sequence[tuple[Any, ...]] = ()) -> list[Any]:
-        """Send the pending writes (coalesced), the batch's finish.lua call and `tail` (scripts:
-        name, numkeys, args...) in ONE MULTI round trip; returns the replies of `tail`."""
-        with self._flush_lock:
+        """Send the pending writes, the batch's finish.lua call and `tail` (scripts: name,
+        numkeys, args...) in ONE MULTI round trip; returns the replies of `tail`."""
+        sent = self._send(tail)
+        return self._receive(sent) if sent is not None else []
+
+    def _send(self, tail: Sequence[tuple[Any, ...]] = ()) -> _Sent | None:
+        """Write the pending block (and `tail`) to Redis without waiting for its replies."""
+        with self._flush_lock:  # blocks leave in the order their writes were made
             with self._lock:
                 pipe, self._pending = self._pending, self.connection.pipeline()
+                recorder, self._recorder = self._recorder, Recorder()
                 ended, finished, args = self._ended, self._finished, self._finish_args
                 self._ended, self._finished, self._finish_args = [], [], ()
                 after, self._after = self._after, []
             scripts = ([("finish.lua", 0, self.name, int(time.time()), *args)] if finished else []) + list(tail)
-            if not pipe.command_stack and not scripts:
-                return []
-            commands = coalesce([args for args, _ in pipe.command_stack])
-            first = len(commands)
+            if not pipe.command_stack and not len(recorder) and not scripts:
+                return None
+            commands = [args for args, _ in pipe.command_stack] + recorder.commands()
             if ended:
                 commands.append(("EXISTS", *[j.dependents_key for j in ended]))
             commands += [("EVALSHA", self._shas[name], *rest) for name, *rest in scripts]
-            replies = self._transact(commands)
-            ours = len(replies) - len(scripts)
-            if any(isinstance(r, redis.exceptions.NoScriptError) for r in replies[ours:]):  # SCRIPT FLUSH, restart
-                self._shas = {n: self.connection.script_load(_script(n)) for n in SCRIPTS}
-                replies[ours:] = [self.connection.evalsha(self._shas[n], *rest)
-                                  if isinstance(r, redis.exceptions.NoScriptError) else r
-                                  for (n, *rest), r in zip(scripts, replies[ours:], strict=True)]
-            errors = [r for r in replies if isinstance(r, Exception)]
-            if errors:
-                raise errors[0]
-        if (replies[first] if ended else 0) + (replies[ours] if finished else 0):
+            return _Sent(Block(self.connection, commands), scripts, len(tail), ended, finished, after)
+
+    def _receive(self, sent: _Sent) -> list[Any]:
+        """Read a sent block's replies, then do what RQ does once an outcome is committed;
+        returns the replies of its `tail`."""
+        replies, scripts = sent.block.replies(), sent.scripts
+        ours = len(replies) - len(scripts)
+        if any(isinstance(r, redis.exceptions.NoScriptError) for r in replies[ours:]):  # SCRIPT FLUSH, restart
+            self._shas = {n: self.connection.script_load(_script(n)) for n in SCRIPTS}
+            replies[ours:] = [self.connection.evalsha(self._shas[n], *rest)
+                              if isinstance(r, redis.exceptions.NoScriptError) else r
+                              for (n, *rest), r in zip(scripts, replies[ours:], strict=True)]
+        errors = [r for r in replies if isinstance(r, Exception)]
+        if errors:
+            raise errors[0]
+        ended, finished = sent.ended, sent.finished
+        if (replies[ours - 1] if ended else 0) + (replies[ours] if finished else 0):
             for job in ended + finished:  # as RQ: dependents are enqueued once the outcome is committed
                 self._queue(job.origin).enqueue_dependents(job)
         for job in ended + finished:
@@ -558,38 +566,13 @@ class FastWorker(BaseWorker):
                 job.send_webhooks(job.get_status(refresh=False))
             if job.has_rate_limit:
                 release_slot(job)
-        for name, job_id in after:  # RQ rate-limited jobs came due: RQ's own enqueue takes their slot
+        for name, job_id in sent.after:  # RQ rate-limited jobs came due: RQ's own enqueue takes their slot
             job = self.job_class.fetch(job_id, connection=self.connection, serializer=self.serializer)
             with self.connection.pipeline() as p:
                 ScheduledJobRegistry(queue=self._queue(name)).remove(job.id, pipeline=p)
                 self._queue(name)._enqueue_rate_limited_job(job, pipeline=p, at_front=job.should_enqueue_at_front())
                 p.execute()
-        return replies[len(replies) - len(tail):]
-
-    def _transact(self, commands: list[tuple[Any, ...]]) -> list[Any]:
-        """MULTI, `commands`, EXEC in one write and one read: EXEC's replies, errors included as
-        exception objects. (What redis-py's transaction pipeline does, minus its per-command costs.)"""
-        pool = self.connection.connection_pool
-        conn = pool.get_connection()
-        try:
-            conn.send_packed_command(_pack([("MULTI",), *commands, ("EXEC",)], conn.encoder))
-            refused = []
-            for _ in range(len(commands) + 1):  # +OK for MULTI, then +QUEUED (or why not) for each
-                try:
-                    conn.read_response()
-                except redis.exceptions.ResponseError as exc:
-                    refused.append(exc)
-            try:
-                replies = conn.read_response()
-            except redis.exceptions.ResponseError as exc:  # EXECABORT: nothing ran
-                raise refused[0] if refused else exc from None
-        except BaseException as exc:
-            if not isinstance(exc, redis.exceptions.ResponseError):
-                conn.disconnect()  # a reply may still be on its way: never reuse this socket
-            raise
-        finally:
-            pool.release(conn)
-        return list(replies)
+        return replies[len(replies) - sent.tail:]
 
     # ---- watcher thread ---------------------------------------------------------------------
     def _watch(self) -> None:
@@ -609,9 +592,9 @@ class FastWorker(BaseWorker):
         if item is None:
             return
         age = clock - item.since
-        if age >= self.hold and self._in_hand:
-            self._release_in_hand()
-        if age >= self.flush_after and len(self._pending):
+        if age >= self.hold and (self._in_hand or self._ahead is not None):
+            self._release_in_hand(ahead=True)
+        if age >= self.flush_after and (len(self._pending) or len(self._recorder)):
             self._flush()
         if age >= self.execution_after and item.execution is None:
             self._record_execution(item)
@@ -660,6 +643,12 @@ class FastWorker(BaseWorker):
         signal.signal(signal.SIGINT, self.request_stop)
         signal.signal(signal.SIGTERM, self.request_stop)
         signal.signal(STOP_SIGNAL, self._stop_current_job)
+        signal.signal(signal.SIGALRM, self._job_timed_out)
+
+    def _job_timed_out(self, signum: int, frame: Any) -> None:
+        """RQ's UnixSignalDeathPenalty, minus its two signal.signal calls per job."""
+        if self._in_perform:
+            raise JobTimeoutException(f"Task exceeded maximum timeout value ({self._timeout} seconds)")
 
     def request_stop(self, signum: int, frame: Any) -> None:
         """First signal: finish the running job, put the held ones back, exit. Second: cold stop."""
@@ -685,7 +674,7 @@ class FastWorker(BaseWorker):
 
     def _teardown(self) -> None:
         try:
-            self._release_in_hand()
+            self._release_in_hand(ahead=True)
             self._flush()
         except redis.RedisError as exc:
             log.error("worker %s could not write its last jobs' bookkeeping: %s", self.name, exc)

@@ -17,8 +17,9 @@ from rq.job import Job
 from rq.registry import ScheduledJobRegistry, StartedJobRegistry
 
 from jobengine import Engine, JobSpec
-from jobengine.runtime.bookkeeping import record
-from jobengine.runtime.fastworker import FastWorker, coalesce
+from jobengine.runtime.bookkeeping import Recorder, record
+from jobengine.runtime.fastworker import FastWorker
+from jobengine.runtime.transport import pack, transact
 from jobengine.types import EventKind
 from tests.engine import jobs
 from tests.engine.helpers import rows, scalar
@@ -66,57 +67,68 @@ def statuses(conn: redis.Redis, ids: list[str]) -> list[str]:
     return [Job.fetch(j, connection=conn).get_status().value for j in ids]
 
 
-# ---- coalesce -----------------------------------------------------------------------------------------
+# ---- the recorder and the block transport ---------------------------------------------------------
 
-def test_coalesce_merges_what_many_jobs_write_to_the_same_keys(redis_conn: redis.Redis) -> None:
-    one = redis_conn.pipeline()
+def test_recorder_merges_what_many_jobs_write_to_the_same_keys(redis_conn: redis.Redis) -> None:
+    one = Recorder()
     record(one, EventKind.FINISHED, "job-0", "default", type="noop", duration="0.001", attempt=1, worker="w")
-    pipe = redis_conn.pipeline()
+    recorder = Recorder()
     for i in range(10):
-        record(pipe, EventKind.FINISHED, f"job-{i}", "default", type="noop", duration="0.001", attempt=1, worker="w")
-        pipe.hincrby("rq:worker:w", "successful_job_count", 1)
-        pipe.zadd("rq:finished:default", {f"job-{i}": 100 + i})
-    merged = coalesce([args for args, _ in pipe.command_stack])
-    # history events and registry entries one by one, in order; counters, expiries and deletions once
+        record(recorder, EventKind.FINISHED, f"job-{i}", "default", type="noop", duration="0.001", attempt=1,
+               worker="w")
+        recorder.hincrby("rq:worker:w", "successful_job_count", 1)
+    merged = recorder.commands()
+    # history events one by one, in order; counters, expiries and deletions once
     assert [args[5:7] for args in merged if args[0] == "XADD"] == [("j", f"job-{i}") for i in range(10)]
-    assert [args[3] for args in merged if args[0] == "ZADD"] == [f"job-{i}" for i in range(10)]
-    assert len(merged) == 10 + 10 + len(one.command_stack) - 1 + 1
-    pipe.command_stack = [(args, {}) for args in merged]
-    pipe.execute()
-    assert redis_conn.zcard("rq:finished:default") == 10 and redis_conn.xlen("jobengine:events") == 10
+    assert len(merged) == len(one.commands()) - 1 + 10 + 1  # ten events, one more counter, the rest once
+    transact(redis_conn, merged)
+    assert redis_conn.xlen("jobengine:events") == 10
     assert list(redis_conn.hgetall("jobengine:metrics:processed").values()) == [b"10"]
     assert redis_conn.hget("rq:worker:w", "successful_job_count") == b"10"
 
 
 _KEYS = ["k1", "k2", "k3"]
-_commands = st.one_of(
-    st.tuples(st.just("HINCRBY"), st.sampled_from(_KEYS), st.sampled_from(["f", "g"]), st.integers(-5, 5)),
-    st.tuples(st.just("HINCRBYFLOAT"), st.sampled_from(_KEYS), st.just("s"), st.sampled_from([0.25, 1.5])),
-    st.tuples(st.just("INCRBY"), st.sampled_from(_KEYS), st.integers(0, 9)),
-    st.tuples(st.just("INCR"), st.sampled_from(_KEYS)),
-    st.tuples(st.just("EXPIRE"), st.sampled_from(_KEYS), st.sampled_from([100, 200])),
-    st.tuples(st.just("DEL"), st.sampled_from(_KEYS)),
-    st.tuples(st.just("ZADD"), st.sampled_from(_KEYS), st.integers(0, 3), st.sampled_from(["a", "b"])),
-    st.tuples(st.just("HSET"), st.sampled_from(_KEYS), st.just("f"), st.just("7")),
-    st.tuples(st.just("SET"), st.sampled_from(_KEYS), st.just("v")),
-    st.tuples(st.just("RPUSH"), st.sampled_from(_KEYS), st.just("x")),
+_ttl = st.sampled_from([None, 100, 200])  # record() sets a counter's expiry right after incrementing it
+_writes = st.one_of(
+    st.tuples(st.just("hincrby"), st.sampled_from(_KEYS), st.sampled_from(["f", "g"]), st.integers(-5, 5), _ttl),
+    st.tuples(st.just("hincrbyfloat"), st.sampled_from(_KEYS), st.just("s"), st.sampled_from([0.25, 1.5]), _ttl),
+    st.tuples(st.just("incr"), st.sampled_from(_KEYS), st.integers(0, 9), _ttl),
+    st.tuples(st.just("delete"), st.sampled_from(_KEYS), st.none()),
 )
+_KIND = {"hincrby": "hash", "hincrbyfloat": "hash", "incr": "string", "delete": "deleted"}
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.lists(_commands, max_size=14))
-def test_coalesced_block_leaves_redis_as_the_original(redis_conn: redis.Redis, commands: list[tuple]) -> None:
-    """Same final state (types, values, TTLs) as running the commands one by one, or the same error."""
+@given(st.lists(_writes, max_size=14))
+def test_recorded_block_leaves_redis_as_the_writes_one_by_one(redis_conn: redis.Redis, writes: list[tuple]) -> None:
+    """Same final state (values and whether a TTL is set) as a pipeline sending every write as
+    it came, for the keys record() writes: hash or string counters, each given its expiry right
+    after an increment, and deleted cache keys (a key is one of these, never two)."""
+    kinds: dict[str, str] = {}
+    writes = [w for w in writes if kinds.setdefault(w[1], _KIND[w[0]]) == _KIND[w[0]]]
     outcomes = []
     for variant in ("plain", "merged"):
         prefix = f"{variant}:{uuid.uuid4().hex}:"
-        stack = [(c[0], prefix + c[1], *c[2:]) for c in commands]
-        pipe = redis_conn.pipeline()
-        pipe.command_stack = [(args, {}) for args in (coalesce(stack) if variant == "merged" else stack)]
-        failed = any(isinstance(r, redis.ResponseError) for r in pipe.execute(raise_on_error=False))
-        outcomes.append((failed, {k: _state(redis_conn, prefix + k) for k in _KEYS}))
-    if not outcomes[0][0]:  # a WRONGTYPE error may surface at another command once merged
-        assert outcomes[0] == outcomes[1]
+        sink: Any = redis_conn.pipeline() if variant == "plain" else Recorder()
+        for name, key, *rest, ttl in writes:
+            getattr(sink, name)(prefix + key, *rest)
+            if ttl is not None:
+                sink.expire(prefix + key, ttl)
+        if variant == "plain":
+            sink.execute()
+        else:
+            transact(redis_conn, sink.commands())
+        outcomes.append({k: _state(redis_conn, prefix + k) for k in _KEYS})
+    assert outcomes[0] == outcomes[1]
+
+
+def test_packed_commands_are_what_redis_py_sends(redis_conn: redis.Redis) -> None:
+    commands = [("XADD", "s", "*", "k", "é ü", "n", 3, "f", 0.25, "b", b"\x00\xff"), ("SCRIPT LOAD", "return 1")]
+    conn = redis_conn.connection_pool.get_connection()
+    try:
+        assert pack(commands, conn.encoder) == b"".join(conn.pack_commands(commands))
+    finally:
+        redis_conn.connection_pool.release(conn)
 
 
 def _state(conn: redis.Redis, key: str) -> tuple[Any, ...]:
@@ -200,6 +212,24 @@ def test_jobs_held_behind_a_slow_job_go_back_to_their_queue(fast_engine: Engine,
     fast_engine.flush_history()
     assert scalar(database_url, "SELECT count(*) FROM job_logs WHERE kind='started'") == 15  # each ran once
     assert int(conn.hget(worker.key, "successful_job_count") or 0) == 15
+
+
+def test_batch_asked_for_ahead_goes_back_when_a_slow_job_runs(fast_engine: Engine) -> None:
+    conn = fast_engine.connection
+    ahead = [str(uuid.uuid4()) for _ in range(8)]
+    fast_engine.dispatch_many([JobSpec(jobs.noop) for _ in range(9)])  # batches of 1, 2, 4, then [n, n, slow, n]
+    slow = fast_engine.dispatch(peek, 0.4, ahead[0])
+    fast_engine.dispatch_many([JobSpec(jobs.noop) for _ in range(1)] + [JobSpec(jobs.noop, job_id=j) for j in ahead])
+    asked: list[int] = []
+    worker = worker_for(fast_engine, max_batch=4)
+    original = worker._ask
+    worker._ask = lambda limit, claimed=None: asked.append(limit) or original(limit, claimed)  # type: ignore[method-assign]
+    worker.work(burst=True, logging_level="WARNING")
+    assert 4 in asked  # half way through the full batch, the next one was asked for
+    seen = {k.decode(): v.decode() for k, v in conn.hgetall("peek").items()}
+    assert seen == {"queued": "9", "started": "1", "other": "queued"}  # the batch asked for went back, in order
+    assert statuses(conn, [slow, *ahead]) == ["finished"] * 9
+    assert int(conn.hget(worker.key, "successful_job_count") or 0) == 19
 
 
 def test_heartbeat_runs_on_a_timer_during_a_long_job(fast_engine: Engine) -> None:

@@ -145,11 +145,13 @@ def test_worker_serves_metrics_while_it_runs(fast_engine: Engine, redis_url: str
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
                     text = response.read().decode()
-                break
+                if _families(text)["workers"].samples[0].value == 1:  # served before the worker registers too
+                    break
             except OSError:
-                if time.monotonic() > deadline or worker.poll() is not None:
+                if worker.poll() is not None:
                     raise
-                time.sleep(0.1)
+            assert time.monotonic() < deadline and worker.poll() is None
+            time.sleep(0.1)
     finally:
         worker.send_signal(signal.SIGTERM)
         assert worker.wait(timeout=30) == 0

@@ -275,7 +275,8 @@ def test_lanes_are_taken_in_priority_order(fast_engine: Engine) -> None:
 
 
 def test_a_critical_job_overtakes_a_deep_lane(fast_engine: Engine) -> None:
-    """Batches from a deep lane stay small enough that a critical job waits at most one batch."""
+    """Batches from a deep lane stay small enough that a critical job waits at most two: the rest
+    of the batch in hand and the one already asked for (FastWorker.prefetch)."""
     conn = fast_engine.connection
     queue = Queue("low", connection=conn)
     queue.enqueue_many([Queue.prepare_data(note, (f"l{i}",)) for i in range(60)])
@@ -284,7 +285,7 @@ def test_a_critical_job_overtakes_a_deep_lane(fast_engine: Engine) -> None:
     burst(fast_engine)
     order = [x.decode() for x in conn.lrange("order", 0, -1)]
     assert len(order) == 262 and len(set(order)) == 262  # each job ran exactly once
-    assert 0 < order.index("critical") - order.index("trigger") <= FastWorker.max_batch
+    assert 0 < order.index("critical") - order.index("trigger") <= 2 * FastWorker.max_batch
 
 
 def test_sigkilled_workers_job_is_found_abandoned_by_rq(fast_engine: Engine, redis_url: str,
