@@ -22,28 +22,24 @@ import signal
 import sys
 import threading
 import time
-from base64 import b64encode
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from importlib import resources
 from typing import Any
 
 import redis
-from rq.callbacks import execute_failure_callback, execute_stopped_callback, execute_success_callback
+from rq.callbacks import execute_success_callback
 from rq.command import handle_command, parse_payload
 from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT as DATE_FORMAT
 from rq.defaults import DEFAULT_LOGGING_FORMAT as LOG_FORMAT
-from rq.defaults import UNSERIALIZABLE_RETURN_VALUE_PAYLOAD
 from rq.exceptions import StopRequested
 from rq.executions import Execution, ExecutionRegistry
 from rq.job import Job, JobStatus
-from rq.job_lifecycle import format_exc_info
 from rq.queue import Queue
 from rq.rate_limit import release_slot
 from rq.registry import ScheduledJobRegistry
-from rq.repeat import Repeat
 from rq.serializers import PickleSerializer
 from rq.timeouts import JobTimeoutException, UnixSignalDeathPenalty
 from rq.utils import import_attribute, now
@@ -51,21 +47,16 @@ from rq.worker import BaseWorker, WorkerStatus
 
 from jobengine.config import Settings
 from jobengine.ratelimit import RateLimiter
-from jobengine.retry import RetryDecision, RetryPolicy
+from jobengine.retry import RetryPolicy
 from jobengine.runtime.bookkeeping import Recorder, record
+from jobengine.runtime.outcomes import Held, Outcomes, stamp
 from jobengine.runtime.transport import Block
 from jobengine.runtime.worker import IN_HAND_WAIT, STOP_SIGNAL, WORKER_TTL, ExcInfo, JobStopped, attempt_of, job_type
-from jobengine.runtime.worker import _error_details as error_details
 from jobengine.types import EventKind
 
 log = logging.getLogger("jobengine.worker")
 
 SCRIPTS = ("dequeue.lua", "finish.lua", "promote.lua")
-
-
-def _stamp(moment: datetime) -> str:
-    """RQ's `utcformat` (2026-01-02T03:04:05.678901Z) at a fraction of strftime's cost."""
-    return moment.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 @functools.lru_cache(maxsize=1024)
@@ -110,24 +101,7 @@ class _Ask:
     dequeue: bool  # False: every lane was held by its rate limit, only the writes (and promote) went
 
 
-@dataclass
-class _Held:
-    """A job this worker marked started: in hand (waiting for its turn) or running."""
-
-    job: Job
-    queue: str
-    exec_id: str
-    since: float = 0.0  # monotonic start of the run
-    beat: float = 0.0  # last started-registry refresh (jobs without timeout)
-    execution: Execution | None = None  # RQ's record, written once the run passes execution_after
-    front_fix: bool = False  # a deferral set enqueue_at_front; reset it so retries go to the back
-
-    @property
-    def member(self) -> str:
-        return f"{self.job.id}:{self.exec_id}"
-
-
-class FastWorker(BaseWorker):
+class FastWorker(Outcomes, BaseWorker):
     """In-process, batched, RQ-compatible worker with our retry policy, history and rate-limit gate."""
 
     max_batch = 32  #: most jobs taken in one dequeue (only while jobs stay under fast_job)
@@ -221,9 +195,9 @@ class FastWorker(BaseWorker):
         self._finished: list[Job] = []  # finished: written by one finish.lua call (_finish_args)
         self._finish_args: tuple[Any, ...] = ()
         self._after: list[tuple[str, str]] = []  # RQ rate-limited jobs come due: enqueued RQ's way
-        self._in_hand: deque[_Held] = deque()
+        self._in_hand: deque[Held] = deque()
         self._ahead: _Ask | None = None  # the next batch, asked for while this one runs
-        self._running: _Held | None = None
+        self._running: Held | None = None
         self._in_perform = False
         self._timeout = 0
         self._stop_ids: set[str] = set()
@@ -249,7 +223,7 @@ class FastWorker(BaseWorker):
         return [q.key for q in self.queues if q.name not in self._held]
 
     # ---- dequeue ----------------------------------------------------------------------------
-    def _fetch(self, limit: int, claimed: tuple[str, str] | None = None) -> list[_Held] | None:
+    def _fetch(self, limit: int, claimed: tuple[str, str] | None = None) -> list[Held] | None:
         """Flush pending writes, promote due jobs (once a second) and take up to `limit` jobs
         from the first non-empty open lane, in ONE round trip. None when every lane is empty."""
         return self._take(self._ask(limit, claimed))
@@ -262,20 +236,20 @@ class FastWorker(BaseWorker):
         if clock >= self._next_promote:
             self._next_promote = clock + self.promote_every
             names = [q.name for q in self.queues]
-            scripts.append(("promote.lua", 0, int(time.time()), 1000, _stamp(started), *names))
+            scripts.append(("promote.lua", 0, int(time.time()), 1000, stamp(started), *names))
         if keys:
-            scripts.append(("dequeue.lua", len(keys), *keys, limit, self.name, _stamp(started),
+            scripts.append(("dequeue.lua", len(keys), *keys, limit, self.name, stamp(started),
                             f"{time.time():.6f}", os.urandom(12).hex(), claimed[1] if claimed else ""))
         return _Ask(self._send(scripts), started, bool(keys))
 
-    def _take(self, ask: _Ask) -> list[_Held] | None:
+    def _take(self, ask: _Ask) -> list[Held] | None:
         replies = self._receive(ask.sent) if ask.sent is not None else []
         if replies and ask.sent is not None and ask.sent.scripts[-len(replies)][0] == "promote.lua":
             with self._lock:
                 self._after += [tuple(s.decode().split(" ", 1)) for s in replies[0][1]]  # type: ignore[misc]
         return self._parse(replies[-1], ask.started) if ask.dequeue and replies and replies[-1] else None
 
-    def _parse(self, tokens: list[bytes], started: datetime) -> list[_Held]:
+    def _parse(self, tokens: list[bytes], started: datetime) -> list[Held]:
         """dequeue.lua's reply: the queue, then per job its id, execution id, field count, fields."""
         queue, held, i = tokens[0].decode(), [], 1
         while i < len(tokens):
@@ -289,7 +263,7 @@ class FastWorker(BaseWorker):
             job.enqueued_at = datetime.fromisoformat(stamps[1].decode()) if stamps[1] else None
             job.worker_name, job.started_at, job.last_heartbeat = self.name, started, started
             job._status = JobStatus.STARTED
-            held.append(_Held(job, queue, exec_id))
+            held.append(Held(job, queue, exec_id))
         return held
 
     def _block(self) -> tuple[str, str] | None:
@@ -302,7 +276,7 @@ class FastWorker(BaseWorker):
         return (got[0].decode(), got[1].decode()) if got else None
 
     # ---- running a batch --------------------------------------------------------------------
-    def _run_batch(self, batch: list[_Held]) -> int:
+    def _run_batch(self, batch: list[Held]) -> int:
         with self._lock:
             if self._state != WorkerStatus.BUSY:
                 self._state = WorkerStatus.BUSY
@@ -326,7 +300,7 @@ class FastWorker(BaseWorker):
         self._batch = min(self._batch * 2, self.max_batch) if fast else 1
         return ran
 
-    def _execute(self, item: _Held) -> float | None:
+    def _execute(self, item: Held) -> float | None:
         """Run one job; its duration, or None when the gate deferred it."""
         job = item.job
         delay = None if job.id in self._stop_ids else self._gate(job)
@@ -391,111 +365,6 @@ class FastWorker(BaseWorker):
             waited += max(delay, 0.002)
             delay = self.before_run(job)
         return delay
-
-    # ---- outcomes (called with self._lock held: they only add to the pending block) ----------
-    def _end(self, item: _Held, pipe: Any) -> None:
-        """Out of the started registry (and RQ's execution record, if one was written)."""
-        pipe.zrem(f"rq:wip:{item.queue}", item.member)
-        if item.execution is not None:
-            item.execution.delete(item.job, pipe)
-            self.executions.pop(item.exec_id, None)
-
-    def _succeeded(self, item: _Held, value: Any) -> None:
-        job, pipe = item.job, self._pending
-        ttl = job.get_result_ttl(self.default_result_ttl)
-        started, ended = job.started_at, job.ended_at
-        assert started is not None and ended is not None
-        job._status = JobStatus.FINISHED
-        if job.repeats_left:  # RQ's own path for repeating jobs (rare): result, then the next run
-            self._end(item, pipe)
-            if ttl != 0:
-                job._handle_success(ttl, pipe, worker_name=self.name, execution_id=item.exec_id,
-                                    execution_started_at=started, execution_ended_at=ended)
-            Repeat.schedule(job, self._queue(item.queue), pipeline=pipe)
-            self._ended.append(job)
-        else:  # one finish.lua call for the whole batch
-            if item.execution is not None:
-                self._end(item, pipe)
-            try:
-                payload = job.serializer.dumps(value)
-            except Exception:  # as RQ's Result.serialize
-                payload = job.serializer.dumps(UNSERIALIZABLE_RETURN_VALUE_PAYLOAD)
-            self._finished.append(job)
-            self._finish_args += (job.id, item.queue, item.exec_id, _stamp(started), _stamp(ended),
-                                  repr(started.timestamp()), repr(ended.timestamp()), ttl,
-                                  "" if value is None else b64encode(payload).decode(),
-                                  ("f" if item.front_fix else "") + ("d" if job._dependency_ids else ""))
-        duration = (ended - started).total_seconds()
-        self._recorder.hincrby(self.key, "successful_job_count", 1)
-        self._recorder.hincrbyfloat(self.key, "total_working_time", duration)
-        record(self._recorder, EventKind.FINISHED, job.id, item.queue, type=job_type(job), duration=f"{duration:.6f}",
-               attempt=attempt_of(job), worker=self.name)
-
-    def _failed(self, item: _Held, exc_info: ExcInfo) -> None:
-        """Retry by our policy (exception class), else by the job's own RQ Retry, else fail/stop as RQ."""
-        job, pipe, queue = item.job, self._pending, self._queue(item.queue)
-        stopped = isinstance(exc_info[1], JobStopped) or self._stopped_job_id == job.id
-        try:
-            if stopped:
-                execute_stopped_callback(job, self.death_penalty_class)
-            else:
-                execute_failure_callback(job, self.death_penalty_class, *exc_info)
-        except Exception:  # a failing callback replaces the job's exception, as in RQ
-            exc_info = sys.exc_info()
-        self.handle_exception(job, *exc_info)
-        exc, attempt = exc_info[1], attempt_of(job)
-        assert job.started_at is not None and job.ended_at is not None
-        duration = (job.ended_at - job.started_at).total_seconds()
-        decision = RetryDecision.give_up("none", "stopped") if stopped or exc is None \
-            else self.policy.decide(exc, attempt)
-        self._end(item, pipe)
-        self._recorder.hincrby(self.key, "failed_job_count", 1)
-        self._recorder.hincrbyfloat(self.key, "total_working_time", duration)
-        details = {"type": job_type(job), "attempt": attempt, "worker": self.name, "duration": f"{duration:.6f}"}
-        errors = error_details(exc, "")
-        if decision.retry:
-            job.number_of_retries = attempt
-            queue.schedule_job(job, now() + timedelta(seconds=decision.delay), pipeline=pipe)
-            record(self._recorder, EventKind.RETRY, job.id, item.queue, delay=f"{decision.delay:.3f}",
-                   message=f"retry {attempt + 1} in {decision.delay:.1f}s ({decision.strategy}) after "
-                           f"{type(exc).__name__}: {exc}", **details, **errors)
-            log.info("job %s (%s) failed attempt %d with %s; retrying in %.1fs (%s)", job.id, job_type(job),
-                     attempt, type(exc).__name__, decision.delay, decision.strategy)
-        elif not stopped and job.should_retry:  # a plain RQ job with its own Retry(...)
-            details["delay"] = job.get_retry_interval()
-            job.retry(queue, pipe)
-            record(self._recorder, EventKind.RETRY, job.id, item.queue, **details, **errors)
-        else:
-            job.set_status(JobStatus.STOPPED if stopped else JobStatus.FAILED, pipeline=pipe)
-            job._handle_failure(format_exc_info(exc_info), pipe, worker_name=self.name, execution_id=item.exec_id,
-                                execution_started_at=job.started_at, execution_ended_at=job.ended_at)
-            if stopped:
-                self._stopped_job_id = None
-                record(self._recorder, EventKind.STOPPED, job.id, item.queue, message="stopped on request", **details)
-            else:
-                record(self._recorder, EventKind.FAILED, job.id, item.queue, **details, **errors)
-            self._ended.append(job)
-
-    def _defer(self, item: _Held, delay: float) -> None:
-        """Back to the scheduled registry until the queue has a slot: not run, not an attempt.
-        Logged once per job; a `deferred` event each time; the queue is left alone for `delay`."""
-        job = item.job
-        deferrals = job.meta["deferrals"] = int(job.meta.get("deferrals", 0)) + 1
-        job.enqueue_at_front = True
-        job.started_at = job.worker_name = job.last_heartbeat = None
-        when = datetime.fromtimestamp(math.ceil(time.time() + delay), UTC)  # the registry keeps whole seconds
-        decision = self.limiter.last.get(job.origin) if self.limiter is not None else None
-        limit = f" ({decision.limit}/min)" if decision is not None and decision.limit is not None else ""
-        message = f"deferred {delay:.1f}s: queue {job.origin} is at its rate limit{limit}"
-        with self._lock:
-            self._pending.zrem(f"rq:wip:{item.queue}", item.member)
-            self._queue(item.queue).schedule_job(job, when, pipeline=self._pending)
-            record(self._recorder, EventKind.DEFERRED, job.id, item.queue, type=job_type(job),
-                   delay=f"{delay:.3f}", worker=self.name, message=message)
-        self._held[item.queue] = time.monotonic() + delay
-        if deferrals == 1:
-            log.info("job %s (%s) %s", job.id, job_type(job), message)
-        self._release_in_hand(item.queue)
 
     def _release_in_hand(self, queue: str | None = None, ahead: bool = False) -> None:
         """Jobs taken but not run (of `queue`, or all; with `ahead`, the batch asked for ahead
@@ -602,7 +471,7 @@ class FastWorker(BaseWorker):
             item.beat = clock
             self.connection.zadd(f"rq:wip:{item.queue}", {item.member: time.time() + 420}, xx=True)
 
-    def _record_execution(self, item: _Held) -> None:
+    def _record_execution(self, item: Held) -> None:
         """RQ's execution record, for a job that runs long enough to be watched (and stopped) by id."""
         with self._lock, self.connection.pipeline() as pipe:
             if self._running is not item or item.execution is not None:
