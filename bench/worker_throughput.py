@@ -76,6 +76,7 @@ class Run:
     round_trips: int
     redis_cpu: float = 0.0  # seconds of Redis server CPU (processes mode)
     worker_cpu: float = 0.0  # seconds of CPU of the worker processes (processes mode)
+    machine_cpu: float = 0.0  # seconds of CPU used by the whole machine (processes mode, Linux)
 
     @property
     def rate(self) -> float:
@@ -202,6 +203,18 @@ def child(args: argparse.Namespace) -> None:
     Path(args.report).write_text(json.dumps({"ended": ended, "round_trips": trips, "cpu": cpu}))
 
 
+def machine_cpu() -> float:
+    """CPU seconds the machine has spent busy so far (every process: workers, Redis, PostgreSQL);
+    0 where /proc/stat does not exist."""
+    try:
+        with open("/proc/stat") as stat:
+            ticks = [int(v) for v in stat.readline().split()[1:]]
+    except OSError:
+        return 0.0
+    idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)  # idle + iowait
+    return (sum(ticks[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
 def redis_cpu(conn: redis.Redis) -> float:
     info = conn.info("cpu")
     return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
@@ -220,17 +233,18 @@ def processes(conn: redis.Redis, redis_url: str, database_url: str, jobs: int, n
     children = [subprocess.Popen([*argv, "--report", str(r)], env=env) for r in reports]
     while conn.llen("bench:ready") < n:
         time.sleep(0.05)
-    before, cpu = commands_processed(conn), redis_cpu(conn)
+    before, cpu, busy = commands_processed(conn), redis_cpu(conn), machine_cpu()
     start = time.time()
     conn.rpush("bench:go", *range(n))
     if any(c.wait(timeout=600) for c in children):
         raise SystemExit("a worker process failed")
     data = [json.loads(r.read_text()) for r in reports]
     commands = commands_processed(conn) - before - 3  # minus RPUSH and the two INFO
-    cpu = redis_cpu(conn) - cpu
+    ended = max(d["ended"] for d in data)
+    cpu, busy = redis_cpu(conn) - cpu, (machine_cpu() - busy) * (ended - start) / (time.time() - start)
     check_history(database_url, jobs)
-    return Run(f"{n} process(es)", jobs, max(d["ended"] for d in data) - start, commands,
-               sum(d["round_trips"] for d in data), cpu, sum(d["cpu"] for d in data))
+    return Run(f"{n} process(es)", jobs, ended - start, commands, sum(d["round_trips"] for d in data), cpu,
+               sum(d["cpu"] for d in data), busy)
 
 
 # ---- set-up and report ------------------------------------------------------------------------
@@ -301,7 +315,8 @@ def main() -> None:
             base = curve[counts[0]].rate
             print("scaling: " + ", ".join(f"{n}: x{curve[n].rate / base:.2f}" for n in counts))
             print(f"CPU while draining ({os.cpu_count()} cores): " + "; ".join(
-                f"{n}: workers {r.worker_cpu / r.seconds:.2f} cores, Redis {r.redis_cpu / r.seconds:.2f} cores"
+                f"{n}: workers {r.worker_cpu / r.seconds:.2f} cores, Redis {r.redis_cpu / r.seconds:.2f} cores, "
+                f"machine {r.machine_cpu / r.seconds:.2f} cores busy"
                 for n, r in curve.items()))
             return
         results: dict[str, list[Run]] = {"rq": [], "ours": [], "huey": []}
