@@ -14,6 +14,7 @@ import itertools
 import os
 import socket
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from urllib.parse import urlsplit, urlunsplit
@@ -23,6 +24,7 @@ import pytest
 import redis
 
 _db_numbers = itertools.cycle(range(1, 16))
+_LEASE = "jobtui:tests:db:{}"  # in db 0: which test run holds db n (pytest runs at once share Redis)
 
 
 def _answers(host: str, port: int) -> bool:
@@ -97,14 +99,33 @@ def database_url(pg_template: str) -> Iterator[str]:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def _lease_db(admin: redis.Redis, token: str) -> int:
+    """A Redis db (1-15) no other test holds, leased for this test (expires if the run dies)."""
+    for _ in range(600):
+        for _ in range(15):
+            n = next(_db_numbers)
+            if admin.set(_LEASE.format(n), token, nx=True, ex=1800):
+                return n
+        time.sleep(0.1)
+    raise RuntimeError("no free Redis test db (1-15) for a minute: other test runs hold them all")
+
+
 @pytest.fixture
 def redis_url() -> Iterator[str]:
-    url = redis_db_url(next(_db_numbers))
+    admin = redis.Redis.from_url(redis_db_url(0))
+    token = uuid.uuid4().hex
+    n = _lease_db(admin, token)
+    url = redis_db_url(n)
     conn = redis.Redis.from_url(url)
     conn.flushdb()
-    yield url
-    conn.flushdb()
-    conn.close()
+    try:
+        yield url
+    finally:
+        conn.flushdb()
+        conn.close()
+        if admin.get(_LEASE.format(n)) == token.encode():
+            admin.delete(_LEASE.format(n))
+        admin.close()
 
 
 @pytest.fixture

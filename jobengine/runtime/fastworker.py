@@ -309,7 +309,7 @@ class FastWorker(Outcomes, BaseWorker):
             return None
         if job.meta.get("deferrals") and job.enqueue_at_front:
             job.enqueue_at_front, item.front_fix = False, True
-        job.started_at = now()
+        job.started_at, job.ended_at = now(), None  # ended_at may hold an earlier attempt's end
         item.since = item.beat = time.monotonic()
         with self._lock:
             self._running = item

@@ -53,6 +53,8 @@ def test_delays_grow_per_strategy_until_final_failure(fast_engine: Engine, datab
         assert rows(database_url, "SELECT status, attempts FROM jobs WHERE id=%s", job_id) == [("failed", 5)]
         assert scalar(database_url, "SELECT count(*) FROM job_logs WHERE job_id=%s AND kind='retry'",
                       job_id) == 4
+        # each run is timed from its own start (not from an earlier attempt's end)
+        assert 0 <= scalar(database_url, "SELECT duration FROM jobs WHERE id=%s", job_id) < 5
     failed = rows(database_url, "SELECT job_id, error_class, error_message, traceback FROM failed_jobs "
                   "ORDER BY error_class")
     assert [(f[0], f[1], f[2]) for f in failed] == [
