@@ -276,7 +276,7 @@ def _emit_health(data: dict[str, Any], as_json: bool) -> None:
 
 
 @cli.command()
-@click.option("--rate", type=float, default=5.0, show_default=True, help="Jobs per second to produce.")
+@click.option("--rate", type=float, default=3.0, show_default=True, help="Jobs per second to produce.")
 @click.option("--workers", "n_workers", type=click.IntRange(min=1), default=2, show_default=True)
 @click.option("--headless", is_flag=True, help="Print live counts instead of opening the console.")
 @click.option("--seconds", type=float, help="Stop after this many seconds (headless).")
