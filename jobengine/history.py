@@ -29,7 +29,7 @@ from jobengine.types import EventKind, Priority
 log = logging.getLogger("jobengine.history")
 
 _OPTIONAL = ("type", "priority", "attempt", "duration", "delay", "func", "args", "worker",
-             "error_class", "error_message", "traceback", "message")
+             "error_class", "error_message", "traceback", "message", "started")
 
 
 def event_fields(kind: EventKind, job_id: str, queue: str, at: datetime | None = None,
@@ -51,8 +51,21 @@ def add_event(pipe: redis.client.Pipeline, kind: EventKind, job_id: str, queue: 
     pipe.xadd(keys.EVENTS_STREAM, event_fields(kind, job_id, queue, **details))
 
 
+def parse_events(event_id: str, raw: Mapping[bytes | str, bytes | str]) -> list[JobEvent]:
+    """The events of one stream entry: itself, preceded by its run's `started` event when the
+    worker folded that in (field `started`: the run's start, epoch seconds; id `<id>-s`)."""
+    event = parse_event(event_id, raw)
+    started = raw.get(b"started", raw.get("started"))  # type: ignore[call-overload]
+    if started is None:
+        return [event]
+    start = JobEvent(event_id=f"{event_id}-s", kind=EventKind.STARTED, job_id=event.job_id, queue=event.queue,
+                     at=datetime.fromtimestamp(float(started), UTC), type=event.type, attempt=event.attempt,
+                     worker=event.worker)
+    return [start, event]
+
+
 def parse_event(event_id: str, raw: Mapping[bytes | str, bytes | str]) -> JobEvent:
-    """Turn a stream entry back into a JobEvent."""
+    """Turn a stream entry back into a JobEvent (a folded-in `started` is left out: see parse_events)."""
     f = {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
          for k, v in raw.items()}
 
@@ -130,7 +143,7 @@ class HistoryWriter:
                    for eid, raw in self._read() if raw]
         if not entries:
             return 0
-        events = [parse_event(eid, raw) for eid, raw in entries]
+        events = [event for eid, raw in entries for event in parse_events(eid, raw)]
         self.store.apply_events(events)
         ids = [eid for eid, _ in entries]
         with self.connection.pipeline(transaction=False) as pipe:

@@ -42,6 +42,15 @@ class Recorder:
     def __len__(self) -> int:
         return len(self._sums) + len(self._expires) + len(self._deletes) + len(self._entries)
 
+    @property
+    def last_entry(self) -> int:
+        """The position of the stream entry added last (see `retract`)."""
+        return len(self._entries) - 1
+
+    def retract(self, position: int) -> None:
+        """Leave out a stream entry not sent yet (its content travels in a later entry)."""
+        self._entries[position] = ()
+
     def hincrby(self, name: str, key: str, amount: int = 1) -> None:
         slot = ("HINCRBY", name, key)
         self._sums[slot] = self._sums.get(slot, 0) + amount
@@ -73,4 +82,4 @@ class Recorder:
         out += [("EXPIRE", name, seconds) for name, seconds in self._expires.items()]
         if self._deletes:
             out.append(("DEL", *self._deletes))
-        return out + self._entries
+        return out + [entry for entry in self._entries if entry]

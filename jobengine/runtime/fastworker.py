@@ -315,6 +315,7 @@ class FastWorker(Outcomes, BaseWorker):
             self._running = item
             record(self._recorder, EventKind.STARTED, job.id, item.queue, at=job.started_at, type=job_type(job),
                    attempt=attempt_of(job), worker=self.name)
+            item.started_entry = (self._recorder, self._recorder.last_entry)
         exc_info: ExcInfo | None = None
         value = None
         try:

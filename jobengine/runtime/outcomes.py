@@ -51,6 +51,7 @@ class Held:
     beat: float = 0.0  # last started-registry refresh (jobs without timeout)
     execution: Execution | None = None  # RQ's record, written once the run passes execution_after
     front_fix: bool = False  # a deferral set enqueue_at_front; reset it so retries go to the back
+    started_entry: tuple[Recorder, int] | None = None  # its `started` event, while not sent yet
 
     @property
     def member(self) -> str:
@@ -81,6 +82,16 @@ class Outcomes:
         def _queue(self, name: str) -> Queue: ...
         def handle_exception(self, job: Job, *exc_info: Any) -> None: ...
         def _release_in_hand(self, queue: str | None = None, ahead: bool = False) -> None: ...
+
+    def _fold_start(self, item: Held) -> dict[str, str]:
+        """If the run's `started` event has not left yet, drop it: the run's end carries its
+        start (`started`, epoch seconds) and the history writer records both. Fast jobs send one
+        event instead of two; a job that runs past a flush keeps its own `started` event."""
+        held, item.started_entry = item.started_entry, None
+        if held is None or held[0] is not self._recorder or item.job.started_at is None:
+            return {}
+        self._recorder.retract(held[1])
+        return {"started": f"{item.job.started_at.timestamp():.6f}"}
 
     def _end(self, item: Held, pipe: Any) -> None:
         """Out of the started registry (and RQ's execution record, if one was written)."""
@@ -117,7 +128,8 @@ class Outcomes:
         duration = (ended - started).total_seconds()
         self._recorder.hincrby(self.key, "successful_job_count", 1)
         self._recorder.hincrbyfloat(self.key, "total_working_time", duration)
-        record(self._recorder, EventKind.FINISHED, job.id, item.queue, type=job_type(job), duration=f"{duration:.6f}",
+        record(self._recorder, EventKind.FINISHED, job.id, item.queue, **self._fold_start(item),
+               type=job_type(job), duration=f"{duration:.6f}",
                attempt=attempt_of(job), worker=self.name)
 
     def _failed(self, item: Held, exc_info: ExcInfo) -> None:
@@ -140,7 +152,8 @@ class Outcomes:
         self._end(item, pipe)
         self._recorder.hincrby(self.key, "failed_job_count", 1)
         self._recorder.hincrbyfloat(self.key, "total_working_time", duration)
-        details = {"type": job_type(job), "attempt": attempt, "worker": self.name, "duration": f"{duration:.6f}"}
+        details = {"type": job_type(job), "attempt": attempt, "worker": self.name, "duration": f"{duration:.6f}",
+                   **self._fold_start(item)}
         errors = error_details(exc, "")
         if decision.retry:
             job.number_of_retries = attempt

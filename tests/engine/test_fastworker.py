@@ -232,6 +232,32 @@ def test_batch_asked_for_ahead_goes_back_when_a_slow_job_runs(fast_engine: Engin
     assert int(conn.hget(worker.key, "successful_job_count") or 0) == 19
 
 
+def slow_and_look(seconds: float) -> int:
+    """Sleep past the worker's flush, then count this job's history entries waiting in Redis."""
+    job = get_current_job()
+    assert job is not None
+    time.sleep(seconds)
+    return sum(1 for _, f in job.connection.xrange("jobengine:events") if f[b"j"] == job.id.encode())
+
+
+def test_fast_runs_send_one_event_and_history_still_gets_both(fast_engine: Engine, database_url: str) -> None:
+    ids = fast_engine.dispatch_many([JobSpec(jobs.noop) for _ in range(20)])
+    slow = fast_engine.dispatch(slow_and_look, 0.3)
+    worker = worker_for(fast_engine)
+    worker.work(burst=True, logging_level="WARNING")
+    entries = fast_engine.connection.xrange("jobengine:events")
+    assert len(entries) == 22  # one per fast run (its start folded in); the slow run's start left on its own
+    assert Job.fetch(slow, connection=fast_engine.connection).return_value() == 1  # visible while it ran
+    fast_engine.flush_history()
+    logs = rows(database_url, "SELECT job_id, kind, created_at, message FROM job_logs ORDER BY job_id, created_at")
+    for job_id in [*ids, slow]:
+        mine = [(kind, at, message) for j, kind, at, message in logs if j == job_id]
+        assert [kind for kind, _, _ in mine] == ["started", "finished"]
+        assert mine[0][1] <= mine[1][1] and mine[0][2] == f"attempt 1 started on {worker.name}"
+    assert rows(database_url, "SELECT count(*) FROM jobs WHERE status = 'finished' AND started_at IS NOT NULL "
+                "AND attempts = 1 AND worker = %s", worker.name) == [(21,)]
+
+
 def test_heartbeat_runs_on_a_timer_during_a_long_job(fast_engine: Engine) -> None:
     fast_engine.dispatch(beats, 0.6)
     worker = worker_for(fast_engine, heartbeat_every=0.1)

@@ -31,14 +31,15 @@ def test_jobs_run_through_a_postgres_outage_and_history_catches_up(fast_engine: 
         finished = sum(1 for n in range(1, 41) if n % 7 and n % 5)
         assert fast_engine.connection.zcard("rq:finished:critical") == finished
         waiting = fast_engine.connection.xlen("jobengine:events")
-        assert waiting > 40  # started + finished/retry/failed events buffered in Redis
+        assert waiting >= 40  # every run's end (fast runs carry their start) buffered in Redis
         with pytest.raises(StoreUnavailable, match="unreachable"):
             writer.drain()  # PostgreSQL is down: the events stay
         assert fast_engine.connection.xlen("jobengine:events") == waiting
     finally:
         _block_connections(database_url, allow=True)
-    assert fast_engine.flush_history() == waiting
+    written = fast_engine.flush_history()
     assert fast_engine.connection.xlen("jobengine:events") == 0
+    assert written == scalar(database_url, "SELECT count(*) FROM job_logs") >= waiting
     assert scalar(database_url, "SELECT count(*) FROM jobs WHERE status='finished'") == finished
     assert scalar(database_url, "SELECT count(*) FROM jobs") == len(ids)
     assert scalar(database_url, "SELECT count(*) FROM job_logs WHERE kind='started'") == \
