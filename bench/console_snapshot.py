@@ -4,15 +4,25 @@ Fills PostgreSQL with generate_series (a tenth of the jobs failed, each with a f
 and two job_logs rows), puts a few hundred jobs on the lanes in Redis, then times
 one full snapshot computation (`engine.monitor.snapshot(shared=False)`: everything the
 dashboard shows plus the first page of failed and stuck jobs; consoles share one per refresh) and prints
-p50/p95 at each size, the ratio 1M/10k and the process's resident memory.
+p50/p95 at each size, the ratio 1M/10k and the bench process's resident memory. Then, at the
+largest size, it runs the console itself (the real `JobTUI` on the real engine, headless at
+120x40, in a process of its own so the bench's data does not count): ten live refreshes at 0.2 s,
+the dashboard, ten pages of the failed list, grouped failures, the stuck list; it prints that
+process's peak resident memory.
 
     python -m bench.console_snapshot [--sizes 10000,1000000] [--samples 200]
 """
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import json
+import os
 import resource
 import statistics
+import subprocess
+import sys
 import time
 
 import psycopg
@@ -61,11 +71,49 @@ def sample(engine: Engine, samples: int) -> tuple[float, float]:
     return statistics.median(timings), timings[int(len(timings) * 0.95) - 1]
 
 
+async def drive_console(settings: Settings) -> None:
+    """The console on live data, headless: refreshes, screens, paging through failures."""
+    from jobtui.app import JobTUI
+
+    with Engine(settings, migrate=False) as engine:
+        app = JobTUI(engine, refresh=0.2)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await pilot.pause(2.0)  # ten refreshes on the dashboard
+            await pilot.press("2")
+            await pilot.pause(0.5)
+            for _ in range(10):  # ten pages of 50 failures, loaded by keyset as the cursor reaches the end
+                await pilot.press("end")
+                await pilot.pause(0.3)
+            await pilot.press("g")
+            await pilot.pause(0.5)
+            await pilot.press("3")
+            await pilot.pause(0.5)
+            await pilot.press("1")
+            await pilot.pause(1.0)
+
+
+def console_rss(redis_url: str, database_url: str) -> float:
+    """Peak resident memory (MB) of a process running only the console on this history."""
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    done = subprocess.run([sys.executable, "-m", "bench.console_snapshot", "--console-child", "--redis-url",
+                           redis_url, "--database-url", database_url], env=env, capture_output=True, text=True,
+                          timeout=300)
+    if done.returncode != 0:
+        raise SystemExit(f"the console run failed:\n{done.stderr[-2000:]}")
+    return float(json.loads(done.stdout.strip().splitlines()[-1])["rss_mb"])
+
+
 def main() -> None:
     p = parser(__doc__.splitlines()[0])
     p.add_argument("--sizes", default="10000,1000000")
     p.add_argument("--samples", type=int, default=200)
+    p.add_argument("--console-child", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--database-url", help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.console_child:
+        asyncio.run(drive_console(Settings.load(env={}, redis_url=args.redis_url, database_url=args.database_url)))
+        print(json.dumps({"rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+        return
     sizes = [int(s) for s in args.sizes.split(",")]
     conn = redis.Redis.from_url(args.redis_url)
     conn.flushdb()
@@ -82,6 +130,7 @@ def main() -> None:
                 sample(engine, 20)  # warm the pool, the plans and the page cache
                 p50, p95 = sample(engine, args.samples)
                 results.append((size, p50, p95))
+        console_mb = console_rss(args.redis_url, database_url)
     conn.flushdb()
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"{'history':>10} {'p50 ms':>8} {'p95 ms':>8}")
@@ -89,7 +138,8 @@ def main() -> None:
         print(f"{size:>10,} {p50:8.2f} {p95:8.2f}")
     if len(results) > 1:
         print(f"ratio p95 {results[-1][0]:,}/{results[0][0]:,}: {results[-1][2] / results[0][2]:.2f}")
-    print(f"peak resident memory: {rss_mb:.0f} MB")
+    print(f"peak resident memory: the console {console_mb:.0f} MB (at {results[-1][0]:,} jobs), "
+          f"this bench process {rss_mb:.0f} MB")
 
 
 if __name__ == "__main__":

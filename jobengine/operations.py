@@ -5,6 +5,7 @@ from __future__ import annotations
 import getpass
 import logging
 import socket
+from datetime import UTC, datetime
 
 import redis
 from rq.command import send_stop_job_command
@@ -86,10 +87,16 @@ class Operations:
 
     def _record(self, kind: EventKind, job: Job, action: str) -> None:
         user, host = actor()
+        at = datetime.now(UTC)
         with self.connection.pipeline(transaction=False) as pipe:
-            add_event(pipe, kind, job.id, job.origin, message=f"{action} by {user}@{host}")
+            add_event(pipe, kind, job.id, job.origin, at=at, message=f"{action} by {user}@{host}")
             invalidate_job_status(pipe, job.id)  # after the state change: no stale status survives
             pipe.execute()
+        if kind is EventKind.REQUEUED:  # off the failed list now, not when a writer drains the event
+            try:
+                self.store.resolve_failures([job.id], at)
+            except StoreUnavailable as exc:
+                log.warning("failures of %s stay listed until PostgreSQL is back: %s", job.id, exc)
         TaggedCache(self.connection).flush_tag(TAG_SNAPSHOT)  # the next poll shows the action
         self._audit(action, job.id)
 

@@ -1,9 +1,10 @@
-"""Failures this console has retried, kept off the failed list until the engine drops them.
+"""Failures this console has retried, hidden among the pages of failures it has already loaded.
 
-A retry puts the job back on its lane in Redis at once, but the failed list is read from the
-history in PostgreSQL: the `requeued` event reaches it only when a history writer drains the
-Redis stream, and the engine's failure log (`failed_jobs`) keeps a retried job's failure rows.
-Without this, the row the operator just retried would come back with the next refresh.
+The engine takes a retried failure off the failed list in PostgreSQL as part of the retry
+(`failed_jobs.retried_at`; a `requeued` event does it later if PostgreSQL was down), so every
+console's next poll agrees. A poll refreshes only the first page, though: rows this console
+loaded further down, and the counts it shows, would keep a retried failure until they are
+reloaded. This hides them at once.
 
 Each entry remembers the newest failure the operator saw (a job's `failed_at`, a group's
 `last_seen`); only failures up to then are hidden, so a job that fails again after its retry

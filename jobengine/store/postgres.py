@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, LiteralString, TypeVar
@@ -146,6 +146,12 @@ def _event_params(e: JobEvent) -> Row:
         "traceback": e.traceback if is_failed else None,
         "fingerprint": failure_fingerprint(error_class, e.error_message or "") if is_failed else None,
     }
+
+
+def _retried(events: Iterable[JobEvent]) -> Row:
+    """resolve_failures' parameters: the job ids and times of `requeued` events."""
+    pairs = [(e.job_id, e.at) for e in events]
+    return {"ids": [j for j, _ in pairs], "ats": [at for _, at in pairs]}
 
 
 def _event_order(e: JobEvent) -> tuple[datetime, tuple[int, ...], str]:
@@ -371,12 +377,22 @@ class PostgresStore:
         if not events:
             return
         params = [_event_params(e) for e in sorted(events, key=_event_order)]
+        retried = _retried(e for e in events if e.kind is EventKind.REQUEUED)
 
         def work(conn: Conn) -> None:
             with conn.cursor() as cur:
                 cur.executemany(_q("apply_event"), params)  # pipeline mode: one round trip
+                if retried["ids"]:  # after the batch's own failures are in
+                    cur.execute(_q("resolve_failures"), retried)
 
         self._run("apply_events", work)
+
+    def resolve_failures(self, job_ids: Sequence[str], at: datetime) -> None:
+        """Take the open failures of `job_ids` up to `at` off the failed list: the jobs were put
+        back on their queue. Idempotent; the rows stay as history."""
+        params = _retried(JobEvent(event_id="", kind=EventKind.REQUEUED, job_id=j, at=at, queue="")
+                          for j in job_ids)
+        self._run("resolve_failures", lambda conn: conn.execute(_q("resolve_failures"), params))
 
     def record_audit(self, action: str, job_id: str | None, os_user: str, host: str,
                      detail: str = "") -> None:

@@ -111,3 +111,52 @@ def test_sigterm_finishes_the_current_job(fast_engine: Engine, database_url: str
     assert Job.fetch(waiting, connection=fast_engine.connection).get_status() == "queued"  # not started
     fast_engine.flush_history()
     assert scalar(database_url, "SELECT status FROM jobs WHERE id=%s", job_id) == "finished"
+
+
+# ---- retried failures leave the failed list ------------------------------------------------------
+
+def _listed(engine: Engine) -> tuple[list[str], int, int, dict[str, int]]:
+    """What a console shows: failed ids, the O(1) total, the exact total, group sizes."""
+    return ([f.job_id for f in engine.failed_jobs()], engine.store.failed_total(),
+            engine.store.failed_total(search="bad"), {g.fingerprint: g.count for g in engine.failure_groups()})
+
+
+def test_a_retried_failure_leaves_the_failed_list_and_a_new_one_shows(fast_engine: Engine,
+                                                                       database_url: str) -> None:
+    ids = [fast_engine.dispatch(jobs.broken, n, priority="high") for n in (1, 2, 3)]
+    run_until_idle(fast_engine)
+    fast_engine.flush_history()
+    before = _listed(fast_engine)
+    assert sorted(before[0]) == sorted(ids) and before[1:3] == (3, 3) and list(before[3].values()) == [3]
+    assert fast_engine.retry(ids[0]) is True  # at once, before any history writer drains the event
+    listed = _listed(fast_engine)
+    assert sorted(listed[0]) == sorted(ids[1:]) and listed[1:3] == (2, 2) and list(listed[3].values()) == [2]
+    assert fast_engine.retry_group(next(iter(listed[3]))) == 2  # R on the group: both left
+    assert _listed(fast_engine) == ([], 0, 0, {})
+    assert scalar(database_url, "SELECT count(*) FROM failed_jobs") == 3  # still history
+    assert fast_engine.job_detail(ids[0]).failure is not None  # the job's detail still shows it
+    run_until_idle(fast_engine)  # all three fail again: three new open failures
+    fast_engine.flush_history()
+    again = _listed(fast_engine)
+    assert sorted(again[0]) == sorted(ids) and again[1:3] == (3, 3)
+    assert scalar(database_url, "SELECT count(*) FROM failed_jobs") == 6
+
+
+def test_a_retry_made_while_postgres_was_down_resolves_when_the_event_lands(fast_engine: Engine,
+                                                                           database_url: str) -> None:
+    from tests.engine.test_history_outage import _block_connections
+
+    job_id = fast_engine.dispatch(jobs.broken, priority="high")
+    run_until_idle(fast_engine)
+    fast_engine.flush_history()
+    assert _listed(fast_engine)[0] == [job_id]
+    fast_engine.store.close()
+    _block_connections(database_url, allow=False)
+    try:
+        assert fast_engine.retry(job_id) is True  # the audit row and the resolve wait; the retry does not
+    finally:
+        _block_connections(database_url, allow=True)
+    assert _listed(fast_engine)[0] == [job_id]  # PostgreSQL has not heard of the retry yet
+    fast_engine.flush_history()  # the `requeued` event arrives
+    assert _listed(fast_engine) == ([], 0, 0, {})
+    assert scalar(database_url, "SELECT count(*) FROM failed_jobs WHERE retried_at IS NOT NULL") == 1

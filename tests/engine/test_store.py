@@ -415,8 +415,8 @@ def test_hot_queries_use_indexes(store: PostgresStore, database_url: str) -> Non
     }
     expected = {
         "active_jobs": "jobs_in_flight_idx",
-        "failed_page": "failed_jobs_failed_at_idx",
-        "failed_page_next": "failed_jobs_failed_at_idx",
+        "failed_page": "failed_jobs_open_idx",
+        "failed_page_next": "failed_jobs_open_idx",
         "stuck_jobs": "jobs_processing_idx",
         "failures_since": "failed_jobs_failed_at_idx",
         "job_prefix_matches": "jobs_id_pattern_idx",

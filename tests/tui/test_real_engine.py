@@ -111,6 +111,12 @@ async def test_r_puts_a_failed_job_back_on_its_lane_and_off_the_failed_list(
         assert sorted(shown_job_ids(app)) == sorted(j for j in failed if j != target)
         assert "Failed 2" in text_of(app.screen.query_one("#nav", Static))
     assert audit(database_url) == [("retry", *ME)]
+    fresh = JobTUI(live, refresh=QUIET)  # another console (or this one restarted) agrees: the engine resolved it
+    async with fresh.run_test(size=(120, 40)) as pilot:
+        await pilot.press("2")
+        await settle(pilot)
+        assert sorted(shown_job_ids(fresh)) == sorted(j for j in failed if j != target)
+        assert "Failed 2" in text_of(fresh.screen.query_one("#nav", Static))
 
 
 async def test_c_on_a_scheduled_job_found_by_lookup_cancels_it(live: Engine, database_url: str) -> None:

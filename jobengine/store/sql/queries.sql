@@ -95,6 +95,12 @@ ON CONFLICT (id) DO UPDATE SET
                          THEN coalesce(EXCLUDED.scheduled_for, j.scheduled_for)
                          ELSE j.scheduled_for END
 
+-- name: resolve_failures
+-- The open failures of jobs put back on their queue at `at` (one row per retried job and time).
+UPDATE failed_jobs f SET retried_at = r.at
+FROM unnest(%(ids)s::text[], %(ats)s::timestamptz[]) AS r(job_id, at)
+WHERE f.job_id = r.job_id AND f.retried_at IS NULL AND f.failed_at <= r.at
+
 -- name: record_audit
 INSERT INTO audit_log (action, job_id, os_user, host, detail)
 VALUES (%(action)s, %(job_id)s, %(os_user)s, %(host)s, %(detail)s)
@@ -112,10 +118,11 @@ ORDER BY priority DESC NULLS LAST, created_at
 LIMIT %(limit)s
 
 -- name: failed_page
--- Keyset page: rows strictly before (before_at, before_id), newest first (failed_jobs_failed_at_idx).
+-- Keyset page of open failures: rows strictly before (before_at, before_id), newest first
+-- (failed_jobs_open_idx).
 SELECT id, job_id, type, queue, error_class, error_message, traceback, fingerprint, failed_at, attempts
 FROM failed_jobs
-WHERE (failed_at, id) < (%(before_at)s::timestamptz, %(before_id)s::bigint)
+WHERE retried_at IS NULL AND (failed_at, id) < (%(before_at)s::timestamptz, %(before_id)s::bigint)
   AND (%(search)s::text IS NULL
        OR type ILIKE %(contains)s OR queue ILIKE %(contains)s OR error_class ILIKE %(contains)s
        OR error_message ILIKE %(contains)s OR job_id ILIKE %(prefix)s)
@@ -123,23 +130,25 @@ ORDER BY failed_at DESC, id DESC
 LIMIT %(limit)s
 
 -- name: failed_count
--- O(1): maintained by the triggers of migration 002.
+-- O(1): open failures, maintained by the triggers of migrations 002-004.
 SELECT value AS n FROM history_counters WHERE name = 'failed_jobs'
 
 -- name: failed_total
 SELECT count(*) AS n
 FROM failed_jobs
-WHERE %(search)s::text IS NULL
-   OR type ILIKE %(contains)s OR queue ILIKE %(contains)s OR error_class ILIKE %(contains)s
-   OR error_message ILIKE %(contains)s OR job_id ILIKE %(prefix)s
+WHERE retried_at IS NULL
+  AND (%(search)s::text IS NULL
+       OR type ILIKE %(contains)s OR queue ILIKE %(contains)s OR error_class ILIKE %(contains)s
+       OR error_message ILIKE %(contains)s OR job_id ILIKE %(prefix)s)
 
 -- name: failure_groups
--- Biggest groups in the window; the sample is each group's newest message (failed_jobs_fingerprint_idx).
+-- Biggest groups of open failures in the window; the sample is each group's newest message
+-- (failed_jobs_open_fingerprint_idx).
 WITH groups AS (
     SELECT error_class, fingerprint, count(*) AS n, min(failed_at) AS first_seen,
            max(failed_at) AS last_seen
     FROM failed_jobs
-    WHERE failed_at >= coalesce(now() - make_interval(days => %(days)s::int), '-infinity')
+    WHERE retried_at IS NULL AND failed_at >= coalesce(now() - make_interval(days => %(days)s::int), '-infinity')
       AND (%(search)s::text IS NULL
            OR type ILIKE %(contains)s OR queue ILIKE %(contains)s OR error_class ILIKE %(contains)s
            OR error_message ILIKE %(contains)s OR job_id ILIKE %(prefix)s)
@@ -151,7 +160,7 @@ SELECT g.error_class, g.fingerprint, s.error_message AS sample_message, g.n, g.f
 FROM groups g
 CROSS JOIN LATERAL (
     SELECT f.error_message FROM failed_jobs f
-    WHERE f.fingerprint = g.fingerprint AND f.error_class IS NOT DISTINCT FROM g.error_class
+    WHERE f.retried_at IS NULL AND f.fingerprint = g.fingerprint AND f.error_class IS NOT DISTINCT FROM g.error_class
     ORDER BY f.failed_at DESC
     LIMIT 1
 ) AS s
@@ -160,7 +169,7 @@ ORDER BY g.n DESC, g.last_seen DESC, g.fingerprint
 -- name: failed_job_ids_in_group
 SELECT job_id
 FROM failed_jobs
-WHERE fingerprint = %(fingerprint)s
+WHERE retried_at IS NULL AND fingerprint = %(fingerprint)s
 GROUP BY job_id
 ORDER BY max(failed_at) DESC
 LIMIT %(limit)s
