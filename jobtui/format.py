@@ -14,6 +14,11 @@ _BARS = "▁▂▃▄▅▆▇█"
 _UNITS = ((1_000_000_000_000, "T"), (1_000_000_000, "G"), (1_000_000, "M"), (1_000, "k"))
 
 
+def counted(n: int, noun: str) -> str:
+    """`count(n)` and the noun, plural unless n is 1: "1 failure", "1.2k failures"."""
+    return f"{count(n)} {noun}{'' if n == 1 else 's'}"
+
+
 def count(n: int | None) -> str:
     """A count an operator can read at a glance: 999, 1.2k, 12.4k, 124k, 3.4M."""
     if n is None:

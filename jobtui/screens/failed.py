@@ -13,7 +13,7 @@ from textual.worker import get_current_worker
 
 from jobengine.models import FailedJob, FailureGroup, JobDetail
 from jobtui.actions import ALL, bindings_for
-from jobtui.format import count, ellipsize, relative, short_id
+from jobtui.format import count, counted, ellipsize, relative, short_id
 from jobtui.messages import FAILED_PAGE, DetailLoaded, FailedPageLoaded, Operation, Outcome, PollPlan, ViewState
 from jobtui.paging import FailedPages
 from jobtui.poller import describe_error
@@ -198,7 +198,7 @@ class FailedScreen(BaseScreen):
             else:
                 groups = self.shown_groups()
                 total = sum(g.count for g in groups)
-                parts.append(f"{len(groups)} groups · {count(total)} failures")
+                parts.append(f"{counted(len(groups), 'group')} · {counted(total, 'failure')}")
         else:
             loaded = len(self.by_key)
             if self.needle:
@@ -206,7 +206,7 @@ class FailedScreen(BaseScreen):
                 parts.append(f"{count(loaded)}{more} matching")
             elif snap is not None:
                 total = self.jobapp.retried.visible_total(snap.failed_total, snap.failed)
-                parts.append(f"{count(total)} failures · {count(loaded)} loaded")
+                parts.append(f"{counted(total, 'failure')} · {count(loaded)} loaded")
             if self.pages.loading:
                 parts.append("loading more…")
             if self.marked:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from jobtui.actions import ACTIONS, APP, bindings_for, help_sections, key_table_markdown, visible_actions
-from jobtui.format import absolute, count, duration, ellipsize, rate_use, relative, sparkline
+from jobtui.format import absolute, count, counted, duration, ellipsize, rate_use, relative, sparkline
 from jobtui.paging import FailedPages
 from tests.tui.doubles import NOW, FakeEngine
 
@@ -108,3 +108,8 @@ def test_the_readme_key_table_is_the_action_table() -> None:
     table = "\n".join(line for line in section.splitlines() if line.startswith("|"))
     assert table == key_table_markdown()
     assert len(table.splitlines()) == len(ACTIONS) + 2
+
+
+def test_counted_nouns_agree_with_their_number() -> None:
+    assert [counted(n, "failure") for n in (0, 1, 2, 1234)] == ["0 failures", "1 failure", "2 failures",
+                                                                 "1.2k failures"]
