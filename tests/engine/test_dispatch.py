@@ -79,6 +79,22 @@ def test_dispatch_many_is_all_or_nothing(engine: Engine, database_url: str) -> N
     assert Queue("critical", connection=engine.connection).job_ids == ids
 
 
+def test_dispatch_many_mixes_delayed_and_immediate_jobs(engine: Engine, database_url: str) -> None:
+    """A delayed spec before an immediate one (the demo producer's mix) in one batch."""
+    ids = engine.dispatch_many([JobSpec(jobs.add, (1, 1), priority="high"),
+                                JobSpec(jobs.add, (2, 2), priority="critical"),
+                                JobSpec(jobs.add, (3, 3), priority="critical", delay=5),
+                                JobSpec(jobs.add, (4, 4), priority="low", delay=0)])
+    conn = engine.connection
+    assert ScheduledJobRegistry("high", connection=conn).get_job_ids() == [ids[0]]
+    assert ScheduledJobRegistry("critical", connection=conn).get_job_ids() == [ids[2]]
+    assert Queue("critical", connection=conn).job_ids == [ids[1]]
+    assert Queue("low", connection=conn).job_ids == [ids[3]]
+    assert [Job.fetch(j, connection=conn).get_status() for j in ids] == ["scheduled", "queued", "scheduled", "queued"]
+    assert [scalar(database_url, "SELECT status FROM jobs WHERE id=%s", j) for j in ids] == \
+        ["scheduled", "queued", "scheduled", "queued"]
+
+
 def test_plain_rq_jobs_run_on_our_worker(fast_engine: Engine, database_url: str) -> None:
     plain = Queue("default", connection=fast_engine.connection).enqueue(jobs.add, 20, 22)
     run_until_idle(fast_engine)
