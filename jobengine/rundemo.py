@@ -64,12 +64,33 @@ def demo_settings(settings: Settings) -> Settings:
                    failed_per_hour=max(settings.failed_per_hour, 200))
 
 
+DEMO_MARK = "jobtui:demo"  # in the embedded Redis: its data was made by a demo
+
+
+def fresh_start(engine: Engine, users: int) -> bool:
+    """Clear what an earlier demo left on the embedded servers (its backlog, its stuck job, its
+    history), so every demo starts on empty lanes. Never data a demo did not make, and never
+    while another process uses the servers (`users` > 1). True if the demo starts clean."""
+    conn = engine.connection
+    if users > 1:
+        return False
+    if not conn.exists(DEMO_MARK) and (conn.dbsize() or engine.store.has_history()):
+        click.echo("jobtui demo: the embedded servers hold data no demo made; it is kept", err=True)
+        return False
+    conn.flushdb()
+    engine.store.clear_history()
+    conn.set(DEMO_MARK, "1")
+    return True
+
+
 def run_demo(settings: Settings, *, rate: float, workers: int, headless: bool,
              seconds: float | None) -> None:
     settings, embedded = resolve(demo_settings(settings))
     if embedded is not None and settings.data_dir is None:
         settings = replace(settings, data_dir=str(embedded.data_dir))
     engine = Engine(settings, embedded=None)
+    if embedded is not None:  # servers the user configured are never cleared
+        fresh_start(engine, len(embedded.users()))
     procs = start_workers(settings, workers)
     producer = Producer(engine, rate=rate)
     producer.start()

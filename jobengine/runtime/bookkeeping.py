@@ -83,3 +83,28 @@ class Recorder:
         if self._deletes:
             out.append(("DEL", *self._deletes))
         return out + [entry for entry in self._entries if entry]
+
+
+def abandoned_job_recorder(connection: Any, worker_name: str) -> Any:
+    """An RQ exception handler that writes the history of jobs RQ finds abandoned.
+
+    A worker that dies (SIGKILL, OOM, a lost machine) cannot record the end of its job. RQ's
+    registry sweep (run by every worker's maintenance) moves such a job to the failed registry and
+    calls the sweeping worker's exception handlers with `AbandonedJobError`; this one appends the
+    job's `failed` event, so the history and the console stop showing it as processing.
+    """
+    from rq.exceptions import AbandonedJobError
+
+    from jobengine.runtime.worker import attempt_of, job_type
+
+    def handler(job: Any, exc_type: type[BaseException], exc_value: BaseException | None, tb: Any) -> bool:
+        if isinstance(exc_type, type) and issubclass(exc_type, AbandonedJobError):
+            with connection.pipeline(transaction=False) as pipe:
+                record(pipe, EventKind.FAILED, job.id, job.origin, type=job_type(job), attempt=attempt_of(job),
+                       worker=job.worker_name, error_class="rq.exceptions.AbandonedJobError",
+                       error_message=f"the worker running it ({job.worker_name or 'unknown'}) died; "
+                                     f"found abandoned by {worker_name}")
+                pipe.execute()
+        return True  # the next handler runs too
+
+    return handler

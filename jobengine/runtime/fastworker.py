@@ -48,7 +48,7 @@ from rq.worker import BaseWorker, WorkerStatus
 from jobengine.config import Settings
 from jobengine.ratelimit import RateLimiter
 from jobengine.retry import RetryPolicy
-from jobengine.runtime.bookkeeping import Recorder, record
+from jobengine.runtime.bookkeeping import Recorder, abandoned_job_recorder, record
 from jobengine.runtime.outcomes import Held, Outcomes, stamp
 from jobengine.runtime.transport import Block
 from jobengine.runtime.worker import IN_HAND_WAIT, STOP_SIGNAL, WORKER_TTL, ExcInfo, JobStopped, attempt_of, job_type
@@ -118,6 +118,7 @@ class FastWorker(Outcomes, BaseWorker):
     def configure(self, settings: Settings, policy: RetryPolicy, limiter: RateLimiter | None = None) -> None:
         self.settings, self.policy, self.limiter = settings, policy, limiter
         self.worker_ttl = min(self.worker_ttl, WORKER_TTL)
+        self.push_exc_handler(abandoned_job_recorder(self.connection, self.name))
 
     def before_run(self, job: Job) -> float | None:
         """The rate-limit gate, after dequeue and before the run: None runs `job`; a number of

@@ -33,7 +33,7 @@ from rq.worker import SimpleWorker, Worker
 from jobengine.config import Settings
 from jobengine.ratelimit import RateLimiter
 from jobengine.retry import RetryDecision, RetryPolicy
-from jobengine.runtime.bookkeeping import record
+from jobengine.runtime.bookkeeping import abandoned_job_recorder, record
 from jobengine.types import EventKind
 
 log = logging.getLogger("jobengine.worker")
@@ -84,6 +84,7 @@ class EngineWorkerMixin:
         self._current: Job | None = None
         self._held: dict[str, float] = {}  # queue -> monotonic time its rate limit has a slot again
         self._lmoved = False  # the job came through RQ's intermediate queue (one queue listened to)
+        self.push_exc_handler(abandoned_job_recorder(self.connection, self.name))  # type: ignore[attr-defined]
 
     # ---- rate-limit gate -----------------------------------------------------------------
     def before_run(self, job: Job) -> float | None:

@@ -394,6 +394,13 @@ class PostgresStore:
                           for j in job_ids)
         self._run("resolve_failures", lambda conn: conn.execute(_q("resolve_failures"), params))
 
+    def has_history(self) -> bool:
+        return bool(self._scalar("has_history"))
+
+    def clear_history(self) -> None:
+        """Delete every job, log line, failure and audit row (used by the demo's fresh start)."""
+        self._run("clear_history", lambda conn: conn.execute(_q("clear_history")))
+
     def record_audit(self, action: str, job_id: str | None, os_user: str, host: str,
                      detail: str = "") -> None:
         """Append one line to the audit log."""

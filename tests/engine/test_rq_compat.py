@@ -300,13 +300,19 @@ def test_sigkilled_workers_job_is_found_abandoned_by_rq(fast_engine: Engine, red
     ((entry, score),) = conn.zrange(registry.key, 0, -1, withscores=True)
     assert entry.decode().startswith(f"{job_id}:")
     assert score <= time.time() + fast_engine.settings.job_timeout + 60  # as RQ's SimpleWorker scores it
-    registry.cleanup(timestamp=score + 1)  # RQ's own sweep, once the entry has expired
+    sweeper = fast_engine.worker()  # RQ's own sweep, as any live worker's maintenance runs it, once expired
+    registry.cleanup(timestamp=score + 1, exception_handlers=sweeper._exc_handlers)
     job = Job.fetch(job_id, connection=conn)
     assert job.get_status() == "failed"
     assert FailedJobRegistry("critical", connection=conn).get_job_ids() == [job_id]
     assert registry.get_job_ids() == []
     result = job.latest_result()
     assert result is not None and "AbandonedJobError" in (result.exc_string or "")
+    fast_engine.flush_history()  # the history no longer shows it processing: it failed, abandoned
+    assert rows(database_url, "SELECT status FROM jobs WHERE id=%s", job_id) == [("failed",)]
+    assert [f.job_id for f in fast_engine.failed_jobs()] == [job_id]
+    assert fast_engine.failed_jobs()[0].error_class == "rq.exceptions.AbandonedJobError"
+    assert fast_engine.stuck_jobs() == []
 
 
 def test_rqs_own_cli_runs_our_worker_class(fast_engine: Engine, redis_url: str) -> None:

@@ -101,6 +101,14 @@ UPDATE failed_jobs f SET retried_at = r.at
 FROM unnest(%(ids)s::text[], %(ats)s::timestamptz[]) AS r(job_id, at)
 WHERE f.job_id = r.job_id AND f.retried_at IS NULL AND f.failed_at <= r.at
 
+-- name: has_history
+SELECT EXISTS (SELECT 1 FROM jobs) OR EXISTS (SELECT 1 FROM failed_jobs) AS n
+
+-- name: clear_history
+-- Every job, log line, failure and audit row (the demo's fresh start); the failed counter too.
+TRUNCATE jobs, job_logs, failed_jobs, audit_log;
+UPDATE history_counters SET value = 0
+
 -- name: record_audit
 INSERT INTO audit_log (action, job_id, os_user, host, detail)
 VALUES (%(action)s, %(job_id)s, %(os_user)s, %(host)s, %(detail)s)
