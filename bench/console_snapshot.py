@@ -1,14 +1,15 @@
 """Console snapshot cost against history size: 10k jobs, then 1M jobs (100k of them failed).
 
-Fills PostgreSQL with generate_series (a tenth of the jobs failed, each with a failed_jobs row
-and two job_logs rows), puts a few hundred jobs on the lanes in Redis, then times
-one full snapshot computation (`engine.monitor.snapshot(shared=False)`: everything the
-dashboard shows plus the first page of failed and stuck jobs; consoles share one per refresh) and prints
-p50/p95 at each size, the ratio 1M/10k and the bench process's resident memory. Then, at the
+Fills PostgreSQL with generate_series (a tenth of the jobs failed, each with a failed_jobs row;
+100 of the first 10k still processing long after their start, so both sizes list 100 stuck jobs;
+two job_logs rows per job), puts a few hundred jobs on the lanes in Redis, then times one full
+snapshot computation (`engine.monitor.snapshot(shared=False)`: everything the dashboard shows
+plus the first page of failed and stuck jobs; consoles share one per refresh) and prints p50/p95
+at each size, the ratio 1M/10k and the bench process's resident memory. Then, at the
 largest size, it runs the console itself (the real `JobTUI` on the real engine, headless at
-120x40, in a process of its own so the bench's data does not count): ten live refreshes at 0.2 s,
-the dashboard, ten pages of the failed list, grouped failures, the stuck list; it prints that
-process's peak resident memory.
+120x40, in a process of its own so the bench's data does not count): about ten live refreshes
+at 0.2 s on the dashboard, the failed list paged ten times by keyset, grouped failures, the stuck
+list, the dashboard again; it prints what that process did and its peak resident memory.
 
     python -m bench.console_snapshot [--sizes 10000,1000000] [--samples 200]
 """
@@ -24,6 +25,7 @@ import statistics
 import subprocess
 import sys
 import time
+from typing import Any
 
 import psycopg
 import redis
@@ -37,9 +39,10 @@ INSERT INTO jobs (id, type, queue, priority, status, attempts, func, args, creat
                   finished_at, failed_at, duration, updated_at)
 SELECT 'bench-' || n, (ARRAY['email','image','report','payment'])[1 + n % 4],
        (ARRAY['critical','high','default','low'])[1 + n % 4], 3 - n % 4,
-       CASE WHEN n % 10 = 0 THEN 'failed' ELSE 'finished' END, 1 + n % 3, 'app.tasks.work', '(1, 2)',
+       CASE WHEN n % 10 = 0 THEN 'failed' WHEN n <= 10000 AND n % 100 = 7 THEN 'processing' ELSE 'finished' END,
+       1 + n % 3, 'app.tasks.work', '(1, 2)',
        now() - (n % 10080) * interval '1 minute', now() - (n % 10080) * interval '1 minute',
-       now() - (n % 10080) * interval '1 minute' + interval '2 seconds',
+       CASE WHEN n > 10000 OR n % 100 <> 7 THEN now() - (n % 10080) * interval '1 minute' + interval '2 seconds' END,
        CASE WHEN n % 10 = 0 THEN now() - (n % 10080) * interval '1 minute' + interval '2 seconds' END,
        2.0, now() - (n % 10080) * interval '1 minute'
 FROM generate_series(%(start)s, %(stop)s) AS n;
@@ -71,36 +74,53 @@ def sample(engine: Engine, samples: int) -> tuple[float, float]:
     return statistics.median(timings), timings[int(len(timings) * 0.95) - 1]
 
 
-async def drive_console(settings: Settings) -> None:
-    """The console on live data, headless: refreshes, screens, paging through failures."""
+async def drive_console(settings: Settings) -> dict[str, int]:
+    """The console on live data, headless: refreshes, screens, paging through failures. Returns
+    what it did (polls, failures loaded, groups shown, stuck jobs shown)."""
     from jobtui.app import JobTUI
+    from jobtui.screens.failed import FailedScreen
 
+    did = {"polls": 0, "failed_loaded": 0, "groups": 0, "stuck_rows": 0}
     with Engine(settings, migrate=False) as engine:
+        snapshot = engine.snapshot
+
+        def counted_snapshot() -> Any:
+            did["polls"] += 1
+            return snapshot()
+
+        engine.snapshot = counted_snapshot  # type: ignore[method-assign]
         app = JobTUI(engine, refresh=0.2)
         async with app.run_test(size=(120, 40)) as pilot:
-            await pilot.pause(2.0)  # ten refreshes on the dashboard
+            await pilot.pause(2.0)  # about ten refreshes on the dashboard
             await pilot.press("2")
             await pilot.pause(0.5)
-            for _ in range(10):  # ten pages of 50 failures, loaded by keyset as the cursor reaches the end
+            for _ in range(10):  # ten more pages of 50 failures, loaded by keyset as the cursor reaches the end
                 await pilot.press("end")
                 await pilot.pause(0.3)
+            failed = app.screen
+            assert isinstance(failed, FailedScreen)
+            did["failed_loaded"] = len(failed.pages.rows)
             await pilot.press("g")
             await pilot.pause(0.5)
-            await pilot.press("3")
+            did["groups"] = len(failed.shown_groups())
+            await pilot.press("g", "3")
             await pilot.pause(0.5)
+            did["stuck_rows"] = app.screen.query_one("#stuck-table").row_count
             await pilot.press("1")
             await pilot.pause(1.0)
+    return did
 
 
-def console_rss(redis_url: str, database_url: str) -> float:
-    """Peak resident memory (MB) of a process running only the console on this history."""
+def console_run(redis_url: str, database_url: str) -> dict[str, float]:
+    """What a process running only the console on this history did, and its peak resident
+    memory (`rss_mb`: ru_maxrss of that process)."""
     env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     done = subprocess.run([sys.executable, "-m", "bench.console_snapshot", "--console-child", "--redis-url",
                            redis_url, "--database-url", database_url], env=env, capture_output=True, text=True,
                           timeout=300)
     if done.returncode != 0:
         raise SystemExit(f"the console run failed:\n{done.stderr[-2000:]}")
-    return float(json.loads(done.stdout.strip().splitlines()[-1])["rss_mb"])
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
 def main() -> None:
@@ -111,8 +131,9 @@ def main() -> None:
     p.add_argument("--database-url", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.console_child:
-        asyncio.run(drive_console(Settings.load(env={}, redis_url=args.redis_url, database_url=args.database_url)))
-        print(json.dumps({"rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+        did = asyncio.run(drive_console(Settings.load(env={}, redis_url=args.redis_url,
+                                                      database_url=args.database_url)))
+        print(json.dumps({**did, "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
         return
     sizes = [int(s) for s in args.sizes.split(",")]
     conn = redis.Redis.from_url(args.redis_url)
@@ -130,7 +151,7 @@ def main() -> None:
                 sample(engine, 20)  # warm the pool, the plans and the page cache
                 p50, p95 = sample(engine, args.samples)
                 results.append((size, p50, p95))
-        console_mb = console_rss(args.redis_url, database_url)
+        console = console_run(args.redis_url, database_url)
     conn.flushdb()
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"{'history':>10} {'p50 ms':>8} {'p95 ms':>8}")
@@ -138,8 +159,10 @@ def main() -> None:
         print(f"{size:>10,} {p50:8.2f} {p95:8.2f}")
     if len(results) > 1:
         print(f"ratio p95 {results[-1][0]:,}/{results[0][0]:,}: {results[-1][2] / results[0][2]:.2f}")
-    print(f"peak resident memory: the console {console_mb:.0f} MB (at {results[-1][0]:,} jobs), "
-          f"this bench process {rss_mb:.0f} MB")
+    print(f"the console at {results[-1][0]:,} jobs ({console['polls']:.0f} snapshot reads, "
+          f"{console['failed_loaded']:,.0f} failures loaded, {console['groups']:.0f} groups, "
+          f"{console['stuck_rows']:.0f} stuck jobs listed): peak resident memory {console['rss_mb']:.0f} MB")
+    print(f"this bench process (fill and samples): peak resident memory {rss_mb:.0f} MB")
 
 
 if __name__ == "__main__":

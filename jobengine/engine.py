@@ -18,7 +18,7 @@ import redis
 from jobengine.cache import TAG_CONFIG, TAG_JOBS, TAG_STATS, TaggedCache
 from jobengine.config import Settings
 from jobengine.dispatch import Dispatcher, JobSpec
-from jobengine.errors import JobNotFound, RedisUnavailable, StoreUnavailable
+from jobengine.errors import RedisUnavailable, StoreUnavailable
 from jobengine.history import HistoryWriter
 from jobengine.models import FailedJob, FailureGroup, HealthReport, JobDetail, JobRecord, Snapshot
 from jobengine.monitor import Monitor
@@ -96,14 +96,9 @@ class Engine:
         return self._redis_call(lambda: self.operations.cancel(job_id))
 
     def retry_group(self, fingerprint: str) -> int:
+        """Retry every job with an open failure of this fingerprint; returns how many went back."""
         ids = self.store.failed_job_ids_in_group(fingerprint)
-        return sum(1 for job_id in ids if self._retry_quietly(job_id))
-
-    def _retry_quietly(self, job_id: str) -> bool:
-        try:
-            return self.retry(job_id)
-        except JobNotFound:
-            return False
+        return len(self._redis_call(lambda: self.operations.retry_many(ids)))
 
     # ---- reads ---------------------------------------------------------------------------
     def snapshot(self) -> Snapshot:

@@ -53,6 +53,11 @@ def cache_tag_key(tag: str) -> str:
     return f"{PREFIX}:cache-tag:{tag}"
 
 
+def cache_flushes_key(tag: str) -> str:
+    """Counter of the flushes of `tag` (a shared value computed across one is computed again)."""
+    return f"{PREFIX}:cache-flushes:{tag}"
+
+
 def job_status_cache_name(job_id: str) -> str:
     """Cache entry name of one job's status (deleted on every transition)."""
     return f"job_status:{job_id}"

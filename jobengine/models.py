@@ -86,6 +86,8 @@ class FailedJob:
     fingerprint: str
     failed_at: datetime
     attempts: int
+    retried_at: datetime | None = None
+    """When an operator put the job back on its queue after this failure (None: still failed)."""
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import getpass
 import logging
 import socket
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import redis
@@ -54,18 +55,35 @@ class Operations:
     def retry(self, job_id: str) -> bool:
         """Put a failed, stopped or canceled job back on its queue; False if it is not in one."""
         self._guard("retry")
-        job = self._fetch(job_id)
-        # An operator retry is one more attempt (it does not restart the automatic retries).
-        runs = (job.number_of_retries or 0) + (1 if job.started_at else 0)
-        job.number_of_retries = runs or None
-        for registry in (FailedJobRegistry, CanceledJobRegistry):
-            try:
-                registry(job.origin, connection=self.connection).requeue(job)
-            except InvalidJobOperation:
-                continue  # not in this registry (ZREM removed nothing): nothing to do here
-            self._record(EventKind.REQUEUED, job, "retry")
-            return True
-        return False
+        return bool(self._retry([self._fetch(job_id)]))
+
+    def retry_many(self, job_ids: Sequence[str]) -> list[str]:
+        """Retry each job as `retry` does (ids no longer in Redis are skipped); their failures leave
+        the failed list in one UPDATE. Returns the ids put back on their queues."""
+        self._guard("retry")
+        found = Job.fetch_many(list(job_ids), connection=self.connection) if job_ids else []
+        return self._retry([job for job in found if job is not None])
+
+    def _retry(self, jobs: Sequence[Job]) -> list[str]:
+        # Stamped before the first requeue: a worker may run and fail a requeued job again while
+        # the others are requeued, and that new failure must stay on the failed list.
+        at = datetime.now(UTC)
+        done: list[Job] = []
+        try:
+            for job in jobs:
+                # An operator retry is one more attempt (it does not restart the automatic retries).
+                runs = (job.number_of_retries or 0) + (1 if job.started_at else 0)
+                job.number_of_retries = runs or None
+                for registry in (FailedJobRegistry, CanceledJobRegistry):
+                    try:
+                        registry(job.origin, connection=self.connection).requeue(job)
+                    except InvalidJobOperation:
+                        continue  # not in this registry (ZREM removed nothing): nothing to do here
+                    done.append(job)
+                    break
+        finally:  # what went back is recorded even if a later job could not be requeued
+            self._record(EventKind.REQUEUED, done, "retry", at)
+        return [job.id for job in done]
 
     def cancel(self, job_id: str) -> bool:
         """Cancel a queued or scheduled job, stop a running one; False if it is already done."""
@@ -74,7 +92,7 @@ class Operations:
         status = job.get_status(refresh=True)
         if status == JobStatus.STARTED:
             send_stop_job_command(self.connection, job.id)
-            self._audit("stop", job.id)
+            self._audit("stop", [job.id])
             return True  # the worker records the `stopped` event (and drops the cached status)
         if status not in (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED):
             return False
@@ -82,28 +100,39 @@ class Operations:
             job.cancel()
         except InvalidJobOperation:
             return False
-        self._record(EventKind.CANCELED, job, "cancel")
+        self._record(EventKind.CANCELED, [job], "cancel", datetime.now(UTC))
         return True
 
-    def _record(self, kind: EventKind, job: Job, action: str) -> None:
+    def _record(self, kind: EventKind, jobs: Sequence[Job], action: str, at: datetime) -> None:
+        """History events, status-cache drops, (for retries) the failures up to `at` resolved,
+        the snapshot flushed and the audit lines of one action on `jobs`: a constant number of
+        round trips."""
+        if not jobs:
+            return
         user, host = actor()
-        at = datetime.now(UTC)
         with self.connection.pipeline(transaction=False) as pipe:
-            add_event(pipe, kind, job.id, job.origin, at=at, message=f"{action} by {user}@{host}")
-            invalidate_job_status(pipe, job.id)  # after the state change: no stale status survives
+            for job in jobs:
+                add_event(pipe, kind, job.id, job.origin, at=at, message=f"{action} by {user}@{host}")
+                invalidate_job_status(pipe, job.id)  # after the state change: no stale status survives
             pipe.execute()
-        if kind is EventKind.REQUEUED:  # off the failed list now, not when a writer drains the event
+        ids = [job.id for job in jobs]
+        if kind is EventKind.REQUEUED:  # off the failed list now, not when a writer drains the events
             try:
-                self.store.resolve_failures([job.id], at)
+                self.store.resolve_failures(ids, at)
             except StoreUnavailable as exc:
-                log.warning("failures of %s stay listed until PostgreSQL is back: %s", job.id, exc)
+                log.warning("failures of %s stay listed until PostgreSQL is back: %s", _some(ids), exc)
         TaggedCache(self.connection).flush_tag(TAG_SNAPSHOT)  # the next poll shows the action
-        self._audit(action, job.id)
+        self._audit(action, ids)
 
-    def _audit(self, action: str, job_id: str) -> None:
+    def _audit(self, action: str, job_ids: Sequence[str]) -> None:
         user, host = actor()
         try:
-            self.store.record_audit(action, job_id, user, host)
+            self.store.record_audits(action, job_ids, user, host)
         except StoreUnavailable as exc:
             # The job log still names the actor (the event's message reaches PostgreSQL later).
-            log.warning("audit row for %s of %s not written: %s", action, job_id, exc)
+            log.warning("audit rows for %s of %s not written: %s", action, _some(job_ids), exc)
+
+
+def _some(job_ids: Sequence[str]) -> str:
+    """Job ids for a log line: all of a few, the first ones and a count of many."""
+    return ", ".join(job_ids) if len(job_ids) <= 3 else f"{', '.join(job_ids[:3])} and {len(job_ids) - 3} more"

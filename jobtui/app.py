@@ -19,7 +19,6 @@ from jobtui.commands import JobCommands
 from jobtui.format import clock_time, count
 from jobtui.messages import ActionDone, DetailLoaded, Operation, Outcome, PollPlan, SnapshotUpdated, ViewState
 from jobtui.poller import POLL_GROUP, PollerMixin, describe_error
-from jobtui.retried import RetriedFailures
 from jobtui.screens.base import BaseScreen
 from jobtui.screens.dashboard import DashboardScreen
 from jobtui.screens.failed import FailedScreen
@@ -69,8 +68,6 @@ class JobTUI(PollerMixin, App[None]):
         self.view_state = ViewState()
         self.current_job: JobDetail | None = None
         self.previous_mode = "dashboard"
-        self.retried = RetriedFailures()
-        """Failures retried from this console: off the failed list even before the history says so."""
 
     # ---- lifecycle -----------------------------------------------------------------------
     def on_mount(self) -> None:
@@ -88,6 +85,8 @@ class JobTUI(PollerMixin, App[None]):
 
     # ---- poll results --------------------------------------------------------------------
     def on_snapshot_updated(self, message: SnapshotUpdated) -> None:
+        if message.epoch != self.read_epoch:
+            return  # started before an action finished: the poll it asked for follows
         extras = message.extras
         job = self.current_job
         if extras.detail is not None and job is not None and extras.detail.record.id == job.record.id:
@@ -231,23 +230,13 @@ class JobTUI(PollerMixin, App[None]):
 
     def on_action_done(self, message: ActionDone) -> None:
         outcome = message.outcome
-        self._remember_retried(outcome)
+        self.new_read_epoch()  # a poll or page load in flight may have read before the action
         text, title, severity = _describe(outcome)
         self.notify(text, title=title, severity=severity, markup=False)  # type: ignore[arg-type]
         for screen in self.screen_stack:
             if isinstance(screen, BaseScreen):
                 screen.on_outcome(outcome)
         self.poll_now()
-
-    def _remember_retried(self, outcome: Outcome) -> None:
-        op = outcome.operation
-        if op.verb == "retry":
-            for job_id, newest in op.resolves:
-                if job_id in outcome.done:
-                    self.retried.retried_job(job_id, newest)
-        elif op.verb == "retry_group" and outcome.count:
-            for fingerprint, last_seen in op.resolves:
-                self.retried.retried_group(fingerprint, last_seen)
 
 
 def _describe(outcome: Outcome) -> tuple[str, str, str]:

@@ -47,9 +47,6 @@ class Operation:
     label: str = ""
     past: str = ""
     """How the notification says it was done ('Retried', 'Stopped'); derived from verb if empty."""
-    resolves: tuple[tuple[str, datetime], ...] = ()
-    """For retries: (job id, or the group's fingerprint, newest failure the operator saw); once
-    the retry is done, failures up to then leave the failed list (see jobtui.retried)."""
 
 
 @dataclass(frozen=True)
@@ -79,12 +76,13 @@ class ViewState:
 
 
 class SnapshotUpdated(Message):
-    """A poll succeeded."""
+    """A poll succeeded; `epoch` is the app's read epoch when it started (see PollerMixin)."""
 
-    def __init__(self, snapshot: Snapshot, extras: PollExtras | None = None) -> None:
+    def __init__(self, snapshot: Snapshot, extras: PollExtras | None = None, epoch: int = 0) -> None:
         super().__init__()
         self.snapshot = snapshot
         self.extras = extras or PollExtras()
+        self.epoch = epoch
 
 
 class ActionDone(Message):
@@ -99,13 +97,19 @@ class FailedPageLoaded(Message, bubble=False):
     """The next page of failed jobs arrived (or failed to)."""
 
     def __init__(
-        self, rows: tuple[FailedJob, ...], search: str | None, before: tuple[datetime, int], error: str | None = None
+        self,
+        rows: tuple[FailedJob, ...],
+        search: str | None,
+        before: tuple[datetime, int],
+        error: str | None = None,
+        epoch: int = 0,
     ) -> None:
         super().__init__()
         self.rows = rows
         self.search = search
         self.before = before
         self.error = error
+        self.epoch = epoch
 
 
 class DetailLoaded(Message, bubble=False):

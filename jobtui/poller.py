@@ -7,6 +7,10 @@ poll, so polls never overlap and a slow engine only stretches the interval. A po
 while one is in flight (after an action, a new filter) runs as soon as the current one ends.
 Errors are not caught here: the app's `Worker.StateChanged` handler turns them into the
 outage banner.
+
+Reads carry the read epoch they started in. A finished retry or cancel starts a new epoch
+(`new_read_epoch`): what a poll (or a page load) started before it read may predate the
+action, so it is dropped and a fresh poll shows the engine's state after it.
 """
 
 from __future__ import annotations
@@ -66,6 +70,7 @@ class PollerMixin:
     _poll_in_flight: bool = False
     _poll_again: bool = False
     _polling_paused: bool = False
+    _read_epoch: int = 0
 
     def poll_plan(self) -> PollPlan:  # pragma: no cover - overridden by the app
         return PollPlan()
@@ -83,14 +88,23 @@ class PollerMixin:
             self._poll_timer.stop()
             self._poll_timer = None
         self._poll_in_flight = True
-        self._poll(self.poll_plan())
+        self._poll(self.poll_plan(), self._read_epoch)
 
     @work(thread=True, exclusive=True, group=POLL_GROUP, exit_on_error=False, name="poll")
-    def _poll(self, plan: PollPlan) -> None:
+    def _poll(self, plan: PollPlan, epoch: int) -> None:
         snapshot = self.engine.snapshot()
         extras = fetch_extras(self.engine, plan)
         if not get_current_worker().is_cancelled:
-            self.post_message(SnapshotUpdated(snapshot, extras))  # type: ignore[attr-defined]
+            self.post_message(SnapshotUpdated(snapshot, extras, epoch))  # type: ignore[attr-defined]
+
+    @property
+    def read_epoch(self) -> int:
+        """Results of reads started in an earlier epoch are stale: drop them."""
+        return self._read_epoch
+
+    def new_read_epoch(self) -> None:
+        """Something just changed what the engine returns: reads in flight may predate it."""
+        self._read_epoch += 1
 
     def poll_finished(self, worker: Worker[object]) -> bool:
         """Re-arm after a poll worker ended; True if `worker` was a poll."""

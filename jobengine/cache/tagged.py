@@ -9,7 +9,8 @@ of the entry keys carrying it. An invalidation that lands while a value is being
 `remember` claims the key with a placeholder, WATCHes it, and stores its value only if nothing
 deleted or replaced the key meanwhile, so a value read before a transition is never cached
 after it. `shared` computes a value once per TTL for every process reading it (a Redis lock
-picks the one that computes; the others get the previous value, or wait for the new one).
+picks the one that computes; the others get the previous value, or wait for the new one); a
+flush of one of its tags while it computes makes it compute again before storing.
 """
 
 from __future__ import annotations
@@ -134,6 +135,7 @@ class TaggedCache:
         """Delete every entry tagged `tag`; returns how many keys were deleted."""
         tag_key = keys.cache_tag_key(tag)
         doomed = f"{tag_key}:flushing:{uuid.uuid4().hex}"
+        self.connection.incr(keys.cache_flushes_key(tag))  # first: a `shared` computing now retries
         try:
             self.connection.rename(tag_key, doomed)  # later entries start a new set
         except redis.ResponseError:
@@ -202,14 +204,7 @@ class TaggedCache:
                     value = self._loads(self.connection.get(key))
                     if value is not _MISS:  # stored by the previous holder since our last look
                         return value
-                    result = fn()
-                    data = self._dumps(result)
-                    with self.connection.pipeline(transaction=False) as pipe:
-                        pipe.set(key, data, px=_ms(ttl))
-                        pipe.set(stale_key, data, px=_ms(stale_for))
-                        for tag in tags:
-                            pipe.sadd(keys.cache_tag_key(tag), key, stale_key)
-                        pipe.execute()
+                    result = self._store_shared(key, ttl, stale_for, fn, tags)
                     self._extend_tags(tags, stale_for)
                     return result
                 finally:
@@ -223,6 +218,30 @@ class TaggedCache:
             if time.monotonic() > deadline:
                 return fn()
             time.sleep(0.005 + random.random() * 0.01)
+
+    def _store_shared(self, key: str, ttl: float, stale_for: float, fn: Callable[[], T], tags: list[str]) -> T:
+        """`fn()` stored as `shared`'s fresh and stale entries. If one of `tags` is flushed while
+        it runs (WATCHed flush counters), the value may predate what the flush announced (a retry
+        read half-way): it is computed again and that one is stored."""
+        stale_key = f"{key}:stale"
+        watched = [keys.cache_flushes_key(tag) for tag in tags]
+        for attempt in (1, 2):
+            with self.connection.pipeline(transaction=True) as pipe:
+                if watched and attempt == 1:
+                    pipe.watch(*watched)
+                result = fn()
+                data = self._dumps(result)
+                pipe.multi()
+                pipe.set(key, data, px=_ms(ttl))
+                pipe.set(stale_key, data, px=_ms(stale_for))
+                for tag in tags:
+                    pipe.sadd(keys.cache_tag_key(tag), key, stale_key)
+                try:
+                    pipe.execute()
+                except WatchError:
+                    continue
+                return result
+        raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _ms(seconds: float) -> int:

@@ -68,7 +68,7 @@ def _failed(row: Row) -> FailedJob:
                      queue=row["queue"], error_class=row["error_class"] or "",
                      error_message=row["error_message"] or "", traceback=row["traceback"] or "",
                      fingerprint=row["fingerprint"] or "", failed_at=row["failed_at"],
-                     attempts=row["attempts"] or 0)
+                     attempts=row["attempts"] or 0, retried_at=row.get("retried_at"))
 
 
 def _group(row: Row) -> FailureGroup:
@@ -387,12 +387,14 @@ class PostgresStore:
 
         self._run("apply_events", work)
 
-    def resolve_failures(self, job_ids: Sequence[str], at: datetime) -> None:
-        """Take the open failures of `job_ids` up to `at` off the failed list: the jobs were put
-        back on their queue. Idempotent; the rows stay as history."""
-        params = _retried(JobEvent(event_id="", kind=EventKind.REQUEUED, job_id=j, at=at, queue="")
-                          for j in job_ids)
-        self._run("resolve_failures", lambda conn: conn.execute(_q("resolve_failures"), params))
+    def resolve_failures(self, job_ids: Sequence[str], at: datetime) -> int:
+        """Take the open failures of `job_ids` up to `at` off the failed list in one UPDATE: the
+        jobs were put back on their queue. Idempotent; the rows stay as history. Returns the rows
+        resolved."""
+        if not job_ids:
+            return 0
+        params = {"ids": list(job_ids), "ats": [at] * len(job_ids)}
+        return self._run("resolve_failures", lambda conn: conn.execute(_q("resolve_failures"), params).rowcount)
 
     def has_history(self) -> bool:
         return bool(self._scalar("has_history"))
@@ -406,6 +408,18 @@ class PostgresStore:
         """Append one line to the audit log."""
         params = {"action": action, "job_id": job_id, "os_user": os_user, "host": host, "detail": detail}
         self._run("record_audit", lambda conn: conn.execute(_q("record_audit"), params))
+
+    def record_audits(self, action: str, job_ids: Sequence[str], os_user: str, host: str) -> None:
+        """One audit line per job for one action, in one transaction and one round trip."""
+        params = [{"action": action, "job_id": j, "os_user": os_user, "host": host, "detail": ""}
+                  for j in job_ids]
+
+        def work(conn: Conn) -> None:
+            with conn.cursor() as cur:
+                cur.executemany(_q("record_audit"), params)
+
+        if params:
+            self._run("record_audit", work)
 
     # ---- reads --------------------------------------------------------------------------------
     def active_jobs(self, limit: int = 100) -> list[JobRecord]:
@@ -425,7 +439,8 @@ class PostgresStore:
         return [_failed(r) for r in self._rows("failed_page", params)]
 
     def failed_total(self, search: str | None = None) -> int:
-        """Exact number of failed_jobs rows matching `search`; without one, an O(1) counter read."""
+        """Exact number of open (not retried) failures matching `search`; without one, an O(1)
+        counter read."""
         if search is None:
             return int(self._scalar("failed_count"))
         return int(self._scalar("failed_total", search_params(search)))
@@ -448,7 +463,7 @@ class PostgresStore:
         return [_job(r) for r in self._rows("stuck_jobs", params)]
 
     def failures_since(self, since: datetime) -> int:
-        """Number of final failures recorded at or after `since`."""
+        """Number of final failures recorded at or after `since` and not retried since."""
         return int(self._scalar("failures_since", {"since": since}))
 
     def throughput_per_minute(self, since: datetime, until: datetime | None = None) -> list[ThroughputPoint]:

@@ -110,7 +110,7 @@ class BaseScreen(Screen[None], inherit_bindings=False):
         self.set_class(state.stale, "-stale")
         snap = state.snapshot
         note = f"filter: {self.needle}" if self.needle else ""
-        failed = self.jobapp.retried.visible_total(snap.failed_total, snap.failed) if snap else None
+        failed = snap.failed_total if snap else None
         self.query_one(NavBar).show(self.MODE, failed, len(snap.stuck) if snap else None, note)
         self.render_body(state)
 

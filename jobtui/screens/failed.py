@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
@@ -141,7 +139,7 @@ class FailedScreen(BaseScreen):
             table.set_columns(_group_columns(width, narrow))
             table.sync(self._group_rows(width, narrow))
         else:
-            self.by_key = {str(r.id): r for r in self.jobapp.retried.visible(self.pages.rows)}
+            self.by_key = {str(r.id): r for r in self.pages.rows}
             self._type_width = min(TYPE_WIDTH, max([4, *(len(r.type) for r in self.by_key.values())]))
             table.set_columns(self._columns(width, narrow))
             self.marked &= set(self.by_key)
@@ -205,8 +203,7 @@ class FailedScreen(BaseScreen):
                 more = "" if self.pages.exhausted else "+"
                 parts.append(f"{count(loaded)}{more} matching")
             elif snap is not None:
-                total = self.jobapp.retried.visible_total(snap.failed_total, snap.failed)
-                parts.append(f"{counted(total, 'failure')} · {count(loaded)} loaded")
+                parts.append(f"{counted(snap.failed_total, 'failure')} · {count(loaded)} loaded")
             if self.pages.loading:
                 parts.append("loading more…")
             if self.marked:
@@ -242,21 +239,25 @@ class FailedScreen(BaseScreen):
         if before is None:
             return
         self.pages.loading = True
-        self._load_page(before, self.needle or None)
+        self._load_page(before, self.needle or None, self.jobapp.read_epoch)
 
     @work(thread=True, exclusive=True, group="failed-page", exit_on_error=False)
-    def _load_page(self, before: tuple, search: str | None) -> None:
+    def _load_page(self, before: tuple, search: str | None, epoch: int) -> None:
         try:
             rows = tuple(self.jobapp.engine.failed_jobs(FAILED_PAGE, before, search))
-            message = FailedPageLoaded(rows, search, before)
+            message = FailedPageLoaded(rows, search, before, epoch=epoch)
         except Exception as exc:
-            message = FailedPageLoaded((), search, before, error=describe_error(exc))
+            message = FailedPageLoaded((), search, before, error=describe_error(exc), epoch=epoch)
         if not get_current_worker().is_cancelled:
             self.post_message(message)
 
     def on_failed_page_loaded(self, message: FailedPageLoaded) -> None:
         if message.search != (self.needle or None) or self.grouped:
             self.pages.loading = False
+            return
+        if message.epoch != self.jobapp.read_epoch:  # read before an action: may hold what it retried
+            self.pages.loading = False
+            self._follow_cursor()  # asks again if the cursor is still near the end
             return
         if message.error:
             self.pages.loading = False
@@ -335,41 +336,29 @@ class FailedScreen(BaseScreen):
         return next((g for g in self.shown_groups() if g.fingerprint == fingerprint), None)
 
     def shown_groups(self) -> list[FailureGroup]:
-        """The groups as last polled, less those retried from this console since."""
-        retried = self.jobapp.retried
-        return [g for g in self.groups or [] if not retried.hides_group(g)]
-
-    def _newest_failures(self, job_ids: tuple[str, ...]) -> tuple[tuple[str, datetime], ...]:
-        """(job id, its newest failure among the rows loaded): what a retry of them resolves."""
-        newest: dict[str, datetime] = {}
-        wanted = set(job_ids)
-        for r in self.pages.rows:
-            if r.job_id in wanted and (r.job_id not in newest or r.failed_at > newest[r.job_id]):
-                newest[r.job_id] = r.failed_at
-        return tuple(newest.items())
+        """The groups as last polled (less one retried since, until the next poll)."""
+        return list(self.groups or [])
 
     def action_retry(self) -> None:
         row = self.by_key.get(self.table.cursor_key or "")
         if row is None:
             return
         label = f"{short_id(row.job_id)} ({row.type})"
-        jobs = (row.job_id,)
-        self.jobapp.run_operation(Operation("retry", jobs, label=label, resolves=self._newest_failures(jobs)))
+        self.jobapp.run_operation(Operation("retry", (row.job_id,), label=label))
 
     def action_retry_bulk(self) -> None:
         if self.grouped:
             group = self._group(self.table.cursor_key)
             if group is None:
                 return
-            op = Operation("retry_group", fingerprint=group.fingerprint, label=short_class(group.error_class),
-                           resolves=((group.fingerprint, group.last_seen),))
+            op = Operation("retry_group", fingerprint=group.fingerprint, label=short_class(group.error_class))
             question = f"Retry {group.count} job{'s' if group.count != 1 else ''}?"
             detail = f"Every failure of {group.error_class}: {ellipsize(group.sample_message, 60)}"
         else:
             jobs = tuple(self.by_key[k].job_id for k in self.pages_order() if k in self.marked)
             if not jobs:
                 return
-            op = Operation("retry", jobs, label=f"{len(jobs)} jobs", resolves=self._newest_failures(jobs))
+            op = Operation("retry", jobs, label=f"{len(jobs)} jobs")
             question = f"Retry {len(jobs)} job{'s' if len(jobs) != 1 else ''}?"
             detail = "The marked jobs go back on their lanes."
 

@@ -46,9 +46,7 @@ class JobScreen(BaseScreen):
             return
         label = f"{short_id(job.record.id)} ({job.record.type})"
         past = "Stopped" if verb == "cancel" and job.record.status is JobStatus.PROCESSING else ""
-        failure = job.failure
-        resolves = ((job.record.id, failure.failed_at),) if verb == "retry" and failure is not None else ()
-        self.jobapp.run_operation(Operation(verb, (job.record.id,), label=label, past=past, resolves=resolves))
+        self.jobapp.run_operation(Operation(verb, (job.record.id,), label=label, past=past))
 
     def action_retry(self) -> None:
         self._act("retry")

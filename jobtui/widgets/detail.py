@@ -89,9 +89,10 @@ def render_detail(detail: JobDetail, now: datetime, tz: tzinfo | None, colors: P
         parts.append(Text.assemble("strategy ", (detail.retry_strategy, "bold"), " · next delay ", (nxt, "bold")))
     if detail.failure is not None:
         f = detail.failure
-        parts.append(_section("Failure", colors))
+        parts.append(_section("Failure" if f.retried_at is None else "Last failure (retried)", colors))
         parts.append(Text.assemble((f.error_class, f"bold {colors.error}"), ": ", f.error_message))
-        parts.append(Text(f"fingerprint {f.fingerprint} · failed {absolute(f.failed_at, tz)}", style="dim"))
+        retried = f" · retried {absolute(f.retried_at, tz)}" if f.retried_at is not None else ""
+        parts.append(Text(f"fingerprint {f.fingerprint} · failed {absolute(f.failed_at, tz)}{retried}", style="dim"))
     # The log (a few lines: every attempt, retry and delay) before the traceback (often dozens).
     parts.append(_section(f"Log ({len(detail.logs)})", colors))
     parts.append(_log(detail, tz, colors))

@@ -64,6 +64,23 @@ def test_flush_tag_while_computing_wins(redis_conn: redis.Redis) -> None:
     assert cache.get("stats:x") is None
 
 
+def test_shared_value_computed_across_a_flush_is_computed_again(redis_conn: redis.Redis) -> None:
+    """A retry lands (and flushes the snapshot) while another process computes the snapshot."""
+    cache = TaggedCache(redis_conn)
+    state = {"failed": 3}
+    reads: list[int] = []
+
+    def snapshot() -> int:
+        reads.append(state["failed"])  # read before the retry...
+        if len(reads) == 1:
+            state["failed"] = 2  # ...which lands now
+            cache.flush_tag("snapshot")
+        return reads[-1]
+
+    assert cache.shared("snap", 10, snapshot, tags=["snapshot"]) == 2
+    assert reads == [3, 2] and cache.get("snap") == 2 and cache.get("snap:stale") == 2
+    assert cache.shared("snap", 10, snapshot, tags=["snapshot"]) == 2 and reads == [3, 2]  # stored
+
 def test_trim_drops_members_of_expired_entries(redis_conn: redis.Redis) -> None:
     cache = TaggedCache(redis_conn)
     for i in range(5):

@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from rq import Queue
@@ -115,10 +116,13 @@ def test_sigterm_finishes_the_current_job(fast_engine: Engine, database_url: str
 
 # ---- retried failures leave the failed list ------------------------------------------------------
 
-def _listed(engine: Engine) -> tuple[list[str], int, int, dict[str, int]]:
-    """What a console shows: failed ids, the O(1) total, the exact total, group sizes."""
+def _listed(engine: Engine) -> tuple[list[str], int, int, int, dict[str, int]]:
+    """What a console shows: failed ids, the O(1) total, the exact total, the failures of the last
+    hour (health), group sizes."""
+    hour_ago = datetime.now(UTC) - timedelta(hours=1)
     return ([f.job_id for f in engine.failed_jobs()], engine.store.failed_total(),
-            engine.store.failed_total(search="bad"), {g.fingerprint: g.count for g in engine.failure_groups()})
+            engine.store.failed_total(search="bad"), engine.store.failures_since(hour_ago),
+            {g.fingerprint: g.count for g in engine.failure_groups()})
 
 
 def test_a_retried_failure_leaves_the_failed_list_and_a_new_one_shows(fast_engine: Engine,
@@ -127,19 +131,25 @@ def test_a_retried_failure_leaves_the_failed_list_and_a_new_one_shows(fast_engin
     run_until_idle(fast_engine)
     fast_engine.flush_history()
     before = _listed(fast_engine)
-    assert sorted(before[0]) == sorted(ids) and before[1:3] == (3, 3) and list(before[3].values()) == [3]
+    assert sorted(before[0]) == sorted(ids) and before[1:4] == (3, 3, 3) and list(before[4].values()) == [3]
     assert fast_engine.retry(ids[0]) is True  # at once, before any history writer drains the event
     listed = _listed(fast_engine)
-    assert sorted(listed[0]) == sorted(ids[1:]) and listed[1:3] == (2, 2) and list(listed[3].values()) == [2]
-    assert fast_engine.retry_group(next(iter(listed[3]))) == 2  # R on the group: both left
-    assert _listed(fast_engine) == ([], 0, 0, {})
+    assert sorted(listed[0]) == sorted(ids[1:]) and listed[1:4] == (2, 2, 2) and list(listed[4].values()) == [2]
+    assert fast_engine.retry_group(next(iter(listed[4]))) == 2  # R on the group: both left
+    assert _listed(fast_engine) == ([], 0, 0, 0, {})
     assert scalar(database_url, "SELECT count(*) FROM failed_jobs") == 3  # still history
-    assert fast_engine.job_detail(ids[0]).failure is not None  # the job's detail still shows it
+    assert rows(database_url, "SELECT action, count(*) FROM audit_log GROUP BY action") == [("retry", 3)]
+    detail = fast_engine.job_detail(ids[0])  # the job's detail still shows its failure, as retried
+    assert detail.failure is not None and detail.failure.retried_at is not None
+    fast_engine.flush_history()  # the `requeued` events change nothing more
+    assert _listed(fast_engine) == ([], 0, 0, 0, {})
     run_until_idle(fast_engine)  # all three fail again: three new open failures
     fast_engine.flush_history()
     again = _listed(fast_engine)
-    assert sorted(again[0]) == sorted(ids) and again[1:3] == (3, 3)
+    assert sorted(again[0]) == sorted(ids) and again[1:4] == (3, 3, 3)
     assert scalar(database_url, "SELECT count(*) FROM failed_jobs") == 6
+    detail = fast_engine.job_detail(ids[0])
+    assert detail.failure is not None and detail.failure.retried_at is None  # the new failure
 
 
 def test_a_retry_made_while_postgres_was_down_resolves_when_the_event_lands(fast_engine: Engine,
@@ -158,5 +168,16 @@ def test_a_retry_made_while_postgres_was_down_resolves_when_the_event_lands(fast
         _block_connections(database_url, allow=True)
     assert _listed(fast_engine)[0] == [job_id]  # PostgreSQL has not heard of the retry yet
     fast_engine.flush_history()  # the `requeued` event arrives
-    assert _listed(fast_engine) == ([], 0, 0, {})
+    assert _listed(fast_engine) == ([], 0, 0, 0, {})
     assert scalar(database_url, "SELECT count(*) FROM failed_jobs WHERE retried_at IS NOT NULL") == 1
+
+
+def test_retry_group_skips_jobs_gone_from_redis(fast_engine: Engine, database_url: str) -> None:
+    ids = [fast_engine.dispatch(jobs.broken, n, priority="high") for n in (1, 2)]
+    run_until_idle(fast_engine)
+    fast_engine.flush_history()
+    fast_engine.connection.delete(f"rq:job:{ids[0]}")  # its failure_ttl expired
+    [group] = fast_engine.failure_groups()
+    assert fast_engine.retry_group(group.fingerprint) == 1
+    assert [f.job_id for f in fast_engine.failed_jobs()] == [ids[0]]  # nothing put it back: still failed
+    assert rows(database_url, "SELECT job_id FROM audit_log") == [(ids[1],)]

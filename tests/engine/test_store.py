@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import threading
@@ -199,6 +200,73 @@ def test_failed_counter_is_only_written_by_failures(store: PostgresStore, databa
     store.apply_events([fail(ev, f"q{n}", T0 + timedelta(seconds=1)) for n in range(3)])
     assert sql(database_url, version)[0][1] == 3 == store.failed_total() == count(database_url, "failed_jobs")
 
+
+def open_failures(database_url: str) -> int:
+    return sql(database_url, "SELECT count(*) FROM failed_jobs WHERE retried_at IS NULL")[0][0]
+
+
+def test_the_failed_counter_follows_retries_reopens_and_deletes(store: PostgresStore, database_url: str) -> None:
+    ev = Events()
+    s = timedelta(seconds=1)
+    store.apply_events([fail(ev, f"j{n}", T0 + n * s) for n in range(6)])
+    assert store.failed_total() == 6 == open_failures(database_url)
+    assert store.resolve_failures(["j0", "j1", "nobody"], T0 + 10 * s) == 2
+    assert store.resolve_failures(["j0", "j1"], T0 + 20 * s) == 0  # idempotent: first retried_at kept
+    assert sql(database_url, "SELECT retried_at FROM failed_jobs WHERE job_id = 'j0'") == [(T0 + 10 * s,)]
+    assert store.resolve_failures(["j5"], T0 + 2 * s) == 0  # j5 failed after that retry: stays open
+    assert store.failed_total() == 4 == open_failures(database_url)
+    with psycopg.connect(database_url) as conn:
+        conn.execute("UPDATE failed_jobs SET retried_at = NULL WHERE job_id = 'j0'")  # reopened by hand
+        conn.execute("UPDATE failed_jobs SET error_message = 'x'")  # other columns: no change
+        conn.execute("DELETE FROM failed_jobs WHERE job_id IN ('j1', 'j2')")  # one retried, one open
+    assert store.failed_total() == 4 == open_failures(database_url)
+    store.prune(older_than=T0 + 100 * s)  # deletes retried and open rows alike
+    assert store.failed_total() == 0 == count(database_url, "failed_jobs")
+
+
+def test_failed_lists_groups_and_counts_leave_out_retried_failures(store: PostgresStore) -> None:
+    ev = Events()
+    now = datetime.now(UTC)
+    store.apply_events([fail(ev, f"j{n}", now - timedelta(minutes=10 - n)) for n in range(3)])
+    store.resolve_failures(["j0"], now)
+    assert [f.job_id for f in store.failed_jobs()] == ["j2", "j1"]
+    assert store.failed_total() == 2 == store.failed_total(search="bad")
+    assert [g.count for g in store.failure_groups()] == [2]
+    fingerprint = store.failure_groups()[0].fingerprint
+    assert sorted(store.failed_job_ids_in_group(fingerprint)) == ["j1", "j2"]
+    assert store.failures_since(now - timedelta(hours=1)) == 2
+    detail = store.get_job("j0")  # the job's detail still has its failure, marked retried
+    assert detail is not None and detail.failure is not None and detail.failure.retried_at == now
+    store.resolve_failures(["j1", "j2"], now)
+    assert store.failed_jobs() == [] and store.failure_groups() == [] and store.failed_total() == 0
+    assert store.failures_since(now - timedelta(hours=1)) == 0
+
+
+def test_requeued_events_resolve_failures_in_any_order(store: PostgresStore, database_url: str) -> None:
+    ev = Events()
+    s = timedelta(seconds=1)
+    failed, requeued = fail(ev, "a", T0), ev(EventKind.REQUEUED, "a", T0 + s, message="retry by me@host")
+    store.apply_events([failed, requeued])  # one batch (a retry made while PostgreSQL was down)
+    assert store.failed_total() == 0 == open_failures(database_url)
+    store.apply_events([requeued, failed])  # delivered again: nothing changes
+    assert store.failed_total() == 0 and count(database_url, "failed_jobs") == 1
+    # Two writers: the retry's event lands before the failure it retried; the failure is born retried.
+    b_failed, b_requeued = fail(ev, "b", T0 + 2 * s), ev(EventKind.REQUEUED, "b", T0 + 3 * s)
+    store.apply_events([b_requeued])
+    store.apply_events([b_failed])
+    assert sql(database_url, "SELECT retried_at FROM failed_jobs WHERE job_id = 'b'") == [(T0 + 3 * s,)]
+    assert store.failed_total() == 0 == open_failures(database_url)
+    # A failure after the retry is a new, open one (in the same batch or later).
+    store.apply_events([fail(ev, "b", T0 + 4 * s), fail(ev, "a", T0 + 5 * s)])
+    assert sorted(f.job_id for f in store.failed_jobs()) == ["a", "b"]
+    assert store.failed_total() == 2 == open_failures(database_url)
+    # Failed, retried, failed, retried in one batch: each failure resolved by the retry after it.
+    c = [fail(ev, "c", T0 + 6 * s), ev(EventKind.REQUEUED, "c", T0 + 7 * s),
+         fail(ev, "c", T0 + 8 * s), ev(EventKind.REQUEUED, "c", T0 + 9 * s)]
+    store.apply_events(c)
+    assert sql(database_url, "SELECT failed_at, retried_at FROM failed_jobs WHERE job_id = 'c' ORDER BY id") == [
+        (T0 + 6 * s, T0 + 7 * s), (T0 + 8 * s, T0 + 9 * s)]
+    assert store.failed_total() == 2 == open_failures(database_url)
 
 def test_out_of_order_batches_keep_the_latest_status(store: PostgresStore) -> None:
     ev = Events()
@@ -401,8 +469,10 @@ def test_hot_queries_use_indexes(store: PostgresStore, database_url: str) -> Non
             SELECT n::text, md5(n::text), 'report', 'default', 'ValueError', 'bad ' || n,
                    left(md5((n % 20)::text), 12), now() - n * interval '10 minutes', 1
             FROM generate_series(1, 5000) AS n""")
+        conn.execute("UPDATE failed_jobs SET retried_at = failed_at + interval '1 minute' WHERE id % 3 = 0")
         conn.execute("ANALYZE")
     no_search = {"search": None, "contains": None, "prefix": None}
+    fingerprint, job_ids = hashlib.md5(b"1").hexdigest()[:12], [hashlib.md5(b"7").hexdigest()]
     plans = {
         "active_jobs": store.explain("active_jobs", {"limit": 100}),
         "failed_page": store.explain("failed_page", {"limit": 50, "before_at": "infinity",
@@ -412,14 +482,21 @@ def test_hot_queries_use_indexes(store: PostgresStore, database_url: str) -> Non
         "stuck_jobs": store.explain("stuck_jobs", {"seconds": 300.0, "limit": 100}),
         "failures_since": store.explain("failures_since", {"since": datetime.now(UTC) - timedelta(hours=1)}),
         "job_prefix_matches": store.explain("job_prefix_matches", {"lo": "ab", "hi": "ac", "cap": 1001}),
+        "failure_groups": store.explain("failure_groups", {"limit": 100, "days": 7, **no_search}),
+        "failed_job_ids_in_group": store.explain("failed_job_ids_in_group",
+                                                 {"fingerprint": fingerprint, "limit": 10000}),
+        "resolve_failures": store.explain("resolve_failures", {"ids": job_ids, "ats": [datetime.now(UTC)]}),
     }
     expected = {
         "active_jobs": "jobs_in_flight_idx",
         "failed_page": "failed_jobs_open_idx",
         "failed_page_next": "failed_jobs_open_idx",
         "stuck_jobs": "jobs_processing_idx",
-        "failures_since": "failed_jobs_failed_at_idx",
+        "failures_since": "failed_jobs_open_idx",
         "job_prefix_matches": "jobs_id_pattern_idx",
+        "failure_groups": "failed_jobs_open_fingerprint_idx",  # each group's newest message
+        "failed_job_ids_in_group": "failed_jobs_open_fingerprint_idx",
+        "resolve_failures": "failed_jobs_job_id_idx",
     }
     for name, index in expected.items():
         assert index in _index_used(plans[name]), (name, _node_types(plans[name]))

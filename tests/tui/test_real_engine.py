@@ -105,18 +105,28 @@ async def test_r_puts_a_failed_job_back_on_its_lane_and_off_the_failed_list(
         assert Queue("high", connection=live.connection).job_ids == [target]
         assert Job.fetch(target, connection=live.connection).get_status() == "queued"
         assert target not in live.connection.zrange("rq:failed:high", 0, -1)
-        live.flush_history()
-        assert rows(database_url, "SELECT status FROM jobs WHERE id=%s", target) == [("queued",)]
         await refresh(app, pilot)
         assert sorted(shown_job_ids(app)) == sorted(j for j in failed if j != target)
         assert "Failed 2" in text_of(app.screen.query_one("#nav", Static))
     assert audit(database_url) == [("retry", *ME)]
-    fresh = JobTUI(live, refresh=QUIET)  # another console (or this one restarted) agrees: the engine resolved it
+    # Another console (or this one restarted) agrees, before any history writer has run: the
+    # retry itself took the failure off the engine's failed list.
+    fresh = JobTUI(live, refresh=QUIET)
     async with fresh.run_test(size=(120, 40)) as pilot:
         await pilot.press("2")
         await settle(pilot)
         assert sorted(shown_job_ids(fresh)) == sorted(j for j in failed if j != target)
         assert "Failed 2" in text_of(fresh.screen.query_one("#nav", Static))
+        assert "2 failures" in text_of(fresh.screen.query_one("#failed-status", Static))
+    live.flush_history()
+    assert rows(database_url, "SELECT status FROM jobs WHERE id=%s", target) == [("queued",)]
+    detail = live.job_detail(target)  # its detail keeps the failure, marked retried
+    assert detail is not None and detail.failure is not None and detail.failure.retried_at is not None
+    again = JobTUI(live, refresh=QUIET)  # and after the `requeued` event has landed too
+    async with again.run_test(size=(120, 40)) as pilot:
+        await pilot.press("2")
+        await settle(pilot)
+        assert sorted(shown_job_ids(again)) == sorted(j for j in failed if j != target)
 
 
 async def test_c_on_a_scheduled_job_found_by_lookup_cancels_it(live: Engine, database_url: str) -> None:

@@ -109,6 +109,16 @@ def test_the_log_gives_attempts_a_column_and_delays_once() -> None:
     assert console_text.index("Log (2)") < console_text.index("Traceback (most recent call last)")
 
 
+def test_a_retried_failure_stays_in_the_detail_marked_retried() -> None:
+    engine = FakeEngine()
+    detail = engine.job_detail(engine.failures[5].job_id)
+    assert detail is not None and detail.failure is not None
+    assert "\nFailure\n" in plain(render_detail(detail, NOW, None, COLORS))
+    retried = replace(detail, failure=replace(detail.failure, retried_at=NOW))
+    text = plain(render_detail(retried, NOW, None, COLORS))
+    assert "\nLast failure (retried)\n" in text
+    assert f"· retried {NOW:%Y-%m-%d %H:%M:%S}" in text and detail.failure.error_message in text
+
 def plain(renderable: object) -> str:
     """The text a renderable prints, runs of spaces squeezed to one."""
     console = Console(width=200, record=True, file=io.StringIO())

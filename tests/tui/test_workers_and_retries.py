@@ -1,20 +1,22 @@
-"""Stale workers on the dashboard, and retried failures leaving the failed list for good."""
+"""Stale workers on the dashboard, and retried failures leaving the failed list."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import timedelta
 
-from jobengine.models import FailedJob, WorkerInfo
+from jobengine.models import FailedJob, Snapshot, WorkerInfo
+from jobengine.types import JobStatus
 from jobtui import JobTUI
-from jobtui.retried import RetriedFailures
+from jobtui.messages import ViewState
 from jobtui.screens.confirm import ConfirmScreen
 from jobtui.screens.failed import FailedScreen
 from jobtui.widgets.colors import Palette
 from jobtui.widgets.table import KeyedTable
 from jobtui.widgets.workers import STALE_AFTER, WIDE, is_stale, worker_rows
-from tests.tui.conftest import settle
+from tests.tui.conftest import settle, wait_until
 from tests.tui.doubles import NOW, FakeEngine
 
 AppFactory = Callable[..., JobTUI]
@@ -70,44 +72,35 @@ async def test_without_a_dead_worker_nothing_is_stale(make_app: AppFactory) -> N
 
 
 # ---- retried failures -------------------------------------------------------------------------
+# The engine takes a retried failure off its failed list (failed_jobs.retried_at); the console
+# shows what the engine returns, drops the retried rows at once and ignores reads that started
+# before the retry.
 
-def failure(n: int, job_id: str, minutes_ago: float, fingerprint: str = "fp") -> FailedJob:
-    return FailedJob(n, job_id, "t", "default", "ValueError", "bad", "", fingerprint,
-                     NOW - timedelta(minutes=minutes_ago), 1)
+class FailsAgain(FakeEngine):
+    """Like the real engine: a retried failure leaves the list; the job can fail again. A
+    snapshot can be held after it has read (`hold_next`): a poll in flight across a retry."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.hold_next = False
+        self.held = threading.Event()
+        self.release = threading.Event()
 
-def test_retried_failures_hide_up_to_what_the_operator_saw() -> None:
-    retried = RetriedFailures()
-    old, other = failure(1, "a", 10), failure(2, "b", 5)
-    retried.retried_job("a", old.failed_at)
-    assert retried.visible([old, other]) == [other]
-    again = failure(3, "a", 1)  # the job failed again after its retry: it shows
-    assert retried.visible([again, old]) == [again]
-    assert retried.visible_total(3, [again, other, old]) == 2
-    retried.retried_group("fp", other.failed_at)
-    assert retried.visible([again, other, old]) == [again]
-
-
-class KeepsFailureLog(FakeEngine):
-    """Like the real engine: a retry puts the job back but its failure rows stay in the log."""
-
-    def retry(self, job_id: str) -> bool:
-        kept = list(self._failures)
-        done = super().retry(job_id)
-        self._failures = kept
-        return done
-
-    def retry_group(self, fingerprint: str) -> int:
-        kept = list(self._failures)
-        n = super().retry_group(fingerprint)
-        self._failures = kept
-        return n
+    def snapshot(self) -> Snapshot:
+        snap = super().snapshot()
+        if self.hold_next:
+            self.hold_next = False
+            self.held.set()
+            self.release.wait(5)
+        return snap
 
     def fail_again(self, job_id: str) -> FailedJob:
-        row = next(r for r in self._failures if r.job_id == job_id)
-        again = replace(row, id=9999, failed_at=NOW, error_message="failed again")
-        self._failures.insert(0, again)
-        return again
+        with self._lock:
+            row = self._failure_of[job_id]
+            again = replace(row, id=9999, failed_at=NOW, error_message="failed again")
+            self._failures.insert(0, again)
+            self._jobs[job_id] = replace(self._jobs[job_id], status=JobStatus.FAILED)
+            return again
 
 
 def failed_screen(app: JobTUI) -> FailedScreen:
@@ -121,8 +114,21 @@ def shown(app: JobTUI) -> list[FailedJob]:
     return [screen.by_key[key] for key in screen.table.row_keys]
 
 
-async def test_a_retried_job_stays_off_the_list_until_it_fails_again(make_app: AppFactory) -> None:
-    engine = KeepsFailureLog()
+def recorded_states(app: JobTUI) -> list[ViewState]:
+    """Every state the app renders from now on."""
+    states: list[ViewState] = []
+    render = app._set_state
+
+    def record(state: ViewState) -> None:
+        states.append(state)
+        render(state)
+
+    app._set_state = record  # type: ignore[method-assign]
+    return states
+
+
+async def test_a_retried_job_leaves_the_list_until_it_fails_again(make_app: AppFactory) -> None:
+    engine = FailsAgain()
     app = make_app(fake=engine)
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.press("2")
@@ -131,10 +137,7 @@ async def test_a_retried_job_stays_off_the_list_until_it_fails_again(make_app: A
         await pilot.press("r")
         await settle(pilot)
         assert engine.called("retry") == [(target,)]
-        assert target in {r.job_id for r in engine.failed_jobs(500)}  # the engine still lists it...
-        app.poll_now()
-        await settle(pilot)
-        assert target not in {r.job_id for r in shown(app)}  # ...the console does not
+        assert target not in {r.job_id for r in shown(app)}
         assert "119 failures" in str(app.screen.query_one("#failed-status").render())
         again = engine.fail_again(target)
         app.poll_now()
@@ -142,8 +145,29 @@ async def test_a_retried_job_stays_off_the_list_until_it_fails_again(make_app: A
         assert shown(app)[0] == again
 
 
-async def test_a_retried_group_stays_off_both_views(make_app: AppFactory) -> None:
-    engine = KeepsFailureLog()
+async def test_a_poll_that_read_before_a_retry_does_not_bring_the_row_back(make_app: AppFactory) -> None:
+    engine = FailsAgain()
+    app = make_app(fake=engine)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("2")
+        await settle(pilot)
+        target = shown(app)[0].job_id
+        engine.hold_next = True
+        app.poll_now()  # reads the list with the target in it, then waits
+        await wait_until(pilot, engine.held.is_set)
+        states = recorded_states(app)
+        await pilot.press("r")
+        await wait_until(pilot, lambda: target not in {r.job_id for r in shown(app)})
+        engine.release.set()  # the poll of before lands after the retry
+        await settle(pilot)
+        assert states, "the poll after the retry landed"
+        assert all(target not in {r.job_id for r in state.snapshot.failed} for state in states if state.snapshot)
+        assert target not in {r.job_id for r in shown(app)}
+        assert "119 failures" in str(app.screen.query_one("#failed-status").render())
+
+
+async def test_a_retried_group_leaves_both_views(make_app: AppFactory) -> None:
+    engine = FailsAgain()
     app = make_app(fake=engine)
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.press("2", "g")
@@ -154,12 +178,10 @@ async def test_a_retried_group_stays_off_both_views(make_app: AppFactory) -> Non
         assert isinstance(app.screen, ConfirmScreen)
         await pilot.press("y")
         await settle(pilot)
-        app.poll_now()
-        await settle(pilot)
         assert engine.called("retry_group") == [(top.fingerprint,)]
-        assert top.fingerprint in {g.fingerprint for g in engine.failure_groups()}
+        assert top.fingerprint not in {g.fingerprint for g in engine.failure_groups()}
         assert top.fingerprint not in screen.table.row_keys
         await pilot.press("g")
         await settle(pilot)
         assert top.fingerprint not in {r.fingerprint for r in shown(app)}
-        assert len(shown(app)) == 50 - sum(1 for r in engine.failed_jobs(50) if r.fingerprint == top.fingerprint)
+        assert len(shown(app)) == 50

@@ -4,7 +4,7 @@
 
 ALTER TABLE failed_jobs ADD COLUMN retried_at timestamptz;
 
--- The failed list and the groups read open rows only; prune, throughput and failures_since keep
+-- The failed list, the groups and failures_since read open rows only; prune and throughput keep
 -- using failed_jobs_failed_at_idx over every row.
 CREATE INDEX failed_jobs_open_idx ON failed_jobs (failed_at DESC, id DESC) WHERE retried_at IS NULL;
 DROP INDEX failed_jobs_fingerprint_idx;

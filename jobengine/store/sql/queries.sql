@@ -46,11 +46,15 @@ WITH log AS (
     ON CONFLICT (event_id) DO NOTHING
     RETURNING job_id
 ), failure AS (
+    -- Born retried when a later `requeued` event of the job is already in (events applied out
+    -- of order by concurrent writers): the retry took it off the failed list before it arrived.
     INSERT INTO failed_jobs (event_id, job_id, type, queue, error_class, error_message, traceback,
-                             fingerprint, failed_at, attempts)
+                             fingerprint, failed_at, attempts, retried_at)
     SELECT %(event_id)s::text, log.job_id, coalesce(%(type)s::text, jb.type, %(func)s::text, 'unknown'),
            %(queue)s::text, %(error_class)s::text, %(error_message)s::text, %(traceback)s::text,
-           %(fingerprint)s::text, %(at)s::timestamptz, coalesce(%(run_attempt)s::int, jb.attempts, 0)
+           %(fingerprint)s::text, %(at)s::timestamptz, coalesce(%(run_attempt)s::int, jb.attempts, 0),
+           (SELECT min(r.created_at) FROM job_logs r
+            WHERE r.job_id = log.job_id AND r.kind = 'requeued' AND r.created_at >= %(at)s::timestamptz)
     FROM log LEFT JOIN jobs jb ON jb.id = log.job_id
     WHERE %(is_failed)s::boolean
     ON CONFLICT (event_id) DO NOTHING
@@ -96,10 +100,15 @@ ON CONFLICT (id) DO UPDATE SET
                          ELSE j.scheduled_for END
 
 -- name: resolve_failures
--- The open failures of jobs put back on their queue at `at` (one row per retried job and time).
+-- The open failures of jobs put back on their queue at `at` (one pair per retry), each resolved
+-- by the first retry at or after it (failed_jobs_job_id_idx). Idempotent: a resolved row keeps
+-- its retried_at.
 UPDATE failed_jobs f SET retried_at = r.at
-FROM unnest(%(ids)s::text[], %(ats)s::timestamptz[]) AS r(job_id, at)
-WHERE f.job_id = r.job_id AND f.retried_at IS NULL AND f.failed_at <= r.at
+FROM (SELECT DISTINCT ON (o.id) o.id, u.at
+      FROM unnest(%(ids)s::text[], %(ats)s::timestamptz[]) AS u(job_id, at)
+      JOIN failed_jobs o ON o.job_id = u.job_id AND o.failed_at <= u.at AND o.retried_at IS NULL
+      ORDER BY o.id, u.at) AS r
+WHERE f.id = r.id AND f.retried_at IS NULL
 
 -- name: has_history
 SELECT EXISTS (SELECT 1 FROM jobs) OR EXISTS (SELECT 1 FROM failed_jobs) AS n
@@ -192,7 +201,8 @@ ORDER BY started_at
 LIMIT %(limit)s
 
 -- name: failures_since
-SELECT count(*) AS n FROM failed_jobs WHERE failed_at >= %(since)s::timestamptz
+-- Open failures only (failed_jobs_open_idx): retried ones were dealt with.
+SELECT count(*) AS n FROM failed_jobs WHERE retried_at IS NULL AND failed_at >= %(since)s::timestamptz
 
 -- name: throughput
 -- One row per minute from since to until (now when null), zero-filled.
@@ -239,7 +249,9 @@ WHERE job_id = %(id)s
 ORDER BY created_at, id
 
 -- name: job_failure
-SELECT id, job_id, type, queue, error_class, error_message, traceback, fingerprint, failed_at, attempts
+-- The job's latest failure, open or retried (its detail shows it either way).
+SELECT id, job_id, type, queue, error_class, error_message, traceback, fingerprint, failed_at, attempts,
+       retried_at
 FROM failed_jobs
 WHERE job_id = %(id)s
 ORDER BY failed_at DESC, id DESC
