@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 
 import psycopg
 import redis
@@ -39,32 +37,3 @@ def scratch_database(pg_url: str) -> Iterator[str]:
 
 def commands_processed(conn: redis.Redis) -> int:
     return int(conn.info("stats")["total_commands_processed"])
-
-
-@dataclass
-class Run:
-    name: str
-    jobs: int
-    seconds: float
-    commands: int
-
-    @property
-    def rate(self) -> float:
-        return self.jobs / self.seconds
-
-    @property
-    def per_job(self) -> float:
-        return self.commands / self.jobs
-
-
-def measure(name: str, conn: redis.Redis, jobs: int, fn: Callable[[], object],
-            after: Callable[[], object] | None = None) -> Run:
-    """Time `fn`; count Redis commands of `fn` and `after` (bookkeeping done after the clock stops)."""
-    before = commands_processed(conn)
-    start = time.perf_counter()
-    fn()
-    seconds = time.perf_counter() - start
-    if after is not None:
-        after()
-    # minus the INFO calls of this measurement itself
-    return Run(name, jobs, seconds, commands_processed(conn) - before - 1)

@@ -15,7 +15,9 @@ import pytest
 from textual.pilot import Pilot
 from textual.worker import WorkerFailed
 
+from jobengine.models import FailedJob
 from jobtui import JobTUI
+from jobtui.screens.failed import FailedScreen
 from tests.tui.doubles import NOW, FakeEngine
 
 
@@ -61,3 +63,19 @@ async def settle(pilot: Pilot[None], rounds: int = 3) -> None:
         with contextlib.suppress(WorkerFailed):  # a failing poll is an outage the test wants to see
             await pilot.app.workers.wait_for_complete()
         await pilot.pause()
+
+
+def failed_screen(app: JobTUI) -> FailedScreen:
+    screen = app.screen_stack[0]
+    assert isinstance(screen, FailedScreen)
+    return screen
+
+
+def shown_failures(app: JobTUI) -> list[FailedJob]:
+    """The failed list's rows, top to bottom."""
+    screen = failed_screen(app)
+    return [screen.by_key[key] for key in screen.table.row_keys]
+
+
+def shown_job_ids(app: JobTUI) -> list[str]:
+    return [row.job_id for row in shown_failures(app)]

@@ -23,21 +23,10 @@ from jobtui.screens.help import HelpScreen
 from jobtui.screens.lookup import LookupScreen
 from jobtui.widgets.banner import Banner
 from jobtui.widgets.table import KeyedTable
-from tests.tui.conftest import settle, wait_until
+from tests.tui.conftest import failed_screen, settle, shown_job_ids, wait_until
 from tests.tui.doubles import FakeEngine
 
 AppFactory = Callable[..., JobTUI]
-
-
-def failed_screen(app: JobTUI) -> FailedScreen:
-    screen = app.screen_stack[0]
-    assert isinstance(screen, FailedScreen)
-    return screen
-
-
-def shown_job_ids(app: JobTUI) -> list[str]:
-    screen = failed_screen(app)
-    return [screen.by_key[key].job_id for key in screen.table.row_keys]
 
 
 def text_of(widget: Static) -> str:

@@ -27,10 +27,9 @@ from jobengine.errors import OperationRefused
 from jobengine.types import JobStatus
 from jobtui import JobTUI
 from jobtui.screens.confirm import ConfirmScreen
-from jobtui.screens.failed import FailedScreen
 from tests.engine import jobs
 from tests.engine.helpers import rows, run_until_idle
-from tests.tui.conftest import QUIET, settle
+from tests.tui.conftest import QUIET, settle, shown_job_ids
 from tests.tui.test_pilot import text_of
 
 ZERO_DELAY_LANES = {"critical": ("critical", 0.0), "high": ("high", 0.0), "normal": ("default", 0.0),
@@ -61,12 +60,6 @@ def schedule(engine: Engine) -> str:
     [job_id] = engine.dispatch_many([JobSpec(jobs.noop, priority="low", delay=600)])
     engine.flush_history()
     return job_id
-
-
-def shown_job_ids(app: JobTUI) -> list[str]:
-    screen = app.screen_stack[0]
-    assert isinstance(screen, FailedScreen)
-    return [screen.by_key[key].job_id for key in screen.table.row_keys]
 
 
 def audit(database_url: str) -> list[tuple[Any, ...]]:

@@ -12,11 +12,10 @@ from jobengine.types import JobStatus
 from jobtui import JobTUI
 from jobtui.messages import ViewState
 from jobtui.screens.confirm import ConfirmScreen
-from jobtui.screens.failed import FailedScreen
 from jobtui.widgets.colors import Palette
 from jobtui.widgets.table import KeyedTable
 from jobtui.widgets.workers import STALE_AFTER, WIDE, is_stale, worker_rows
-from tests.tui.conftest import settle, wait_until
+from tests.tui.conftest import failed_screen, settle, shown_failures, wait_until
 from tests.tui.doubles import NOW, FakeEngine
 
 AppFactory = Callable[..., JobTUI]
@@ -103,17 +102,6 @@ class FailsAgain(FakeEngine):
             return again
 
 
-def failed_screen(app: JobTUI) -> FailedScreen:
-    screen = app.screen_stack[0]
-    assert isinstance(screen, FailedScreen)
-    return screen
-
-
-def shown(app: JobTUI) -> list[FailedJob]:
-    screen = failed_screen(app)
-    return [screen.by_key[key] for key in screen.table.row_keys]
-
-
 def recorded_states(app: JobTUI) -> list[ViewState]:
     """Every state the app renders from now on."""
     states: list[ViewState] = []
@@ -133,16 +121,16 @@ async def test_a_retried_job_leaves_the_list_until_it_fails_again(make_app: AppF
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.press("2")
         await settle(pilot)
-        target = shown(app)[0].job_id
+        target = shown_failures(app)[0].job_id
         await pilot.press("r")
         await settle(pilot)
         assert engine.called("retry") == [(target,)]
-        assert target not in {r.job_id for r in shown(app)}
+        assert target not in {r.job_id for r in shown_failures(app)}
         assert "119 failures" in str(app.screen.query_one("#failed-status").render())
         again = engine.fail_again(target)
         app.poll_now()
         await settle(pilot)
-        assert shown(app)[0] == again
+        assert shown_failures(app)[0] == again
 
 
 async def test_a_poll_that_read_before_a_retry_does_not_bring_the_row_back(make_app: AppFactory) -> None:
@@ -151,18 +139,18 @@ async def test_a_poll_that_read_before_a_retry_does_not_bring_the_row_back(make_
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.press("2")
         await settle(pilot)
-        target = shown(app)[0].job_id
+        target = shown_failures(app)[0].job_id
         engine.hold_next = True
         app.poll_now()  # reads the list with the target in it, then waits
         await wait_until(pilot, engine.held.is_set)
         states = recorded_states(app)
         await pilot.press("r")
-        await wait_until(pilot, lambda: target not in {r.job_id for r in shown(app)})
+        await wait_until(pilot, lambda: target not in {r.job_id for r in shown_failures(app)})
         engine.release.set()  # the poll of before lands after the retry
         await settle(pilot)
         assert states, "the poll after the retry landed"
         assert all(target not in {r.job_id for r in state.snapshot.failed} for state in states if state.snapshot)
-        assert target not in {r.job_id for r in shown(app)}
+        assert target not in {r.job_id for r in shown_failures(app)}
         assert "119 failures" in str(app.screen.query_one("#failed-status").render())
 
 
@@ -183,5 +171,5 @@ async def test_a_retried_group_leaves_both_views(make_app: AppFactory) -> None:
         assert top.fingerprint not in screen.table.row_keys
         await pilot.press("g")
         await settle(pilot)
-        assert top.fingerprint not in {r.fingerprint for r in shown(app)}
-        assert len(shown(app)) == 50
+        assert top.fingerprint not in {r.fingerprint for r in shown_failures(app)}
+        assert len(shown_failures(app)) == 50
