@@ -31,9 +31,9 @@ from rq.utils import get_call_string, utcformat
 
 from jobengine.config import Settings
 from jobengine.errors import JobFunctionError, SerializationError, StoreUnavailable
-from jobengine.history import add_event
+from jobengine.history.events import add_event
 from jobengine.models import NewJob
-from jobengine.store.postgres import PostgresStore
+from jobengine.store.protocol import HistoryStore
 from jobengine.types import EventKind, JobStatus
 
 _repr = reprlib.Repr()
@@ -111,7 +111,7 @@ def args_repr(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
 class Dispatcher:
     """Turns JobSpecs into RQ jobs on their lanes plus `jobs` rows."""
 
-    def __init__(self, settings: Settings, connection: redis.Redis, store: PostgresStore) -> None:
+    def __init__(self, settings: Settings, connection: redis.Redis, store: HistoryStore) -> None:
         self.settings = settings
         self.connection = connection
         self.store = store

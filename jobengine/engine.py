@@ -19,7 +19,7 @@ from jobengine.cache import TAG_CONFIG, TAG_JOBS, TAG_STATS, TaggedCache
 from jobengine.config import Settings
 from jobengine.dispatch import Dispatcher, JobSpec
 from jobengine.errors import RedisUnavailable, StoreUnavailable
-from jobengine.history import HistoryWriter
+from jobengine.history.writer import HistoryWriter
 from jobengine.models import FailedJob, FailureGroup, HealthReport, JobDetail, JobRecord, Snapshot
 from jobengine.monitor import Monitor
 from jobengine.operations import Operations

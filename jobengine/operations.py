@@ -16,8 +16,8 @@ from rq.registry import CanceledJobRegistry, FailedJobRegistry
 
 from jobengine.cache import TAG_SNAPSHOT, TaggedCache, invalidate_job_status
 from jobengine.errors import JobNotFound, OperationRefused, StoreUnavailable
-from jobengine.history import add_event
-from jobengine.store.postgres import PostgresStore
+from jobengine.history.events import add_event
+from jobengine.store.protocol import HistoryStore
 from jobengine.types import EventKind
 
 log = logging.getLogger("jobengine.operations")
@@ -35,7 +35,7 @@ def actor() -> tuple[str, str]:
 class Operations:
     """retry / cancel against RQ's registries, with history events and an audit row."""
 
-    def __init__(self, connection: redis.Redis, store: PostgresStore, *, read_only: bool = False) -> None:
+    def __init__(self, connection: redis.Redis, store: HistoryStore, *, read_only: bool = False) -> None:
         self.connection = connection
         self.store = store
         self.read_only = read_only

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from rq.exceptions import AbandonedJobError
+
 from jobengine.cache import invalidate_job_status
-from jobengine.history import add_event
+from jobengine.history.events import add_event
 from jobengine.metrics import record_metrics
+from jobengine.runtime.records import abandoned
 from jobengine.types import EventKind
 
 
@@ -93,17 +96,11 @@ def abandoned_job_recorder(connection: Any, worker_name: str) -> Any:
     calls the sweeping worker's exception handlers with `AbandonedJobError`; this one appends the
     job's `failed` event, so the history and the console stop showing it as processing.
     """
-    from rq.exceptions import AbandonedJobError
-
-    from jobengine.runtime.worker import attempt_of, job_type
-
     def handler(job: Any, exc_type: type[BaseException], exc_value: BaseException | None, tb: Any) -> bool:
         if isinstance(exc_type, type) and issubclass(exc_type, AbandonedJobError):
             with connection.pipeline(transaction=False) as pipe:
-                record(pipe, EventKind.FAILED, job.id, job.origin, type=job_type(job), attempt=attempt_of(job),
-                       worker=job.worker_name, error_class="rq.exceptions.AbandonedJobError",
-                       error_message=f"the worker running it ({job.worker_name or 'unknown'}) died; "
-                                     f"found abandoned by {worker_name}")
+                entry = abandoned(job, worker_name)
+                record(pipe, entry.kind, job.id, job.origin, **entry.fields)
                 pipe.execute()
         return True  # the next handler runs too
 

@@ -49,9 +49,10 @@ from jobengine.config import Settings
 from jobengine.ratelimit import RateLimiter
 from jobengine.retry import RetryPolicy
 from jobengine.runtime.bookkeeping import Recorder, abandoned_job_recorder, record
+from jobengine.runtime.gate import QueueGate
+from jobengine.runtime.jobinfo import STOP_SIGNAL, WORKER_TTL, ExcInfo, JobStopped, attempt_of, job_type
 from jobengine.runtime.outcomes import Held, Outcomes, stamp
 from jobengine.runtime.transport import Block
-from jobengine.runtime.worker import IN_HAND_WAIT, STOP_SIGNAL, WORKER_TTL, ExcInfo, JobStopped, attempt_of, job_type
 from jobengine.types import EventKind
 
 log = logging.getLogger("jobengine.worker")
@@ -116,14 +117,14 @@ class FastWorker(Outcomes, BaseWorker):
     tick = 0.01  #: watcher thread period
 
     def configure(self, settings: Settings, policy: RetryPolicy, limiter: RateLimiter | None = None) -> None:
-        self.settings, self.policy, self.limiter = settings, policy, limiter
+        self.settings, self.policy, self.gate = settings, policy, QueueGate(limiter)
         self.worker_ttl = min(self.worker_ttl, WORKER_TTL)
         self.push_exc_handler(abandoned_job_recorder(self.connection, self.name))
 
     def before_run(self, job: Job) -> float | None:
         """The rate-limit gate, after dequeue and before the run: None runs `job`; a number of
         seconds defers it (scheduled again, status scheduled, not an attempt, `deferred` event)."""
-        return self.limiter.check(job.origin, job.id) if self.limiter is not None else None
+        return self.gate.admit(job.origin, job.id)
 
     # ---- main loop --------------------------------------------------------------------------
     def work(self, burst: bool = False, logging_level: str | None = None, date_format: str = DATE_FORMAT,
@@ -177,9 +178,10 @@ class FastWorker(Outcomes, BaseWorker):
         if batch is None:
             if burst:
                 return None
-            if self._held and not self._open_keys():  # every lane is at its rate limit
+            opens_in = self.gate.opens_in()
+            if opens_in is not None and not self._open_keys():  # every lane is at its rate limit
                 self._flush()
-                time.sleep(max(0.01, min(min(self._held.values()) - time.monotonic(), 1.0)))
+                time.sleep(max(0.01, min(opens_in, 1.0)))
                 return 0
             claimed = self._block()
             batch = self._fetch(1, claimed) if claimed else []
@@ -202,7 +204,6 @@ class FastWorker(Outcomes, BaseWorker):
         self._in_perform = False
         self._timeout = 0
         self._stop_ids: set[str] = set()
-        self._held: dict[str, float] = {}  # queue -> monotonic time its rate limit has a slot again
         self._batch = 1
         self._next_promote = 0.0 if with_scheduler else math.inf
         self._next_suspension_check = 0.0
@@ -219,9 +220,9 @@ class FastWorker(Outcomes, BaseWorker):
             name, connection=self.connection, serializer=self.serializer))
 
     def _open_keys(self) -> list[str]:
-        clock = time.monotonic()
-        self._held = {q: until for q, until in self._held.items() if until > clock}
-        return [q.key for q in self.queues if q.name not in self._held]
+        """The keys of the lanes the gate lets this worker take from now, in priority order."""
+        closed = self.gate.closed()
+        return [q.key for q in self.queues if q.name not in closed]
 
     # ---- dequeue ----------------------------------------------------------------------------
     def _fetch(self, limit: int, claimed: tuple[str, str] | None = None) -> list[Held] | None:
@@ -358,15 +359,12 @@ class FastWorker(Outcomes, BaseWorker):
         return duration
 
     def _gate(self, job: Job) -> float | None:
-        """before_run, waiting in hand for a slot that opens within IN_HAND_WAIT."""
-        delay, waited = self.before_run(job), 0.0
-        while delay is not None and waited + delay <= IN_HAND_WAIT:
-            if not waited:
-                self._flush()  # do not sit on finished jobs' writes while waiting for a slot
-            time.sleep(max(delay, 0.002))
-            waited += max(delay, 0.002)
-            delay = self.before_run(job)
-        return delay
+        """before_run, waiting in hand for a slot that opens within IN_HAND_WAIT (pending writes
+        go out first: finished jobs' bookkeeping does not wait for the slot)."""
+        delay = self.before_run(job)
+        if delay is None:
+            return None
+        return self.gate.wait_in_hand(delay, lambda: self.before_run(job), self._flush)
 
     def _release_in_hand(self, queue: str | None = None, ahead: bool = False) -> None:
         """Jobs taken but not run (of `queue`, or all; with `ahead`, the batch asked for ahead

@@ -6,14 +6,13 @@ arguments); nothing here talks to Redis. Called with the worker's lock held."""
 from __future__ import annotations
 
 import logging
-import math
 import sys
 import threading
 import time
 from base64 import b64encode
 from collections import deque
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from rq.callbacks import execute_failure_callback, execute_stopped_callback
@@ -25,11 +24,11 @@ from rq.queue import Queue
 from rq.repeat import Repeat
 from rq.utils import now
 
-from jobengine.ratelimit import RateLimiter
-from jobengine.retry import RetryDecision, RetryPolicy
+from jobengine.retry import RetryPolicy
+from jobengine.runtime import records
 from jobengine.runtime.bookkeeping import Recorder, record
-from jobengine.runtime.worker import ExcInfo, JobStopped, attempt_of, job_type
-from jobengine.runtime.worker import _error_details as error_details
+from jobengine.runtime.gate import QueueGate
+from jobengine.runtime.jobinfo import ExcInfo, JobStopped, attempt_of, job_type
 from jobengine.types import EventKind
 
 log = logging.getLogger("jobengine.worker")
@@ -67,7 +66,7 @@ class Outcomes:
     default_result_ttl: int
     executions: dict[str, Execution]
     policy: RetryPolicy
-    limiter: RateLimiter | None
+    gate: QueueGate
     _lock: threading.Lock
     _pending: Any
     _recorder: Recorder
@@ -75,7 +74,6 @@ class Outcomes:
     _finished: list[Job]
     _finish_args: tuple[Any, ...]
     _in_hand: deque[Held]
-    _held: dict[str, float]
     _stopped_job_id: str | None
 
     if TYPE_CHECKING:  # provided by FastWorker and RQ's BaseWorker (stubs here would shadow them)
@@ -144,57 +142,44 @@ class Outcomes:
         except Exception:  # a failing callback replaces the job's exception, as in RQ
             exc_info = sys.exc_info()
         self.handle_exception(job, *exc_info)
-        exc, attempt = exc_info[1], attempt_of(job)
+        exc = exc_info[1]
         assert job.started_at is not None and job.ended_at is not None
         duration = (job.ended_at - job.started_at).total_seconds()
-        decision = RetryDecision.give_up("none", "stopped") if stopped or exc is None \
-            else self.policy.decide(exc, attempt)
+        decision = records.decide(self.policy, exc, attempt_of(job), stopped)
         self._end(item, pipe)
         self._recorder.hincrby(self.key, "failed_job_count", 1)
         self._recorder.hincrbyfloat(self.key, "total_working_time", duration)
-        details = {"type": job_type(job), "attempt": attempt, "worker": self.name, "duration": f"{duration:.6f}",
-                   **self._fold_start(item)}
-        errors = error_details(exc, "")
+        entry = records.failure(job, exc, decision, worker=self.name, duration=duration, stopped=stopped,
+                                started=self._fold_start(item).get("started"))
         if decision.retry:
-            job.number_of_retries = attempt
+            job.number_of_retries = attempt_of(job)
             queue.schedule_job(job, now() + timedelta(seconds=decision.delay), pipeline=pipe)
-            record(self._recorder, EventKind.RETRY, job.id, item.queue, delay=f"{decision.delay:.3f}",
-                   message=f"retry {attempt + 1} in {decision.delay:.1f}s ({decision.strategy}) after "
-                           f"{type(exc).__name__}: {exc}", **details, **errors)
-            log.info("job %s (%s) failed attempt %d with %s; retrying in %.1fs (%s)", job.id, job_type(job),
-                     attempt, type(exc).__name__, decision.delay, decision.strategy)
-        elif not stopped and job.should_retry:  # a plain RQ job with its own Retry(...)
-            details["delay"] = job.get_retry_interval()
+        elif entry.status is None:  # a plain RQ job with its own Retry(...)
             job.retry(queue, pipe)
-            record(self._recorder, EventKind.RETRY, job.id, item.queue, **details, **errors)
         else:
-            job.set_status(JobStatus.STOPPED if stopped else JobStatus.FAILED, pipeline=pipe)
+            job.set_status(entry.status, pipeline=pipe)
             job._handle_failure(format_exc_info(exc_info), pipe, worker_name=self.name, execution_id=item.exec_id,
                                 execution_started_at=job.started_at, execution_ended_at=job.ended_at)
             if stopped:
                 self._stopped_job_id = None
-                record(self._recorder, EventKind.STOPPED, job.id, item.queue, message="stopped on request", **details)
-            else:
-                record(self._recorder, EventKind.FAILED, job.id, item.queue, **details, **errors)
             self._ended.append(job)
+        record(self._recorder, entry.kind, job.id, item.queue, **entry.fields)
+        if entry.log:
+            log.info(*entry.log)
 
     def _defer(self, item: Held, delay: float) -> None:
         """Back to the scheduled registry until the queue has a slot: not run, not an attempt.
         Logged once per job; a `deferred` event each time; the queue is left alone for `delay`."""
         job = item.job
-        deferrals = job.meta["deferrals"] = int(job.meta.get("deferrals", 0)) + 1
+        deferred = records.deferral(job, delay, self.gate.reason(job.origin), worker=self.name, now=time.time())
+        job.meta["deferrals"] = deferred.deferrals
         job.enqueue_at_front = True
         job.started_at = job.worker_name = job.last_heartbeat = None
-        when = datetime.fromtimestamp(math.ceil(time.time() + delay), UTC)  # the registry keeps whole seconds
-        decision = self.limiter.last.get(job.origin) if self.limiter is not None else None
-        limit = f" ({decision.limit}/min)" if decision is not None and decision.limit is not None else ""
-        message = f"deferred {delay:.1f}s: queue {job.origin} is at its rate limit{limit}"
         with self._lock:
             self._pending.zrem(f"rq:wip:{item.queue}", item.member)
-            self._queue(item.queue).schedule_job(job, when, pipeline=self._pending)
-            record(self._recorder, EventKind.DEFERRED, job.id, item.queue, type=job_type(job),
-                   delay=f"{delay:.3f}", worker=self.name, message=message)
-        self._held[item.queue] = time.monotonic() + delay
-        if deferrals == 1:
-            log.info("job %s (%s) %s", job.id, job_type(job), message)
+            self._queue(item.queue).schedule_job(job, deferred.when, pipeline=self._pending)
+            record(self._recorder, deferred.entry.kind, job.id, item.queue, **deferred.entry.fields)
+        self.gate.hold(item.queue, delay)
+        if deferred.entry.log:
+            log.info(*deferred.entry.log)
         self._release_in_hand(item.queue)

@@ -6,10 +6,10 @@ Both take lanes in the order given (critical, high, default, low by default), so
 higher lane always runs before one on a lower lane. History events ride in the pipelines RQ
 already sends for each job: recording history costs no extra round trip.
 
-Before a job runs, the rate-limit gate (`before_run`) asks the queue's limiter for a slot. A slot
-opening within IN_HAND_WAIT is waited for; otherwise the job is deferred (back to the scheduled
-registry until a slot opens: not run, not an attempt) and the worker stops taking that queue
-until then, while it keeps serving the other lanes.
+Before a job runs, `before_run` asks the worker's `QueueGate` (runtime/gate.py) for a slot under
+its queue's rate limit. A slot opening within IN_HAND_WAIT is waited for; otherwise the job is
+deferred (back to the scheduled registry until a slot opens: not run, not an attempt) and the
+worker stops taking that queue until then, while it keeps serving the other lanes.
 """
 
 from __future__ import annotations
@@ -19,9 +19,7 @@ import math
 import os
 import signal
 import time
-import traceback as tb
-from datetime import UTC, datetime, timedelta
-from types import TracebackType
+from datetime import timedelta
 from typing import Any
 
 from rq import Queue
@@ -33,36 +31,15 @@ from rq.worker import SimpleWorker, Worker
 from jobengine.config import Settings
 from jobengine.ratelimit import RateLimiter
 from jobengine.retry import RetryDecision, RetryPolicy
+from jobengine.runtime import records
 from jobengine.runtime.bookkeeping import abandoned_job_recorder, record
+from jobengine.runtime.gate import QueueGate
+from jobengine.runtime.jobinfo import STOP_SIGNAL, WORKER_TTL, ExcInfo, JobStopped, attempt_of, job_type
 from jobengine.types import EventKind
 
 log = logging.getLogger("jobengine.worker")
 
-ExcInfo = tuple[type[BaseException] | None, BaseException | None, TracebackType | None]
-
-#: A slot opening within this many seconds is waited for with the job in hand (cheaper and more
-#: exact than a trip through the scheduled registry); a longer wait defers the job.
-IN_HAND_WAIT = 0.5
-
-#: RQ's worker TTL for our workers: an idle worker heartbeats every 45 s (RQ's default, 420 s,
-#: leaves an idle worker silent for 405 s), so a heartbeat older than a minute means trouble.
-WORKER_TTL = 60
-
-
-def job_type(job: Job) -> str:
-    """The job's type: set by dispatch, else the function's short name (plain RQ jobs)."""
-    meta = job.meta or {}
-    if meta.get("type"):
-        return str(meta["type"])
-    try:
-        return job.func_name.rpartition(".")[2]
-    except Exception:  # undeserialisable job
-        return "unknown"
-
-
-def attempt_of(job: Job) -> int:
-    """The number of the run in progress (1 for the first run)."""
-    return (job.number_of_retries or 0) + 1
+__all__ = ["EngineWorkerMixin", "ForkingJobWorker", "JobWorker"]
 
 
 class EngineWorkerMixin:
@@ -77,27 +54,23 @@ class EngineWorkerMixin:
     def configure(self, settings: Settings, policy: RetryPolicy, limiter: RateLimiter | None = None) -> None:
         self.settings = settings
         self.policy = policy
-        self.limiter = limiter or RateLimiter.from_settings(self.connection, settings)
+        self.gate = QueueGate(limiter or RateLimiter.from_settings(self.connection, settings))
         self.worker_ttl = min(self.worker_ttl, WORKER_TTL)  # type: ignore[has-type]
         self._last_exc: BaseException | None = None
-        self._pending_event: tuple[EventKind, dict[str, Any]] | None = None
+        self._pending_event: records.Entry | None = None
         self._current: Job | None = None
-        self._held: dict[str, float] = {}  # queue -> monotonic time its rate limit has a slot again
         self._lmoved = False  # the job came through RQ's intermediate queue (one queue listened to)
         self.push_exc_handler(abandoned_job_recorder(self.connection, self.name))  # type: ignore[attr-defined]
 
     # ---- rate-limit gate -----------------------------------------------------------------
     def before_run(self, job: Job) -> float | None:
         """The gate: None to run `job` now (its slot is taken), else seconds to defer it."""
-        return self.limiter.check(job.origin, job.id)
+        return self.gate.admit(job.origin, job.id)
 
     def execute_job(self, job: Job, queue: Queue) -> None:
         delay = self.before_run(job)
-        waited = 0.0
-        while delay is not None and waited + delay <= IN_HAND_WAIT:
-            time.sleep(max(delay, 0.002))
-            waited += max(delay, 0.002)
-            delay = self.before_run(job)
+        if delay is not None:
+            delay = self.gate.wait_in_hand(delay, lambda: self.before_run(job))
         if delay is not None:
             self.defer_job(job, queue, delay)
             return
@@ -109,23 +82,18 @@ class EngineWorkerMixin:
         Goes back to the front of its queue when due; logged once per job, recorded in history
         (`deferred`) every time. This worker then leaves the queue alone for `delay` seconds.
         """
-        deferrals = int(job.meta.get("deferrals", 0)) + 1
-        job.meta["deferrals"] = deferrals
+        deferred = records.deferral(job, delay, self.gate.reason(job.origin), worker=self.name, now=time.time())
+        job.meta["deferrals"] = deferred.deferrals
         job.enqueue_at_front = True
-        when = datetime.fromtimestamp(math.ceil(time.time() + delay), UTC)  # the registry keeps whole seconds
-        decision = self.limiter.last.get(job.origin)
-        limit = f" ({decision.limit}/min)" if decision is not None and decision.limit is not None else ""
-        message = f"deferred {delay:.1f}s: queue {job.origin} is at its rate limit{limit}"
         with self.connection.pipeline() as pipeline:
             if len(self.queues) == 1 or self._lmoved:  # type: ignore[attr-defined]
                 pipeline.lrem(queue.intermediate_queue_key, 1, job.id)
-            queue.schedule_job(job, when, pipeline=pipeline)
-            record(pipeline, EventKind.DEFERRED, job.id, job.origin, type=job_type(job), delay=f"{delay:.3f}",
-                   worker=self.name, message=message)
+            queue.schedule_job(job, deferred.when, pipeline=pipeline)
+            record(pipeline, deferred.entry.kind, job.id, job.origin, **deferred.entry.fields)
             pipeline.execute()
-        self._held[job.origin] = time.monotonic() + delay
-        if deferrals == 1:
-            log.info("job %s (%s) %s", job.id, job_type(job), message)
+        self.gate.hold(job.origin, delay)
+        if deferred.entry.log:
+            log.info(*deferred.entry.log)
 
     def dequeue_job_and_maintain_ttl(self, timeout: int | None,
                                      max_idle_time: int | None = None) -> tuple[Job, Queue] | None:
@@ -133,15 +101,15 @@ class EngineWorkerMixin:
         idle_since = time.monotonic()
         while True:
             clock = time.monotonic()
-            self._held = {q: until for q, until in self._held.items() if until > clock}
-            if not self._held:
+            closed = self.gate.closed()
+            if not closed:
                 self._lmoved = False
                 return super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)  # type: ignore[misc]
             if max_idle_time is not None and clock - idle_since >= max_idle_time:
                 return None
             everything = self._ordered_queues  # type: ignore[has-type]
-            open_queues = [q for q in everything if q.name not in self._held]
-            wait = min(self._held.values()) - clock
+            open_queues = [q for q in everything if q.name not in closed]
+            wait = min(closed.values()) - clock
             if not open_queues:
                 if timeout is None:
                     return None  # burst: nothing may run now
@@ -209,27 +177,15 @@ class EngineWorkerMixin:
         """Retry by our policy (exception class -> strategy), else let RQ fail or stop the job."""
         exc, self._last_exc = self._last_exc, None
         self._current = job  # also set in a forking worker's parent, which handles a killed horse
-        attempt = attempt_of(job)
         duration = self._duration(job)
         stopped = self._stopped_job_id == job.id
-        decision = RetryDecision.give_up("none", "stopped") if stopped or exc is None \
-            else self.policy.decide(exc, attempt)
+        decision = records.decide(self.policy, exc, attempt_of(job), stopped)
+        entry = records.failure(job, exc, decision, worker=self.name, duration=duration, stopped=stopped,
+                                exc_string=exc_string)
         if decision.retry:
-            self._schedule_retry(job, queue, execution, decision, exc, attempt, duration)
+            self._schedule_retry(job, queue, execution, decision, entry)
             return
-        details: dict[str, Any] = {"type": job_type(job), "attempt": attempt, "worker": self.name,
-                                   "duration": f"{duration:.6f}"}
-        if stopped:
-            kind = EventKind.STOPPED
-            details["message"] = "stopped on request"
-        elif job.should_retry:  # a plain RQ job with its own Retry(...) settings
-            kind = EventKind.RETRY
-            details["delay"] = job.get_retry_interval()
-            details.update(_error_details(exc, exc_string))
-        else:
-            kind = EventKind.FAILED
-            details.update(_error_details(exc, exc_string))
-        self._pending_event = (kind, details)
+        self._pending_event = entry
         try:
             super().handle_job_failure(job, queue, started_job_registry, exc_string,  # type: ignore[misc]
                                        execution)
@@ -241,28 +197,23 @@ class EngineWorkerMixin:
         """Called by RQ inside the failure pipeline: add the pending event there."""
         super().increment_failed_job_count(pipeline)  # type: ignore[misc]
         job = self._current
-        if self._pending_event and job is not None and pipeline is not None:
-            kind, details = self._pending_event
-            record(pipeline, kind, job.id, job.origin, **details)
+        if self._pending_event is not None and job is not None and pipeline is not None:
+            entry = self._pending_event
+            record(pipeline, entry.kind, job.id, job.origin, **entry.fields)
             self._pending_event = None
 
     def _schedule_retry(self, job: Job, queue: Queue, execution: Execution | None,
-                        decision: RetryDecision, exc: BaseException | None, attempt: int,
-                        duration: float) -> None:
+                        decision: RetryDecision, entry: records.Entry) -> None:
         """Put the job back on its queue after the decided delay, in one pipeline."""
         when = now() + timedelta(seconds=decision.delay)
         with self.connection.pipeline() as pipeline:
-            job.number_of_retries = attempt
+            job.number_of_retries = attempt_of(job)
             self.cleanup_execution(job, pipeline=pipeline, execution=execution)  # type: ignore[attr-defined]
             self.increment_failed_job_count(pipeline)
             queue.schedule_job(job, when, pipeline=pipeline)
-            record(pipeline, EventKind.RETRY, job.id, job.origin, type=job_type(job), attempt=attempt,
-                      delay=f"{decision.delay:.3f}", worker=self.name, duration=f"{duration:.6f}",
-                      message=f"retry {attempt + 1} in {decision.delay:.1f}s ({decision.strategy}) after "
-                              f"{type(exc).__name__}: {exc}", **_error_details(exc, ""))
+            record(pipeline, entry.kind, job.id, job.origin, **entry.fields)
             pipeline.execute()
-        log.info("job %s (%s) failed attempt %d with %s; retrying in %.1fs (%s)", job.id,
-                 job_type(job), attempt, type(exc).__name__, decision.delay, decision.strategy)
+        log.info(*entry.log)
 
     def perform_job(self, job: Job, queue: Queue, execution: Execution) -> bool:
         try:
@@ -280,24 +231,6 @@ class EngineWorkerMixin:
         if duration > self.settings.long_running:
             log.warning("long-running job %s (type %s) took %.1fs (threshold %.0fs)", job.id,
                         job_type(job), duration, self.settings.long_running)
-
-
-def _error_details(exc: BaseException | None, exc_string: str) -> dict[str, str]:
-    if exc is None:
-        return {"error_class": "AbandonedJobError" if not exc_string else "Error",
-                "error_message": exc_string.strip().splitlines()[-1] if exc_string else "",
-                "traceback": exc_string}
-    cls = type(exc)
-    text = "".join(tb.format_exception(cls, exc, exc.__traceback__))
-    return {"error_class": f"{cls.__module__}.{cls.__qualname__}".removeprefix("builtins."),
-            "error_message": str(exc), "traceback": text}
-
-
-class JobStopped(BaseException):
-    """Raised inside an in-process job that an operator stopped (BaseException: jobs can't swallow it)."""
-
-
-STOP_SIGNAL = signal.SIGUSR1
 
 
 class JobWorker(EngineWorkerMixin, SimpleWorker):

@@ -1,0 +1,82 @@
+"""The history event format (Redis only): one stream entry per job transition.
+
+Workers append one XADD to the pipeline they already send for a job's bookkeeping (`add_event`),
+so history costs no extra round trip; `HistoryWriter` (history/writer.py) turns the entries back
+into `JobEvent`s (`parse_events`) and copies them to PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import redis
+
+from jobengine import keys
+from jobengine.models import JobEvent
+from jobengine.types import EventKind, Priority
+
+_OPTIONAL = ("type", "priority", "attempt", "duration", "delay", "func", "args", "worker",
+             "error_class", "error_message", "traceback", "message", "started")
+
+
+def event_fields(kind: EventKind, job_id: str, queue: str, at: datetime | None = None,
+                 **details: Any) -> dict[str, str]:
+    """The stream entry for one event; None values are left out."""
+    stamp = (at or datetime.now(UTC)).timestamp()
+    fields = {"k": kind.value, "j": job_id, "q": queue, "t": f"{stamp:.6f}"}
+    for name, value in details.items():
+        if name not in _OPTIONAL:
+            raise TypeError(f"unknown event detail {name!r}")
+        if value is not None:
+            fields[name] = value.value if isinstance(value, Priority) else str(value)
+    return fields
+
+
+def add_event(pipe: redis.client.Pipeline, kind: EventKind, job_id: str, queue: str,
+              **details: Any) -> None:
+    """Append one event to a pipeline (no round trip of its own)."""
+    pipe.xadd(keys.EVENTS_STREAM, event_fields(kind, job_id, queue, **details))
+
+
+def parse_events(event_id: str, raw: Mapping[bytes | str, bytes | str]) -> list[JobEvent]:
+    """The events of one stream entry: itself, preceded by its run's `started` event when the
+    worker folded that in (field `started`: the run's start, epoch seconds; id `<id>-s`)."""
+    event = parse_event(event_id, raw)
+    started = raw.get(b"started", raw.get("started"))  # type: ignore[call-overload]
+    if started is None:
+        return [event]
+    start = JobEvent(event_id=f"{event_id}-s", kind=EventKind.STARTED, job_id=event.job_id, queue=event.queue,
+                     at=datetime.fromtimestamp(float(started), UTC), type=event.type, attempt=event.attempt,
+                     worker=event.worker)
+    return [start, event]
+
+
+def parse_event(event_id: str, raw: Mapping[bytes | str, bytes | str]) -> JobEvent:
+    """Turn a stream entry back into a JobEvent (a folded-in `started` is left out: see parse_events)."""
+    f = {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
+         for k, v in raw.items()}
+
+    def num(name: str, kind: type = float) -> Any:
+        return kind(f[name]) if name in f else None
+
+    return JobEvent(
+        event_id=event_id,
+        kind=EventKind(f["k"]),
+        job_id=f["j"],
+        queue=f["q"],
+        at=datetime.fromtimestamp(float(f["t"]), UTC),
+        type=f.get("type"),
+        priority=Priority(f["priority"]) if "priority" in f else None,
+        attempt=num("attempt", int),
+        duration=num("duration"),
+        delay=num("delay"),
+        func=f.get("func"),
+        args=f.get("args"),
+        worker=f.get("worker"),
+        error_class=f.get("error_class"),
+        error_message=f.get("error_message"),
+        traceback=f.get("traceback"),
+        message=f.get("message"),
+    )
