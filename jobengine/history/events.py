@@ -37,7 +37,7 @@ def event_fields(kind: EventKind, job_id: str, queue: str, at: datetime | None =
 def add_event(pipe: redis.client.Pipeline, kind: EventKind, job_id: str, queue: str,
               **details: Any) -> None:
     """Append one event to a pipeline (no round trip of its own)."""
-    pipe.xadd(keys.EVENTS_STREAM, event_fields(kind, job_id, queue, **details))
+    pipe.xadd(keys.EVENTS_STREAM, event_fields(kind, job_id, queue, **details))  # type: ignore[arg-type]
 
 
 def parse_events(event_id: str, raw: Mapping[bytes | str, bytes | str]) -> list[JobEvent]:

@@ -54,12 +54,12 @@ class HistoryWriter:
     def _read(self) -> list[tuple[str, Any]]:
         """Own pending entries first (a failed write), then entries idle elsewhere, then new ones."""
         self._ensure_group()
-        got = self.connection.xreadgroup(keys.HISTORY_GROUP, self.consumer,
-                                         {keys.EVENTS_STREAM: "0"}, count=self.batch)
+        got: Any = self.connection.xreadgroup(keys.HISTORY_GROUP, self.consumer,  # RESP2: [[stream, entries]]
+                                              {keys.EVENTS_STREAM: "0"}, count=self.batch)
         if got and got[0][1]:
             return got[0][1]
-        claimed = self.connection.xautoclaim(keys.EVENTS_STREAM, keys.HISTORY_GROUP, self.consumer,
-                                             self.claim_idle_ms, "0-0", count=self.batch)
+        claimed: Any = self.connection.xautoclaim(keys.EVENTS_STREAM, keys.HISTORY_GROUP, self.consumer,
+                                                  self.claim_idle_ms, "0-0", count=self.batch)
         if claimed and claimed[1]:
             return claimed[1]
         got = self.connection.xreadgroup(keys.HISTORY_GROUP, self.consumer,

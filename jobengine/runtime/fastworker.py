@@ -116,6 +116,14 @@ class FastWorker(Outcomes, BaseWorker):
     idle_block = 1  #: BLPOP timeout (seconds) when every lane is empty
     tick = 0.01  #: watcher thread period
 
+    # set up per run by `_setup` (declared here for the type checker)
+    _ahead: _Ask | None
+    _batch: int
+    _max_jobs: int | None
+    _next_suspension_check: float
+    _timeout: float
+    _watcher: threading.Thread
+
     def configure(self, settings: Settings, policy: RetryPolicy, limiter: RateLimiter | None = None) -> None:
         self.settings, self.policy, self.gate = settings, policy, QueueGate(limiter)
         self.worker_ttl = min(self.worker_ttl, WORKER_TTL)
@@ -199,7 +207,7 @@ class FastWorker(Outcomes, BaseWorker):
         self._finish_args: tuple[Any, ...] = ()
         self._after: list[tuple[str, str]] = []  # RQ rate-limited jobs come due: enqueued RQ's way
         self._in_hand: deque[Held] = deque()
-        self._ahead: _Ask | None = None  # the next batch, asked for while this one runs
+        self._ahead = None  # the next batch, asked for while this one runs
         self._running: Held | None = None
         self._in_perform = False
         self._timeout = 0
@@ -274,7 +282,7 @@ class FastWorker(Outcomes, BaseWorker):
             self._flush()
             self.set_state(WorkerStatus.IDLE)
         keys = self._open_keys()
-        got = self.connection.blpop(keys, timeout=self.idle_block) if keys else None
+        got: Any = self.connection.blpop(keys, timeout=self.idle_block) if keys else None
         return (got[0].decode(), got[1].decode()) if got else None
 
     # ---- running a batch --------------------------------------------------------------------

@@ -37,7 +37,7 @@ class QueueGate:
 
     @staticmethod
     def wait_in_hand(delay: float | None, again: Callable[[], float | None],
-                     first_wait: Callable[[], None] | None = None) -> float | None:
+                     first_wait: Callable[[], object] | None = None) -> float | None:
         """Wait with the job in hand while the slot opens within IN_HAND_WAIT, asking `again`
         after each pause (`first_wait` runs before the first one); the delay left (None: run)."""
         waited = 0.0

@@ -35,9 +35,10 @@ def job_type(job: Job) -> str:
     if meta.get("type"):
         return str(meta["type"])
     try:
-        return job.func_name.rpartition(".")[2]
+        name = job.func_name
     except Exception:  # undeserialisable job
         return "unknown"
+    return "unknown" if name is None else name.rpartition(".")[2]
 
 
 def attempt_of(job: Job) -> int:

@@ -49,13 +49,15 @@ class EngineWorkerMixin:
     policy: RetryPolicy
     connection: Any
     name: str
+    worker_ttl: int
+    _ordered_queues: list[Queue]
     _stopped_job_id: str | None
 
     def configure(self, settings: Settings, policy: RetryPolicy, limiter: RateLimiter | None = None) -> None:
         self.settings = settings
         self.policy = policy
         self.gate = QueueGate(limiter or RateLimiter.from_settings(self.connection, settings))
-        self.worker_ttl = min(self.worker_ttl, WORKER_TTL)  # type: ignore[has-type]
+        self.worker_ttl = min(self.worker_ttl, WORKER_TTL)
         self._last_exc: BaseException | None = None
         self._pending_event: records.Entry | None = None
         self._current: Job | None = None
@@ -107,7 +109,7 @@ class EngineWorkerMixin:
                 return super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)  # type: ignore[misc]
             if max_idle_time is not None and clock - idle_since >= max_idle_time:
                 return None
-            everything = self._ordered_queues  # type: ignore[has-type]
+            everything = self._ordered_queues
             open_queues = [q for q in everything if q.name not in closed]
             wait = min(closed.values()) - clock
             if not open_queues:
