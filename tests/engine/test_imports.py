@@ -55,3 +55,11 @@ def test_the_fast_worker_loads_the_event_format_not_the_writer() -> None:
     assert {"jobengine.history.events", "jobengine.runtime.gate", "jobengine.runtime.records"} <= ours
     assert "jobengine.history.writer" not in ours and "jobengine.store.postgres" not in ours
     assert "jobengine.runtime.worker" not in ours  # the classic worker is not the fast one's library
+
+
+def test_the_store_and_history_packages_load_no_driver_until_asked() -> None:
+    modules = loaded("import jobengine.store, jobengine.history")
+    assert "psycopg" not in modules and "jobengine.store.postgres" not in modules
+    modules = loaded("from jobengine.store import PostgresStore, HistoryStore\n"
+                     "assert issubclass(PostgresStore, HistoryStore)")  # lazily, and it satisfies the Protocol
+    assert "psycopg" in modules
