@@ -356,8 +356,9 @@ def main(out: Path, redis_url: str | None, database_url: str | None, seed: int, 
     logging.getLogger("jobengine").setLevel(logging.ERROR)  # e.g. the backlog's size warning
     with servers(redis_url, database_url) as (r_url, pg_url):
         settings = Settings.load(env={}, redis_url=r_url, database_url=pg_url, lanes=dict(LANES),
-                                 exponential_base=0.0, exponential_jitter=0.0, exponential_max_attempts=2,
-                                 linear_step=0.0, linear_max_attempts=1, limits={"critical": 600, "high": 300},
+                                 retry_params={"exponential": {"base": 0, "jitter": 0, "max_attempts": 2},
+                                               "linear": {"step": 0, "max_attempts": 1}},
+                                 limits={"critical": 600, "high": 300},
                                  queue_size={"low": 25, "default": 500})
         engine = Engine(settings)
         state: dict[str, Any] = {"procs": [], "ghost": None}
