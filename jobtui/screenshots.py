@@ -187,12 +187,12 @@ def dead_worker(engine: Engine) -> Any:
 
 
 def start_workers(settings: Settings, names: list[str], queues: str) -> list[subprocess.Popen[bytes]]:
-    from jobengine.rundemo import _die_with_parent
+    from jobtui.cli.demo import _die_with_parent
 
     env = dict(os.environ, JOBENGINE_REDIS_URL=settings.redis_url or "",
                JOBENGINE_DATABASE_URL=settings.database_url or "")
     return [
-        subprocess.Popen([sys.executable, "-m", "jobengine.cli", "worker", "--name", name, "--queues", queues],
+        subprocess.Popen([sys.executable, "-m", "jobtui.cli", "worker", "--name", name, "--queues", queues],
                          env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                          preexec_fn=_die_with_parent)
         for name in names
@@ -329,7 +329,7 @@ def servers(redis_url: str | None, database_url: str | None) -> Iterator[tuple[s
 def stop(procs: list[subprocess.Popen[bytes]], engine: Engine, ghost: Any) -> None:
     from rq import Worker
 
-    from jobengine.rundemo import stop_workers
+    from jobtui.cli.demo import stop_workers
 
     stop_workers(procs, grace=2.0)
     with contextlib.suppress(Exception):
