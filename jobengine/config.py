@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from jobengine.errors import ConfigError
+from jobengine.retry.policy import build_strategies, looks_dotted
+from jobengine.retry.strategies import STRATEGIES
 from jobengine.types import Priority
 
 
@@ -57,15 +59,9 @@ class Settings:
     cache_config: int = 3600
     # jobs per minute per queue; no entry means unlimited
     limits: dict[str, int] = field(default_factory=dict)
-    # retry: dotted exception class -> strategy name, and each strategy's parameters
+    # retry: dotted exception class -> strategy name, and the [retry.<name>] tables as given
     retry_map: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_RETRY_MAP))
-    exponential_base: float = 2.0
-    exponential_factor: float = 2.0
-    exponential_max_delay: float = 3600.0
-    exponential_jitter: float = 0.1
-    exponential_max_attempts: int = 5
-    linear_step: float = 30.0
-    linear_max_attempts: int = 5
+    retry_params: dict[str, dict[str, Any]] = field(default_factory=dict)
     # worker and console
     worker_queues: tuple[str, ...] = ()
     job_timeout: int = 180
@@ -158,14 +154,6 @@ _SCALARS: dict[str, dict[str, tuple[str, type]]] = {
         "stats": ("cache_stats", int),
         "config": ("cache_config", int),
     },
-    "retry.exponential": {
-        "base": ("exponential_base", float),
-        "factor": ("exponential_factor", float),
-        "max_delay": ("exponential_max_delay", float),
-        "jitter": ("exponential_jitter", float),
-        "max_attempts": ("exponential_max_attempts", int),
-    },
-    "retry.linear": {"step": ("linear_step", float), "max_attempts": ("linear_max_attempts", int)},
     "worker": {
         "job_timeout": ("job_timeout", int),
         "result_ttl": ("result_ttl", int),
@@ -174,8 +162,7 @@ _SCALARS: dict[str, dict[str, tuple[str, type]]] = {
     },
     "console": {"refresh": ("refresh", float)},
 }
-_TABLES = {"lanes", "limits", "thresholds.queue_size", "retry.strategies", "worker.queues"}
-_STRATEGIES = ("exponential", "linear", "none")
+_TABLES = {"lanes", "limits", "thresholds.queue_size", "worker.queues"}
 
 
 def _typed(where: str, value: Any, expected: type) -> Any:
@@ -213,7 +200,7 @@ def _apply_toml(settings: Settings, path: Path) -> Settings:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read config file ({exc.strerror})") from None
-    changes: dict[str, Any] = {}
+    changes: dict[str, Any] = _retry(path, data.pop("retry", {}), settings)
     for section, table in _flatten(data).items():
         if section in _TABLES or section == "lanes":
             continue
@@ -250,16 +237,36 @@ def _table(path: Path, name: str, value: Any, settings: Settings) -> dict[str, A
             delay = _typed(f"{where}.{lane}.delay", spec.get("delay", lanes[lane][1]), float)
             lanes[lane] = (queue, delay)
         return {"lanes": lanes}
-    if name in ("limits", "thresholds.queue_size"):
-        ints = {str(q): _typed(f"{where}.{q}", n, int) for q, n in value.items()}
-        return {"limits": ints} if name == "limits" else {"queue_size": ints}
-    # retry.strategies: "dotted.ExceptionClass" = "exponential" | "linear" | "none"
+    ints = {str(q): _typed(f"{where}.{q}", n, int) for q, n in value.items()}  # limits, thresholds.queue_size
+    return {"limits": ints} if name == "limits" else {"queue_size": ints}
+
+
+def _retry(path: Path, value: Any, settings: Settings) -> dict[str, Any]:
+    """`[retry.strategies]` (exception -> strategy) and every other `[retry.<name>]` table, kept as
+    given and built once here so a bad key or value names the file and the table."""
+    if not isinstance(value, dict):
+        raise ConfigError(f"{path}: retry: expected tables [retry.strategies] and [retry.<strategy>]")
+    tables = dict(value)
+    mapping_table = tables.pop("strategies", {})
+    for name, params in tables.items():
+        if not isinstance(params, dict):
+            raise ConfigError(f"{path}: retry.{name}: expected a table [retry.{name}] of strategy parameters")
+    params = {**settings.retry_params, **tables}
+    try:
+        build_strategies(params)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    where = f"{path}: retry.strategies"
+    if not isinstance(mapping_table, dict):
+        raise ConfigError(f"{where}: expected a table")
+    known = sorted({*STRATEGIES, *params})
     mapping = dict(settings.retry_map)
-    for exc_name, strategy in value.items():
-        if strategy not in _STRATEGIES:
-            raise ConfigError(f"{where}.{exc_name}: expected one of {', '.join(_STRATEGIES)}, got {strategy!r}")
+    for exc_name, strategy in mapping_table.items():
+        if not (isinstance(strategy, str) and (strategy in known or looks_dotted(strategy))):
+            raise ConfigError(f"{where}.{exc_name}: expected one of {', '.join(known)} or a dotted strategy "
+                              f"class, got {strategy!r}")
         mapping[str(exc_name)] = strategy
-    return {"retry_map": mapping}
+    return {"retry_map": mapping, "retry_params": params}
 
 
 def _apply_env(settings: Settings, env: dict[str, str]) -> Settings:

@@ -187,12 +187,12 @@ def dead_worker(engine: Engine) -> Any:
 
 
 def start_workers(settings: Settings, names: list[str], queues: str) -> list[subprocess.Popen[bytes]]:
-    from jobengine.rundemo import _die_with_parent
+    from jobtui.cli.demo import _die_with_parent
 
     env = dict(os.environ, JOBENGINE_REDIS_URL=settings.redis_url or "",
                JOBENGINE_DATABASE_URL=settings.database_url or "")
     return [
-        subprocess.Popen([sys.executable, "-m", "jobengine.cli", "worker", "--name", name, "--queues", queues],
+        subprocess.Popen([sys.executable, "-m", "jobtui.cli", "worker", "--name", name, "--queues", queues],
                          env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                          preexec_fn=_die_with_parent)
         for name in names
@@ -329,7 +329,7 @@ def servers(redis_url: str | None, database_url: str | None) -> Iterator[tuple[s
 def stop(procs: list[subprocess.Popen[bytes]], engine: Engine, ghost: Any) -> None:
     from rq import Worker
 
-    from jobengine.rundemo import stop_workers
+    from jobtui.cli.demo import stop_workers
 
     stop_workers(procs, grace=2.0)
     with contextlib.suppress(Exception):
@@ -356,8 +356,9 @@ def main(out: Path, redis_url: str | None, database_url: str | None, seed: int, 
     logging.getLogger("jobengine").setLevel(logging.ERROR)  # e.g. the backlog's size warning
     with servers(redis_url, database_url) as (r_url, pg_url):
         settings = Settings.load(env={}, redis_url=r_url, database_url=pg_url, lanes=dict(LANES),
-                                 exponential_base=0.0, exponential_jitter=0.0, exponential_max_attempts=2,
-                                 linear_step=0.0, linear_max_attempts=1, limits={"critical": 600, "high": 300},
+                                 retry_params={"exponential": {"base": 0, "jitter": 0, "max_attempts": 2},
+                                               "linear": {"step": 0, "max_attempts": 1}},
+                                 limits={"critical": 600, "high": 300},
                                  queue_size={"low": 25, "default": 500})
         engine = Engine(settings)
         state: dict[str, Any] = {"procs": [], "ghost": None}

@@ -1,6 +1,16 @@
-"""Retry strategies and the policy that picks one by exception class."""
+"""Retry strategies (a registry: name -> class) and the policy that picks one by exception class."""
 
-from jobengine.retry.policy import RetryPolicy
-from jobengine.retry.strategies import ExponentialBackoff, LinearBackoff, NoRetry, RetryDecision, RetryStrategy
+from jobengine.retry.policy import RetryPolicy, build_strategies, build_strategy, strategy_class
+from jobengine.retry.strategies import (
+    STRATEGIES,
+    ExponentialBackoff,
+    FixedDelay,
+    LinearBackoff,
+    NoRetry,
+    RetryDecision,
+    RetryStrategy,
+    register,
+)
 
-__all__ = ["ExponentialBackoff", "LinearBackoff", "NoRetry", "RetryDecision", "RetryPolicy", "RetryStrategy"]
+__all__ = ["STRATEGIES", "ExponentialBackoff", "FixedDelay", "LinearBackoff", "NoRetry", "RetryDecision",
+           "RetryPolicy", "RetryStrategy", "build_strategies", "build_strategy", "register", "strategy_class"]

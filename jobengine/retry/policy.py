@@ -3,17 +3,23 @@
 Mapping keys are exception classes or dotted names ("pkg.mod.Error", "pkg.mod:Error"). Names are
 imported lazily, on the first lookup, so a process that cannot import the application's modules
 (the console) can still build the policy and match stored failures by name.
+
+Strategies are built from `[retry.<name>]` tables as `cls(**params)`: the class is the table's
+`class` key or else `<name>`, either a name in `STRATEGIES`, a dotted path or a class (resolved
+the way RQ resolves serializers).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
+import inspect
 import weakref
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from jobengine.errors import ConfigError
-from jobengine.retry.strategies import ExponentialBackoff, LinearBackoff, NoRetry, RetryDecision, RetryStrategy
+from jobengine.retry.strategies import STRATEGIES, NoRetry, RetryDecision, RetryStrategy
 
 if TYPE_CHECKING:
     from jobengine.config import Settings
@@ -23,11 +29,6 @@ StrategyRef = RetryStrategy | str
 
 _EXPECTED = "expected 'package.module.ExceptionClass'"
 _NAME_CACHE_SIZE = 1024
-
-
-def default_strategies() -> dict[str, RetryStrategy]:
-    """The named strategies with their default parameters."""
-    return {"exponential": ExponentialBackoff(), "linear": LinearBackoff(), "none": NoRetry()}
 
 
 def dotted_name(cls: type) -> str:
@@ -64,31 +65,33 @@ def _missing(exc: ModuleNotFoundError, module: str) -> bool:
     return exc.name is not None and (module == exc.name or module.startswith(exc.name + "."))
 
 
+def _import(dotted: str) -> tuple[object, str]:
+    """(the object, "") for 'pkg.mod.Name', 'pkg.mod:Name' or a builtin's name, else (None, why not)."""
+    reason = "no such module or attribute"
+    for module_name, qualname in _candidates(dotted.strip()):
+        try:
+            target: object = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if _missing(exc, module_name):
+                continue
+            return None, str(exc)
+        except Exception as exc:  # the module exists but raises on import
+            return None, f"{type(exc).__name__}: {exc}".splitlines()[0]
+        try:
+            for attr in qualname.split("."):
+                target = getattr(target, attr)
+        except AttributeError:
+            return None, f"module {module_name!r} has no attribute {qualname!r}"
+        return target, ""
+    return None, reason
+
+
 def import_exception(dotted: str) -> type[BaseException]:
     """'pkg.mod.Error', 'pkg.mod:Error', 'pkg.mod.Outer.Error' or 'KeyError' -> the class.
 
     Raises ConfigError (one line, naming `dotted`) if it does not import or is not an exception class.
     """
-    target: object = None
-    reason = "no such module or attribute"
-    for module_name, qualname in _candidates(dotted.strip()):
-        try:
-            target = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if _missing(exc, module_name):
-                continue
-            reason = str(exc)
-            break
-        except Exception as exc:  # the module exists but raises on import
-            reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
-            break
-        try:
-            for attr in qualname.split("."):
-                target = getattr(target, attr)
-        except AttributeError:
-            reason = f"module {module_name!r} has no attribute {qualname!r}"
-            target = None
-        break
+    target, reason = _import(dotted)
     if target is None:
         raise ConfigError(f"retry mapping: {dotted!r} does not import ({reason}); {_EXPECTED}")
     if not (isinstance(target, type) and issubclass(target, BaseException)):
@@ -96,16 +99,93 @@ def import_exception(dotted: str) -> type[BaseException]:
     return target
 
 
+# ---- the strategy registry -----------------------------------------------------------------
+def looks_dotted(name: str) -> bool:
+    return ("." in name or ":" in name) and all(p.isidentifier() for p in name.replace(":", ".").split("."))
+
+
+def strategy_class(ref: str | type, where: str = "retry") -> type:
+    """A registered name ('exponential'), a dotted path ('myapp.retry.Backoff', 'myapp.retry:Backoff')
+    or a class -> the strategy class. Raises a one-line ConfigError naming `where`."""
+    if isinstance(ref, type):
+        return ref
+    if not isinstance(ref, str):
+        raise ConfigError(f"{where}: class must be a strategy name or a dotted class path, got {ref!r}")
+    if ref in STRATEGIES:
+        return STRATEGIES[ref]
+    known = ", ".join(sorted(STRATEGIES))
+    if not looks_dotted(ref):
+        raise ConfigError(f"{where}: unknown strategy {ref!r}; expected one of {known} or 'package.module.Class'")
+    target, reason = _import(ref)
+    if target is None:
+        raise ConfigError(f"{where}: strategy class {ref!r} does not import ({reason})")
+    if not isinstance(target, type):
+        raise ConfigError(f"{where}: {ref!r} is not a class")
+    return target
+
+
+def _config_keys(cls: type) -> tuple[list[str], list[str]] | None:
+    """(accepted keys, required keys) of `cls(**params)`, or None if it takes any keyword."""
+    if dataclasses.is_dataclass(cls):
+        init = [f for f in dataclasses.fields(cls) if f.init and f.metadata.get("config", True)]
+        required = [f.name for f in init
+                    if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+        return [f.name for f in init], required
+    try:
+        params = list(inspect.signature(cls).parameters.values())
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return None
+    named = [p for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    return [p.name for p in named], [p.name for p in named if p.default is p.empty]
+
+
+def build_strategy(name: str, params: Mapping[str, Any] | None = None) -> RetryStrategy:
+    """The strategy of table `[retry.<name>]`: `cls(**params)`, the class being `params["class"]`
+    if given, else `name`. Bad keys or values raise one ConfigError line naming the table and key."""
+    where = f"[retry.{name}]"
+    if params is not None and not isinstance(params, Mapping):
+        raise ConfigError(f"{where}: expected a table of parameters, got {params!r}")
+    kwargs = dict(params or {})
+    cls = strategy_class(kwargs.pop("class", name), where)
+    keys = _config_keys(cls)
+    if keys is not None:
+        accepted, required = keys
+        expected = f"expected one of {', '.join(accepted)}" if accepted else "it takes no parameters"
+        for key in kwargs:
+            if key not in accepted:
+                raise ConfigError(f"{where} unknown key {key!r}; {expected}")
+        for key in required:
+            if key not in kwargs:
+                raise ConfigError(f"{where} missing key {key!r}; {expected}")
+    try:
+        strategy = cls(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where} {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+    if not isinstance(strategy, RetryStrategy):
+        raise ConfigError(f"{where}: {cls.__qualname__} is not a strategy (needs `name` and `decide(attempt)`)")
+    return strategy
+
+
+def build_strategies(tables: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, RetryStrategy]:
+    """Every registered strategy (its table's parameters, else its defaults) and every other table."""
+    tables = tables or {}
+    built = {name: build_strategy(name, tables.get(name)) for name in STRATEGIES}
+    built.update({name: build_strategy(name, params) for name, params in tables.items() if name not in STRATEGIES})
+    return built
+
+
 class RetryPolicy:
     """Maps exception classes to strategies; an exception with no mapped class in its MRO gets `default`.
 
-    `mapping` values and `default` are strategy objects or names looked up in `strategies`
-    (default: `default_strategies()`).
+    `mapping` values and `default` are strategy objects, names looked up in `strategies`
+    (default: every registered strategy with its default parameters), or dotted class paths.
     """
 
     def __init__(self, mapping: Mapping[Key, StrategyRef] | None = None, default: StrategyRef = "none", *,
                  strategies: Mapping[str, RetryStrategy] | None = None) -> None:
-        self._named = dict(default_strategies() if strategies is None else strategies)
+        self._named = dict(build_strategies() if strategies is None else strategies)
         self._named.setdefault("none", NoRetry())
         self.default = self._strategy(default, "default")
         self._mapping: dict[Key, RetryStrategy] = {}
@@ -119,29 +199,22 @@ class RetryPolicy:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RetryPolicy:
-        """Strategies from the [retry.exponential] / [retry.linear] settings, mapping from `retry_map`.
+        """Strategies built from the `[retry.<name>]` tables (`retry_params`), mapping from `retry_map`.
 
-        Names are not imported here (see `validate`); bad parameters or strategy names raise ConfigError.
+        Exception names are not imported here (see `validate`); bad parameters or strategy names
+        raise ConfigError.
         """
-        try:
-            exponential = ExponentialBackoff(settings.exponential_base, settings.exponential_factor,
-                                             settings.exponential_max_delay, settings.exponential_jitter,
-                                             settings.exponential_max_attempts)
-        except ValueError as exc:
-            raise ConfigError(f"retry.exponential: {exc}") from None
-        try:
-            linear = LinearBackoff(settings.linear_step, settings.linear_max_attempts)
-        except ValueError as exc:
-            raise ConfigError(f"retry.linear: {exc}") from None
-        strategies: dict[str, RetryStrategy] = {"exponential": exponential, "linear": linear, "none": NoRetry()}
-        return cls(settings.retry_map, strategies=strategies)
+        mapping: dict[Key, StrategyRef] = {name: strategy for name, strategy in settings.retry_map.items()}
+        return cls(mapping, strategies=build_strategies(settings.retry_params))
 
     # ---- construction helpers --------------------------------------------------------------
     def _strategy(self, ref: StrategyRef, where: str) -> RetryStrategy:
         if isinstance(ref, str):
+            if ref not in self._named and looks_dotted(ref):
+                self._named[ref] = build_strategy(ref)
             if ref not in self._named:
                 raise ConfigError(f"retry mapping {where}: unknown strategy {ref!r}; "
-                                  f"expected one of {', '.join(self._named)}")
+                                  f"expected one of {', '.join(sorted(self._named))} or 'package.module.Class'")
             return self._named[ref]
         if not isinstance(ref, RetryStrategy):
             raise TypeError(f"retry mapping {where}: {ref!r} is not a strategy (needs `name` and `decide`)")

@@ -1,15 +1,17 @@
 """Retry strategies. Each turns the number of a failed attempt into a RetryDecision; none of them acts.
 
-Strategies are immutable and safe to share between threads (the jitter RNG aside, which is only
-ever used to draw one number at a time).
+`STRATEGIES` maps a name to a class; `@register` adds one (under its `name`), and `[retry.<name>]`
+builds it as `cls(**params)`. A new strategy is one registered class here. Strategies are immutable
+and safe to share between threads (the jitter RNG aside, which only ever draws one number at a time).
 """
 
 from __future__ import annotations
 
 import math
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Protocol, TypeVar, runtime_checkable
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,21 @@ class RetryStrategy(Protocol):
         ...
 
 
+S = TypeVar("S", bound=type)
+
+STRATEGIES: dict[str, type] = {}
+"""name -> strategy class; `[retry.<name>]` tables and `retry.strategies` values name these."""
+
+
+def register(cls: S) -> S:
+    """Class decorator: make `cls` buildable by its `name` from the configuration."""
+    name = getattr(cls, "name", None)
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"{cls.__qualname__} needs a class attribute `name` to be registered")
+    STRATEGIES[name] = cls
+    return cls
+
+
 # ---- argument checks (one-line ValueErrors) ------------------------------------------------
 def _number(name: str, value: float, minimum: float = 0.0) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) \
@@ -68,6 +85,7 @@ def _exhausted(strategy: str, attempt: int, max_attempts: int) -> RetryDecision:
 
 
 # ---- strategies ----------------------------------------------------------------------------
+@register
 @dataclass(frozen=True)
 class ExponentialBackoff:
     """delay = min(max_delay, base * factor ** (attempt - 1)), times a uniform factor in
@@ -78,7 +96,7 @@ class ExponentialBackoff:
     max_delay: float = 3600.0
     jitter: float = 0.1
     max_attempts: int = 5
-    rng: random.Random | None = field(default=None, repr=False, compare=False)
+    rng: random.Random | None = field(default=None, repr=False, compare=False, metadata={"config": False})
     _rng: random.Random = field(init=False, repr=False, compare=False)
 
     name = "exponential"
@@ -111,6 +129,7 @@ class ExponentialBackoff:
         return RetryDecision.after(delay, self.name)
 
 
+@register
 @dataclass(frozen=True)
 class LinearBackoff:
     """delay = step * attempt. At most `max_attempts` runs in total."""
@@ -130,6 +149,7 @@ class LinearBackoff:
         return RetryDecision.after(self.step * attempt, self.name)
 
 
+@register
 @dataclass(frozen=True)
 class NoRetry:
     """Never retries."""
@@ -139,3 +159,33 @@ class NoRetry:
     def decide(self, attempt: int) -> RetryDecision:
         _attempt(attempt)
         return RetryDecision.give_up(self.name, "this exception is not retried")
+
+
+@register
+@dataclass(frozen=True)
+class FixedDelay:
+    """A constant delay (`delay = 10`) or one per retry (`delay = [10, 30, 60]`, like RQ's
+    `Retry(interval=[...])`), the last repeating. At most `max_attempts` runs in total."""
+
+    delay: float | Sequence[float] = 10.0
+    max_attempts: int = 5
+    delays: tuple[float, ...] = field(init=False, repr=False, compare=False)
+
+    name = "fixed"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.delay, Sequence) and not isinstance(self.delay, str):
+            if not self.delay:
+                raise ValueError("delay must be a number or a non-empty list of numbers, got []")
+            delays = tuple(_number(f"delay[{i}]", d) for i, d in enumerate(self.delay))
+            object.__setattr__(self, "delay", delays)
+        else:
+            delays = (_number("delay", self.delay),)  # type: ignore[arg-type]
+            object.__setattr__(self, "delay", delays[0])
+        object.__setattr__(self, "delays", delays)
+        _max_attempts(self.max_attempts)
+
+    def decide(self, attempt: int) -> RetryDecision:
+        if _attempt(attempt) >= self.max_attempts:
+            return _exhausted(self.name, attempt, self.max_attempts)
+        return RetryDecision.after(self.delays[min(attempt, len(self.delays)) - 1], self.name)

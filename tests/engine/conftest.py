@@ -36,8 +36,8 @@ def fast_engine(redis_url: str, database_url: str) -> Iterator[Engine]:
     from jobengine.engine import Engine
 
     settings = Settings.load(env={}, redis_url=redis_url, database_url=database_url,
-                             lanes=dict(ZERO_DELAY_LANES), exponential_base=0.0,
-                             exponential_jitter=0.0, linear_step=0.0)
+                             lanes=dict(ZERO_DELAY_LANES),
+                             retry_params={"exponential": {"base": 0, "jitter": 0}, "linear": {"step": 0}})
     eng = Engine(settings)
     yield eng
     eng.close()

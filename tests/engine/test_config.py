@@ -36,6 +36,18 @@ def test_precedence_file_env_flags(tmp_path: Path) -> None:
     assert s.retry_map["jobengine.errors.TemporaryError"] == "exponential"
 
 
+def test_retry_tables_are_kept_as_given(tmp_path: Path) -> None:
+    cfg = tmp_path / "jobtui.toml"
+    cfg.write_text('[retry.fixed]\ndelay = [10, 30, 60]\nmax_attempts = 4\n[retry.exponential]\nbase = 3\n'
+                   '[retry.gentle]\nclass = "linear"\nstep = 1\n'
+                   '[retry.strategies]\n"myapp.errors.Flaky" = "fixed"\n"myapp.errors.Busy" = "gentle"\n')
+    s = Settings.load(cfg, env={})
+    assert s.retry_params == {"fixed": {"delay": [10, 30, 60], "max_attempts": 4}, "exponential": {"base": 3},
+                              "gentle": {"class": "linear", "step": 1}}
+    assert s.retry_map["myapp.errors.Flaky"] == "fixed" and s.retry_map["myapp.errors.Busy"] == "gentle"
+    assert s.retry_map["jobengine.errors.TemporaryError"] == "exponential"  # the defaults stay
+
+
 def test_config_file_from_environment(tmp_path: Path) -> None:
     cfg = tmp_path / "other.toml"
     cfg.write_text("[console]\nrefresh = 2.5\n")
@@ -49,7 +61,15 @@ def test_config_file_from_environment(tmp_path: Path) -> None:
     ("[thresholds]\nstuck_after = 'soon'\n", "thresholds.stuck_after: expected float, got str"),
     ("[limits]\ndefault = -5\n", "limits.default: expected an integer >= 0"),
     ("[lanes.urgent]\ndelay = 1\n", "lanes.urgent: unknown lane"),
-    ("[retry.strategies]\nValueError = 'sometimes'\n", "expected one of exponential, linear, none"),
+    ("[retry.strategies]\nValueError = 'sometimes'\n", "expected one of exponential, fixed, linear, none"),
+    ("[retry.strategies]\nValueError = 3\n", "retry.strategies.ValueError: expected one of"),
+    ("[retry.exponential]\nfatcor = 2\n",
+     "[retry.exponential] unknown key 'fatcor'; expected one of base, factor, max_delay, jitter, max_attempts"),
+    ("[retry.exponential]\nbase = 'x'\n", "[retry.exponential] base must be a finite number >= 0, got 'x'"),
+    ("[retry.linear]\nstep = -1\n", "[retry.linear] step must be a finite number >= 0"),
+    ("[retry.fixed]\ndelay = [10, -1]\n", "[retry.fixed] delay[1] must be a finite number >= 0, got -1"),
+    ("[retry.slow]\nstep = 1\n", "[retry.slow]: unknown strategy 'slow'"),
+    ("[retry]\nfixed = 10\n", "retry.fixed: expected a table [retry.fixed]"),
     ("[redis\nurl=1", "not valid TOML"),
     ("colour = 'blue'\n", "colour: unknown key"),
 ])

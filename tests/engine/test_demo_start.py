@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from jobengine import Engine
-from jobengine.rundemo import DEMO_MARK, fresh_start
+from jobtui.cli.demo import DEMO_MARK, fresh_start
 from tests.engine import jobs
 from tests.engine.helpers import run_until_idle, scalar
 

@@ -31,7 +31,7 @@ def health(redis_url: str, database_url: str, tmp_path: Path, config: str = "") 
     cfg.write_text(config)
     env = {k: v for k, v in os.environ.items() if not k.startswith("JOBENGINE_")}
     env["PYTHONPATH"] = str(ROOT)
-    result = subprocess.run([sys.executable, "-m", "jobengine.cli", "--config", str(cfg), "--redis-url", redis_url,
+    result = subprocess.run([sys.executable, "-m", "jobtui.cli", "--config", str(cfg), "--redis-url", redis_url,
                              "--database-url", database_url, "health", "--json"], capture_output=True, text=True,
                             env=env, cwd=ROOT, timeout=60)
     assert "Traceback" not in result.stderr, result.stderr

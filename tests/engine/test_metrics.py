@@ -119,7 +119,7 @@ def test_http_endpoint_and_cli_once(fast_engine: Engine, redis_url: str, databas
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("JOBENGINE_")}
     env["PYTHONPATH"] = str(ROOT)
-    result = subprocess.run([sys.executable, "-m", "jobengine.cli", "--redis-url", redis_url, "--database-url",
+    result = subprocess.run([sys.executable, "-m", "jobtui.cli", "--redis-url", redis_url, "--database-url",
                              database_url, "metrics", "--once"], capture_output=True, text=True, env=env,
                             cwd=ROOT, timeout=60)
     assert result.returncode == 0, result.stderr
@@ -136,7 +136,7 @@ def test_worker_serves_metrics_while_it_runs(fast_engine: Engine, redis_url: str
         port = probe.getsockname()[1]
     env = {k: v for k, v in os.environ.items() if not k.startswith("JOBENGINE_")}
     env["PYTHONPATH"] = str(ROOT)
-    worker = subprocess.Popen([sys.executable, "-m", "jobengine.cli", "--redis-url", redis_url, "--database-url",
+    worker = subprocess.Popen([sys.executable, "-m", "jobtui.cli", "--redis-url", redis_url, "--database-url",
                                database_url, "worker", "--metrics-port", str(port)], env=env, cwd=ROOT,
                               stderr=subprocess.DEVNULL)
     try:

@@ -60,7 +60,7 @@ def test_cancel_a_queued_job(fast_engine: Engine) -> None:
 @pytest.mark.parametrize("mode", ["--fork", "--burst"])  # forked work horse, or in-process job
 def test_cancel_stops_a_running_job(fast_engine: Engine, database_url: str, redis_url: str, mode: str) -> None:
     job_id = fast_engine.dispatch(jobs.sleepy, 30, priority="critical")
-    env_cmd = [sys.executable, "-m", "jobengine.cli", "--redis-url", redis_url, "--database-url",
+    env_cmd = [sys.executable, "-m", "jobtui.cli", "--redis-url", redis_url, "--database-url",
                database_url, "worker", mode, "--burst", "--queues", "critical"]
     proc = subprocess.Popen(env_cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
@@ -97,7 +97,7 @@ def test_sigterm_finishes_the_current_job(fast_engine: Engine, database_url: str
 
     job_id = fast_engine.dispatch(jobs.sleepy, 1.5, priority="critical")
     waiting = fast_engine.dispatch(jobs.noop, priority="low")
-    proc = subprocess.Popen([sys.executable, "-m", "jobengine.cli", "--redis-url", redis_url, "--database-url",
+    proc = subprocess.Popen([sys.executable, "-m", "jobtui.cli", "--redis-url", redis_url, "--database-url",
                              database_url, "worker"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         deadline = time.time() + 20

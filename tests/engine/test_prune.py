@@ -52,7 +52,7 @@ def history(engine: Engine) -> Engine:
 def jobtui(*args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("JOBENGINE_")}
     env["PYTHONPATH"] = str(ROOT)
-    return subprocess.run([sys.executable, "-m", "jobengine.cli", *args], capture_output=True, text=True, env=env,
+    return subprocess.run([sys.executable, "-m", "jobtui.cli", *args], capture_output=True, text=True, env=env,
                           cwd=ROOT, timeout=60)
 
 
@@ -137,7 +137,7 @@ def test_worker_prunes_periodically(history: Engine, redis_url: str, database_ur
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("JOBENGINE_")}
     env["PYTHONPATH"] = str(ROOT)
-    worker = subprocess.Popen([sys.executable, "-m", "jobengine.cli", "--redis-url", redis_url, "--database-url",
+    worker = subprocess.Popen([sys.executable, "-m", "jobtui.cli", "--redis-url", redis_url, "--database-url",
                                database_url, "worker", "--prune-every", "1s"], env=env, cwd=ROOT,
                               stderr=subprocess.DEVNULL)
     try:

@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("JOBENGINE_")}
     env["PYTHONPATH"] = str(ROOT)
-    return subprocess.run([sys.executable, "-m", "jobengine.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "jobtui.cli", *args], capture_output=True, text=True,
                           env=env, cwd=ROOT, timeout=60)
 
 
@@ -125,7 +125,7 @@ def test_limit_holds_across_two_worker_processes(fast_engine: Engine, redis_url:
     fast_engine.set_limit("default", 5)
     env = {k: v for k, v in os.environ.items() if not k.startswith("JOBENGINE_")}
     env["PYTHONPATH"] = str(ROOT)
-    argv = [sys.executable, "-m", "jobengine.cli", "--redis-url", redis_url, "--database-url", database_url,
+    argv = [sys.executable, "-m", "jobtui.cli", "--redis-url", redis_url, "--database-url", database_url,
             "worker", "--queues", "default"]
     workers = [subprocess.Popen(argv, env=env, cwd=ROOT, stderr=subprocess.DEVNULL) for _ in range(2)]
     try:

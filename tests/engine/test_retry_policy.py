@@ -15,7 +15,19 @@ from hypothesis import strategies as st
 
 from jobengine.config import Settings
 from jobengine.errors import ConfigError, ResourceError, TemporaryError
-from jobengine.retry import ExponentialBackoff, LinearBackoff, NoRetry, RetryDecision, RetryPolicy, RetryStrategy
+from jobengine.retry import (
+    STRATEGIES,
+    ExponentialBackoff,
+    FixedDelay,
+    LinearBackoff,
+    NoRetry,
+    RetryDecision,
+    RetryPolicy,
+    RetryStrategy,
+    build_strategies,
+    build_strategy,
+    register,
+)
 
 
 class SlowUpstream(TemporaryError):
@@ -38,10 +50,26 @@ class Outer:
 class Fixed:
     """A user-supplied strategy: anything with `name` and `decide`."""
 
-    name = "fixed"
+    name = "seven"
 
     def decide(self, attempt: int) -> RetryDecision:
         return RetryDecision.after(7.0, self.name)
+
+
+class Halving:
+    """A user strategy class named by a dotted path in the configuration."""
+
+    name = "halving"
+
+    def __init__(self, start: float, max_attempts: int = 3) -> None:
+        if start <= 0:
+            raise ValueError(f"start must be > 0, got {start!r}")
+        self.start, self.max_attempts = start, max_attempts
+
+    def decide(self, attempt: int) -> RetryDecision:
+        if attempt >= self.max_attempts:
+            return RetryDecision.give_up(self.name, "enough")
+        return RetryDecision.after(self.start / 2 ** (attempt - 1), self.name)
 
 
 # ---- decisions -----------------------------------------------------------------------------
@@ -135,7 +163,7 @@ def test_bad_linear_parameters(kwargs: dict[str, float]) -> None:
         LinearBackoff(**kwargs)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("strategy", [ExponentialBackoff(), LinearBackoff(), NoRetry()])
+@pytest.mark.parametrize("strategy", [ExponentialBackoff(), LinearBackoff(), NoRetry(), FixedDelay()])
 def test_attempt_numbers_start_at_one(strategy: RetryStrategy) -> None:
     assert isinstance(strategy, RetryStrategy)
     with pytest.raises(ValueError, match="attempt"):
@@ -180,14 +208,14 @@ def test_strategy_names_objects_and_default() -> None:
     policy = RetryPolicy({KeyError: "linear", ValueError: Fixed()}, default="exponential",
                          strategies={"linear": LinearBackoff(step=1), "exponential": ExponentialBackoff(jitter=0)})
     assert policy.decide(KeyError(), 3).delay == 3
-    assert policy.decide(ValueError(), 1) == RetryDecision.after(7.0, "fixed")
+    assert policy.decide(ValueError(), 1) == RetryDecision.after(7.0, "seven")
     assert policy.strategy_for(OSError()).name == "exponential"
     assert RetryPolicy({KeyError: "linear"}, strategies={"linear": LinearBackoff()}).strategy_for(OSError()).name \
         == "none"  # "none" is always available
 
 
 def test_bad_mapping_values_and_keys() -> None:
-    with pytest.raises(ConfigError, match="unknown strategy 'bogus'; expected one of exponential, linear, none"):
+    with pytest.raises(ConfigError, match="unknown strategy 'bogus'; expected one of exponential, fixed, linear, none"):
         RetryPolicy({KeyError: "bogus"})
     with pytest.raises(TypeError, match="not a strategy"):
         RetryPolicy({KeyError: 42})  # type: ignore[dict-item]
@@ -242,16 +270,113 @@ def test_import_errors_inside_a_module_are_reported(tmp_path: Path, monkeypatch:
     assert "second line" not in str(info.value)
 
 
+# ---- fixed ---------------------------------------------------------------------------------
+def test_fixed_constant_delay() -> None:
+    strategy = FixedDelay(delay=10, max_attempts=3)
+    assert [strategy.decide(n) for n in (1, 2)] == [RetryDecision.after(10, "fixed")] * 2
+    assert not strategy.decide(3).retry and "3 of 3" in strategy.decide(3).reason
+    assert FixedDelay().decide(4).delay == 10 and not FixedDelay().decide(5).retry  # 10 s, 5 runs by default
+
+
+def test_fixed_list_of_delays_repeats_the_last() -> None:
+    strategy = FixedDelay(delay=[10, 30, 60], max_attempts=6)  # like RQ's Retry(interval=[10, 30, 60])
+    assert [strategy.decide(n).delay for n in range(1, 6)] == [10, 30, 60, 60, 60]
+    assert not strategy.decide(6).retry
+    assert strategy.delay == (10, 30, 60) and strategy == FixedDelay(delay=(10.0, 30.0, 60.0), max_attempts=6)
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"delay": -1}, "delay must be a finite number >= 0, got -1"),
+    ({"delay": []}, "non-empty list"),
+    ({"delay": [10, "x"]}, r"delay\[1\] must be a finite number"),
+    ({"delay": "10"}, "delay must be a finite number"),
+    ({"max_attempts": 0}, "max_attempts must be an integer >= 1"),
+])
+def test_bad_fixed_parameters(kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        FixedDelay(**kwargs)  # type: ignore[arg-type]
+
+
+# ---- the registry --------------------------------------------------------------------------
+def test_registry_builds_every_strategy_from_its_table() -> None:
+    assert {"exponential", "linear", "none", "fixed"} <= set(STRATEGIES)
+    built = build_strategies({"fixed": {"delay": [1, 2]}, "exponential": {"base": 3, "jitter": 0}})
+    assert built["fixed"] == FixedDelay(delay=[1, 2])
+    assert built["exponential"] == ExponentialBackoff(base=3, jitter=0)
+    assert built["linear"] == LinearBackoff() and built["none"] == NoRetry()
+
+
+def test_a_registered_class_is_buildable_by_name() -> None:
+    @register
+    @dataclasses.dataclass(frozen=True)
+    class Constant:
+        seconds: float
+        name = "test-constant"
+
+        def decide(self, attempt: int) -> RetryDecision:
+            return RetryDecision.after(self.seconds, self.name)
+
+    try:
+        policy = RetryPolicy({KeyError: "test-constant"},
+                             strategies=build_strategies({"test-constant": {"seconds": 4}}))
+        assert policy.decide(KeyError(), 1) == RetryDecision.after(4, "test-constant")
+        with pytest.raises(ConfigError, match=r"\[retry.test-constant\] missing key 'seconds'"):
+            build_strategies()
+    finally:
+        del STRATEGIES["test-constant"]
+
+
+def test_tables_name_a_class_by_dotted_path_or_registered_name() -> None:
+    built = build_strategies({"shrinking": {"class": f"{__name__}.Halving", "start": 8},
+                              f"{__name__}:Halving": {"start": 2, "max_attempts": 2},
+                              "quick": {"class": "fixed", "delay": 1}})
+    assert [built["shrinking"].decide(n).delay for n in (1, 2)] == [8, 4]
+    assert not built[f"{__name__}:Halving"].decide(2).retry
+    assert built["quick"] == FixedDelay(delay=1)
+    policy = RetryPolicy({KeyError: "shrinking", ValueError: f"{__name__}.Fixed"}, strategies=built)
+    assert policy.decide(KeyError(), 2).delay == 4
+    assert policy.decide(ValueError(), 1) == RetryDecision.after(7.0, "seven")  # a dotted path without a table
+
+
+@pytest.mark.parametrize("tables,message", [
+    ({"exponential": {"fatcor": 2}},
+     "[retry.exponential] unknown key 'fatcor'; expected one of base, factor, max_delay, jitter, max_attempts"),
+    ({"exponential": {"rng": 2}}, "[retry.exponential] unknown key 'rng'"),  # not configurable
+    ({"exponential": {"jitter": 1.5}}, "[retry.exponential] jitter must be in [0, 1), got 1.5"),
+    ({"linear": {"max_attempts": 0}}, "[retry.linear] max_attempts must be an integer >= 1, got 0"),
+    ({"none": {"delay": 1}}, "[retry.none] unknown key 'delay'; it takes no parameters"),
+    ({"fixed": {"delay": []}}, "[retry.fixed] delay must be a number or a non-empty list of numbers"),
+    ({"fast": {"delay": 1}}, "[retry.fast]: unknown strategy 'fast'; expected one of exponential, fixed, linear,"),
+    ({"x": {"class": "nope.module.Backoff"}}, "[retry.x]: strategy class 'nope.module.Backoff' does not import"),
+    ({"x": {"class": "jobengine.errors.ConfigError"}}, "[retry.x]: ConfigError is not a strategy"),
+    ({"x": {"class": f"{__name__}.Halving"}}, "[retry.x] missing key 'start'; expected one of start, max_attempts"),
+    ({"x": {"class": f"{__name__}.Halving", "start": -1}}, "[retry.x] start must be > 0, got -1"),
+    ({"x": {"class": 3}}, "[retry.x]: class must be a strategy name or a dotted class path, got 3"),
+])
+def test_bad_tables_are_one_line_naming_table_and_key(tables: dict[str, dict[str, object]], message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        build_strategies(tables)
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_build_strategy_checks_the_table_is_a_mapping() -> None:
+    with pytest.raises(ConfigError, match=r"\[retry.fixed\]: expected a table"):
+        build_strategy("fixed", 10)  # type: ignore[arg-type]
+
+
 # ---- policy: settings ----------------------------------------------------------------------
 def test_from_settings_uses_the_custom_mapping_and_parameters() -> None:
     settings = Settings.load(env={}, retry_map={"builtins.KeyError": "linear",
-                                                "jobengine.errors:TemporaryError": "exponential"},
-                             linear_step=5, exponential_base=3, exponential_factor=3, exponential_jitter=0,
-                             exponential_max_attempts=3)
+                                                "jobengine.errors:TemporaryError": "exponential",
+                                                "builtins.OSError": "fixed"},
+                             retry_params={"linear": {"step": 5},
+                                           "exponential": {"base": 3, "factor": 3, "jitter": 0, "max_attempts": 3},
+                                           "fixed": {"delay": [10, 30, 60]}})
     policy = RetryPolicy.from_settings(settings)
     assert policy.decide(KeyError("k"), 2).delay == 10
     assert [policy.decide(SlowUpstream(), n).delay for n in (1, 2)] == [3, 9]
     assert not policy.decide(SlowUpstream(), 3).retry
+    assert [policy.decide(OSError(), n).delay for n in (1, 2, 3, 4)] == [10, 30, 60, 60]
     assert policy.strategy_for(ResourceError()).name == "none"  # not in this mapping
 
 
@@ -265,10 +390,10 @@ def test_from_settings_defaults() -> None:
 
 
 def test_from_settings_reports_bad_values_as_config_errors() -> None:
-    with pytest.raises(ConfigError, match=r"retry\.exponential: jitter must be in \[0, 1\)"):
-        RetryPolicy.from_settings(Settings.load(env={}, exponential_jitter=1.5))
-    with pytest.raises(ConfigError, match=r"retry\.linear: max_attempts must be an integer >= 1"):
-        RetryPolicy.from_settings(Settings.load(env={}, linear_max_attempts=0))
+    with pytest.raises(ConfigError, match=r"\[retry\.exponential\] jitter must be in \[0, 1\)"):
+        RetryPolicy.from_settings(Settings.load(env={}, retry_params={"exponential": {"jitter": 1.5}}))
+    with pytest.raises(ConfigError, match=r"\[retry\.linear\] max_attempts must be an integer >= 1"):
+        RetryPolicy.from_settings(Settings.load(env={}, retry_params={"linear": {"max_attempts": 0}}))
     with pytest.raises(ConfigError, match="'myapp.Error': unknown strategy 'fast'"):
         RetryPolicy.from_settings(Settings.load(env={}, retry_map={"myapp.Error": "fast"}))
 

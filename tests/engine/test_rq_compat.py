@@ -89,7 +89,7 @@ def burst(engine: Engine, queues: list[str] | None = None) -> FastWorker:
 def cli_worker(redis_url: str, database_url: str, *args: str) -> Iterator[subprocess.Popen[bytes]]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("JOBENGINE_")}
     env["PYTHONPATH"] = str(ROOT)
-    proc = subprocess.Popen([sys.executable, "-m", "jobengine.cli", "--redis-url", redis_url, "--database-url",
+    proc = subprocess.Popen([sys.executable, "-m", "jobtui.cli", "--redis-url", redis_url, "--database-url",
                              database_url, "worker", *args], env=env, cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

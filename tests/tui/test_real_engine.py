@@ -41,8 +41,8 @@ ME = (getpass.getuser(), socket.gethostname())
 def live(redis_url: str, database_url: str) -> Iterator[Engine]:
     """An engine with lanes and retries without delays; the shared snapshot lives 0.1 s."""
     settings = Settings.load(env={}, redis_url=redis_url, database_url=database_url,
-                             lanes=dict(ZERO_DELAY_LANES), exponential_base=0.0, exponential_jitter=0.0,
-                             linear_step=0.0, refresh=0.1)
+                             lanes=dict(ZERO_DELAY_LANES), refresh=0.1,
+                             retry_params={"exponential": {"base": 0, "jitter": 0}, "linear": {"step": 0}})
     engine = Engine(settings)
     yield engine
     engine.close()

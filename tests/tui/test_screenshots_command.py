@@ -48,7 +48,7 @@ def test_it_shoots_every_screen_from_the_real_app_and_cleans_up(
     leftovers = []
     for proc in psutil.process_iter(["cmdline"]):
         try:
-            if "jobengine.cli" in " ".join(proc.info["cmdline"] or []) and \
+            if "jobtui.cli" in " ".join(proc.info["cmdline"] or []) and \
                     proc.environ().get("JOBENGINE_REDIS_URL") == redis_url:
                 leftovers.append(proc.pid)
         except (psutil.NoSuchProcess, psutil.AccessDenied):

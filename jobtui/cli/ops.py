@@ -1,9 +1,6 @@
-"""Operator commands of the operations layer: `limit`, `metrics`, `prune`, `stats`.
+"""Operator commands: `health`, `migrate`, `limit`, `metrics`, `prune`, `stats`.
 
-Registered on the `jobtui` group at the bottom of jobengine/cli.py (`OPS_COMMANDS`). This module
-does not import jobengine.cli (which may be running as `__main__`): commands take the group's
-context object with `click.pass_obj`. Like every command, bad input is one line on stderr and
-exit code 2.
+Like every command, bad input is one line on stderr and exit code 2.
 """
 
 from __future__ import annotations
@@ -13,52 +10,61 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
-from functools import wraps
-from typing import Any, NoReturn
+from typing import Any
 
 import click
 
 from jobengine.errors import JobEngineError
-from jobengine.prune import DEFAULT_KEEP_FAILED, DEFAULT_OLDER_THAN, describe_duration, parse_duration
+from jobengine.prune import DEFAULT_OLDER_THAN, describe_duration
+from jobtui.cli.context import Context, duration, fail, friendly, pass_ctx
 
-Context = Any  # jobengine.cli.Context: settings() and engine()
-pass_ctx = click.pass_obj
+# ---- health, migrate ------------------------------------------------------------------------------
 
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@pass_ctx
+def health(ctx: Context, as_json: bool) -> None:
+    """Exit 0 healthy (warnings included), 1 failing, 2 cannot check (fit for an exec probe).
 
-def _fail(message: str) -> NoReturn:
-    click.echo(f"jobtui: {message}", err=True)
-    sys.exit(2)
-
-
-def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Our errors become one line and exit code 2."""
-
-    @wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except JobEngineError as exc:
-            _fail(str(exc))
-
-    return wrapper
-
-
-def _duration(text: str | None, option: str) -> float | None:
-    if text is None:
-        return None
+    Fails on too many failures in the last hour or stuck jobs (named); warns on queues over
+    their size threshold and workers whose heartbeat is overdue (named); reports whether Redis
+    and PostgreSQL answer. Runs every check now (migrations are not applied).
+    """
     try:
-        return parse_duration(text)
-    except ValueError as exc:
-        _fail(f"{option}: {exc}")
+        engine = ctx.engine(migrate=False)
+    except JobEngineError as exc:
+        _emit_health({"verdict": "unknown", "reasons": [str(exc)], "exit_code": 2}, as_json)
+        sys.exit(2)
+    with engine:
+        report = engine.health()
+    _emit_health({"verdict": report.verdict, "exit_code": report.exit_code, "reasons": list(report.reasons),
+                  "checked_at": report.checked_at.isoformat(timespec="seconds"),
+                  "redis_ok": report.redis_ok, "postgres_ok": report.postgres_ok,
+                  "failures_last_hour": report.failures_last_hour,
+                  "stuck_jobs": list(report.stuck_jobs), "workers": report.workers}, as_json)
+    sys.exit(report.exit_code)
 
 
-def _closing(ctx: Context, work: Callable[[Any], None], **more: Any) -> None:
-    engine = ctx.engine(**more)
-    try:
-        work(engine)
-    finally:
-        engine.close()
+def _emit_health(data: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(data))
+        return
+    click.echo(data["verdict"].upper())
+    for reason in data["reasons"]:
+        click.echo(f"  - {reason}")
+    if "redis_ok" in data:
+        click.echo(f"  Redis {'answers' if data['redis_ok'] else 'is unreachable'}, PostgreSQL "
+                   f"{'answers' if data['postgres_ok'] else 'is unreachable'}; {data['workers']} worker(s).")
+
+
+@click.command()
+@pass_ctx
+@friendly
+def migrate(ctx: Context) -> None:
+    """Apply the PostgreSQL migrations (also done on start)."""
+    with ctx.engine() as engine:
+        applied = engine.store.migrate()
+        click.echo(f"applied {len(applied)} migration(s)" + (f": {', '.join(applied)}" if applied else ""))
 
 
 # ---- limit ----------------------------------------------------------------------------------------
@@ -82,12 +88,13 @@ def limit(ctx: Context, queue: str | None, per_minute: str | None, off: bool, re
     """
     if queue is None:
         if per_minute or off or reset:
-            _fail("name the queue: jobtui limit QUEUE N | --off | --reset")
-        _closing(ctx, lambda engine: _show_limits(engine, as_json))
+            fail("name the queue: jobtui limit QUEUE N | --off | --reset")
+        with ctx.engine() as engine:
+            _show_limits(engine, as_json)
         return
     chosen = sum([per_minute is not None, off, reset])
     if chosen != 1:
-        _fail(f"give exactly one of N, --off or --reset for queue {queue!r}, e.g. jobtui limit {queue} 300")
+        fail(f"give exactly one of N, --off or --reset for queue {queue!r}, e.g. jobtui limit {queue} 300")
     amount: int | None = None
     if per_minute is not None:
         try:
@@ -95,9 +102,9 @@ def limit(ctx: Context, queue: str | None, per_minute: str | None, off: bool, re
         except ValueError:
             amount = -1
         if amount < 0:
-            _fail(f"limit must be a whole number of jobs per minute (>= 0), got {per_minute!r}")
+            fail(f"limit must be a whole number of jobs per minute (>= 0), got {per_minute!r}")
 
-    def work(engine: Any) -> None:
+    with ctx.engine() as engine:
         if reset:
             dropped = engine.reset_limit(queue)
             configured = engine.settings.limits.get(queue)
@@ -106,8 +113,6 @@ def limit(ctx: Context, queue: str | None, per_minute: str | None, off: bool, re
         else:
             engine.set_limit(queue, None if off else amount)
             click.echo(f"{queue}: {'unlimited' if off else f'{amount}/min'} on every worker from its next job")
-
-    _closing(ctx, work)
 
 
 def _show_limits(engine: Any, as_json: bool) -> None:
@@ -151,22 +156,20 @@ def metrics(ctx: Context, port: int, addr: str, once: bool) -> None:
     """
     from jobengine.metrics import serve
 
-    def work(engine: Any) -> None:
+    with ctx.engine() as engine:
         if once:
             click.echo(engine.metrics_text(), nl=False)
             return
         try:
             server = serve(engine.connection, engine.settings, port, addr)
         except OSError as exc:
-            _fail(f"cannot listen on {addr}:{port}: {exc.strerror}")
+            fail(f"cannot listen on {addr}:{port}: {exc.strerror}")
         click.echo(f"serving Prometheus metrics on http://{addr}:{port}/metrics", err=True)
         stop = threading.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
         stop.wait()
         server.shutdown()
-
-    _closing(ctx, work)
 
 
 # ---- prune ----------------------------------------------------------------------------------------
@@ -184,23 +187,20 @@ def prune(ctx: Context, older_than: str, keep_failed: str | None, dry_run: bool,
     """Delete finished history, old logs and RQ's finished jobs, in batches."""
     from jobengine.prune import exclusive
 
-    age = _duration(older_than, "--older-than")
-    keep = _duration(keep_failed, "--keep-failed")
+    age = duration(older_than, "--older-than")
+    keep = duration(keep_failed, "--keep-failed")
     assert age is not None
-
-    def work(engine: Any) -> None:
+    with ctx.engine() as engine:
         pruner = engine.pruner()
         with exclusive(engine.connection, timeout=3600, wait=0 if dry_run else 10) as mine:
             if not mine and not dry_run:
-                _fail("another process is pruning (its Redis lock is held); try again when it is done")
+                fail("another process is pruning (its Redis lock is held); try again when it is done")
             if sys.stderr.isatty() and not dry_run:
                 report = _with_progress(pruner, age, keep, batch_size)
             else:
                 report = pruner.run(age, keep, dry_run=dry_run, batch_size=batch_size)
         for line in report.lines():
             click.echo(line)
-
-    _closing(ctx, work)
 
 
 def _with_progress(pruner: Any, age: float, keep: float | None, batch_size: int) -> Any:
@@ -224,7 +224,7 @@ def _with_progress(pruner: Any, age: float, keep: float | None, batch_size: int)
 @friendly
 def stats(ctx: Context, as_json: bool, fresh: bool) -> None:
     """Queues right now (the shared snapshot) and job counts over the whole history (cached)."""
-    def work(engine: Any) -> None:
+    with ctx.engine() as engine:
         snap = engine.snapshot()
         history = engine.stats(fresh=fresh)
         queues = [{"queue": q.name, "size": q.size, "scheduled": q.scheduled, "running": q.running,
@@ -234,14 +234,12 @@ def stats(ctx: Context, as_json: bool, fresh: bool) -> None:
                    "failed_last_hour": sum(q.failed_per_minute), "rate_limit": q.rate_limit,
                    "rate_used": q.rate_used, "size_threshold": q.size_threshold, "over_threshold": q.over_threshold}
                   for q in snap.queues]
-        if as_json:
-            click.echo(json.dumps({"taken_at": snap.taken_at.isoformat(), "verdict": snap.health.verdict,
-                                   "queues": queues, "workers": len(snap.workers), "history": history,
-                                   "errors": list(snap.errors)}))
-            return
-        _print_stats(snap, queues, history)
-
-    _closing(ctx, work)
+    if as_json:
+        click.echo(json.dumps({"taken_at": snap.taken_at.isoformat(), "verdict": snap.health.verdict,
+                               "queues": queues, "workers": len(snap.workers), "history": history,
+                               "errors": list(snap.errors)}))
+        return
+    _print_stats(snap, queues, history)
 
 
 def _print_stats(snap: Any, queues: list[dict[str, Any]], history: dict[str, Any]) -> None:
@@ -271,28 +269,4 @@ def _print_stats(snap: Any, queues: list[dict[str, Any]], history: dict[str, Any
         console.print(f"[bold red]{error}[/]")
 
 
-OPS_COMMANDS = (limit, metrics, prune, stats)
-
-
-def start_worker_extras(engine: Any, metrics_port: int | None, prune_every: float | None) -> Callable[[], None]:
-    """`jobtui worker --metrics-port/--prune-every`: start them; returns a function stopping both."""
-    from jobengine.metrics import serve
-    from jobengine.prune import PruneTimer
-
-    server = timer = None
-    if metrics_port:
-        try:
-            server = serve(engine.connection, engine.settings, metrics_port)
-        except OSError as exc:
-            _fail(f"--metrics-port {metrics_port}: cannot listen ({exc.strerror})")
-    if prune_every:
-        timer = PruneTimer(engine.pruner(), prune_every, DEFAULT_OLDER_THAN, DEFAULT_KEEP_FAILED)
-        timer.start()
-
-    def stop() -> None:
-        if timer is not None:
-            timer.stop()
-        if server is not None:
-            server.shutdown()
-
-    return stop
+COMMANDS = (health, migrate, limit, metrics, prune, stats)

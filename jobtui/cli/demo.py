@@ -15,14 +15,16 @@ import subprocess
 import sys
 import time
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from jobengine.config import Settings
-from jobengine.demo import Producer
-from jobengine.embedded import resolve
-from jobengine.engine import Engine
+from jobtui.cli.context import Context, friendly, pass_ctx
+
+if TYPE_CHECKING:
+    from jobengine.demo import Producer
+    from jobengine.engine import Engine
 
 DEMO_LANES = {"critical": ("critical", 0.0), "high": ("high", 1.0), "normal": ("default", 3.0),
               "low": ("low", 10.0)}
@@ -39,7 +41,7 @@ def start_workers(settings: Settings, count: int) -> list[subprocess.Popen[bytes
                JOBENGINE_DATABASE_URL=settings.database_url or "",
                JOBENGINE_LONG_RUNNING=str(settings.long_running),
                JOBENGINE_STUCK_AFTER=str(settings.stuck_after))
-    argv = [sys.executable, "-m", "jobengine.cli", "worker"]
+    argv = [sys.executable, "-m", "jobtui.cli", "worker"]
     log = open(os.path.join(settings.data_dir or ".", "demo-workers.log"), "ab")  # noqa: SIM115
     return [subprocess.Popen(argv, env=env, stdout=log, stderr=log, preexec_fn=_die_with_parent)
             for _ in range(count)]
@@ -83,8 +85,24 @@ def fresh_start(engine: Engine, users: int) -> bool:
     return True
 
 
+@click.command()
+@click.option("--rate", type=float, default=3.0, show_default=True, help="Jobs per second to produce.")
+@click.option("--workers", "n_workers", type=click.IntRange(min=1), default=2, show_default=True)
+@click.option("--headless", is_flag=True, help="Print live counts instead of opening the console.")
+@click.option("--seconds", type=float, help="Stop after this many seconds (headless).")
+@pass_ctx
+@friendly
+def demo(ctx: Context, rate: float, n_workers: int, headless: bool, seconds: float | None) -> None:
+    """Embedded servers, workers and a producer of a realistic mix; then the console."""
+    run_demo(ctx.settings(), rate=rate, workers=n_workers, headless=headless, seconds=seconds)
+
+
 def run_demo(settings: Settings, *, rate: float, workers: int, headless: bool,
              seconds: float | None) -> None:
+    from jobengine.demo import Producer
+    from jobengine.embedded import resolve
+    from jobengine.engine import Engine
+
     settings, embedded = resolve(demo_settings(settings))
     if embedded is not None and settings.data_dir is None:
         settings = replace(settings, data_dir=str(embedded.data_dir))
@@ -132,3 +150,6 @@ def _print_counts(engine: Engine, producer: Producer, seconds: float | None) -> 
                          for q in stats)
         click.echo(f"dispatched {producer.dispatched:5d} | {line}")
         time.sleep(1.0)
+
+
+COMMANDS = (demo,)

@@ -1,0 +1,42 @@
+"""The `jobtui` group: global options, the console (the default command), and every command group."""
+
+from __future__ import annotations
+
+import click
+
+from jobtui.cli import demo, jobs, ops, worker
+from jobtui.cli.context import Context, Group, configure_logging, friendly, global_options, pass_ctx
+
+
+@click.group(cls=Group, invoke_without_command=True)
+@global_options
+@click.version_option(package_name="jobtui")
+@click.pass_context
+def cli(ctx: click.Context) -> None:
+    """jobtui: priority job queues on RQ, Redis and PostgreSQL, and a console to steer them.
+
+    With no command, opens the console. The global options work before or after the command.
+    """
+    configure_logging(ctx.ensure_object(Context).verbose)
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(console)
+
+
+@click.command()
+@click.option("--refresh", type=float, help="Seconds between refreshes (default 1).")
+@pass_ctx
+@friendly
+def console(ctx: Context, refresh: float | None) -> None:
+    """Open the console."""
+    from jobtui.app import JobTUI
+
+    with ctx.engine(refresh=refresh) as engine:
+        JobTUI(engine, refresh=engine.settings.refresh, read_only=engine.read_only).run()
+
+
+for _command in (console, *ops.COMMANDS, *jobs.COMMANDS, *worker.COMMANDS, *demo.COMMANDS):
+    cli.add_command(_command)
+
+
+def main() -> None:
+    cli(prog_name="jobtui")

@@ -1,0 +1,124 @@
+"""`jobtui worker`: a headless worker (or a pool of them), with optional metrics and pruning."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from jobtui.cli.context import Context, duration, fail, friendly, pass_ctx
+
+if TYPE_CHECKING:
+    from jobengine.engine import Engine
+
+
+@click.command()
+@click.option("--queues", help="Comma-separated queues in priority order (default: all lanes).")
+@click.option("--burst", is_flag=True, help="Quit when the queues are empty.")
+@click.option("--processes", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--fork", is_flag=True, help="Fork a work horse per job (isolation, slower).")
+@click.option("--classic", is_flag=True, help="RQ's SimpleWorker loop (one job per dequeue, RQ's own bookkeeping).")
+@click.option("--name", help="Worker name (default: RQ's random name).")
+@click.option("--metrics-port", type=click.IntRange(1, 65535), help="Serve Prometheus metrics on this port.")
+@click.option("--prune-every", help="Prune history this often (e.g. 1h); one worker of the deployment at a time.")
+@pass_ctx
+@friendly
+def worker(ctx: Context, queues: str | None, burst: bool, processes: int, fork: bool, classic: bool,
+           name: str | None, metrics_port: int | None, prune_every: str | None) -> None:
+    """Run a headless worker: lanes in priority order, scheduler included."""
+    queue_list = [q.strip() for q in queues.split(",") if q.strip()] if queues else None
+    every = duration(prune_every, "--prune-every")
+    if processes > 1:
+        _run_worker_pool(ctx, processes, queue_list, burst, fork, metrics_port,
+                         (["--prune-every", prune_every] if prune_every else []) + (["--classic"] if classic else []))
+        return
+
+    def stop_during_start(signum: int, frame: object) -> None:  # the worker installs its own handler
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, stop_during_start)  # a SIGTERM while starting still cleans up
+    with ctx.engine() as engine:
+        writer = engine.history_writer()
+        writer.start()
+        stop_extras: Callable[[], None] | None = None
+        try:
+            stop_extras = start_worker_extras(engine, metrics_port, every)
+            w = engine.worker(queue_list, fork=fork, classic=classic, name=name)
+            click.echo(f"worker {w.name} on {', '.join(w.queue_names())} (pid {os.getpid()})", err=True)
+            w.work(burst=burst, with_scheduler=True, logging_level="WARNING")
+        finally:
+            if stop_extras is not None:
+                stop_extras()
+            writer.stop(flush=True)
+
+
+def start_worker_extras(engine: Engine, metrics_port: int | None, prune_every: float | None) -> Callable[[], None]:
+    """`--metrics-port` / `--prune-every`: start them; returns a function stopping both."""
+    from jobengine.metrics import serve
+    from jobengine.prune import DEFAULT_KEEP_FAILED, DEFAULT_OLDER_THAN, PruneTimer
+
+    server = timer = None
+    if metrics_port:
+        try:
+            server = serve(engine.connection, engine.settings, metrics_port)
+        except OSError as exc:
+            fail(f"--metrics-port {metrics_port}: cannot listen ({exc.strerror})")
+    if prune_every:
+        timer = PruneTimer(engine.pruner(), prune_every, DEFAULT_OLDER_THAN, DEFAULT_KEEP_FAILED)
+        timer.start()
+
+    def stop() -> None:
+        if timer is not None:
+            timer.stop()
+        if server is not None:
+            server.shutdown()
+
+    return stop
+
+
+def _run_worker_pool(ctx: Context, processes: int, queues: list[str] | None, burst: bool,
+                     fork: bool, metrics_port: int | None = None, extra: list[str] | None = None) -> None:
+    """N worker processes sharing the resolved servers; SIGTERM/SIGINT reach every one.
+    The parent serves `metrics_port` (deployment-wide metrics); children get `extra` flags."""
+    import redis
+
+    from jobengine.embedded import resolve
+    from jobengine.metrics import serve
+
+    settings, embedded = resolve(ctx.settings())
+    if metrics_port:
+        try:
+            serve(redis.Redis.from_url(settings.redis_url or ""), settings, metrics_port)
+        except OSError as exc:
+            fail(f"--metrics-port {metrics_port}: cannot listen ({exc.strerror})")
+    env = dict(os.environ, JOBENGINE_REDIS_URL=settings.redis_url or "",
+               JOBENGINE_DATABASE_URL=settings.database_url or "")
+    argv = [sys.executable, "-m", "jobtui.cli"]
+    if ctx.config:
+        argv += ["--config", ctx.config]
+    argv += ["worker"] + (["--queues", ",".join(queues)] if queues else []) + \
+        (["--burst"] if burst else []) + (["--fork"] if fork else []) + (extra or [])
+    children = [subprocess.Popen(argv, env=env) for _ in range(processes)]
+
+    def forward(signum: int, _frame: Any) -> None:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    try:
+        codes = [child.wait() for child in children]
+    finally:
+        if embedded is not None:
+            embedded.stop()
+    if any(codes):
+        sys.exit(1)
+
+
+COMMANDS = (worker,)
