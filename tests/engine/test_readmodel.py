@@ -14,8 +14,13 @@ import redis
 from prometheus_client.parser import text_string_to_metric_families
 from rq import Queue
 from rq.job import Job
-from rq.registry import CanceledJobRegistry, FailedJobRegistry, FinishedJobRegistry, ScheduledJobRegistry, \
-    StartedJobRegistry
+from rq.registry import (
+    CanceledJobRegistry,
+    FailedJobRegistry,
+    FinishedJobRegistry,
+    ScheduledJobRegistry,
+    StartedJobRegistry,
+)
 
 from jobengine import Engine, JobSpec, Settings, keys
 from jobengine.monitor import QueueRead, probe_queues
