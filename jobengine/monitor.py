@@ -246,10 +246,11 @@ class Monitor:
         if not shared:
             return self.compute_snapshot(failed_page)
         try:
-            return self.cache.shared(f"snapshot:{failed_page}", max(0.1, self.settings.refresh),
+            # v2: the Snapshot carries typed outages; a process of the previous version never reads one
+            return self.cache.shared(f"snapshot:v2:{failed_page}", max(0.1, self.settings.refresh),
                                      lambda: self.compute_snapshot(failed_page), tags=[TAG_SNAPSHOT])
         except redis.RedisError:
-            return self.compute_snapshot(failed_page)  # degraded: its errors name Redis
+            return self.compute_snapshot(failed_page)  # degraded: its outages name Redis
 
     def compute_snapshot(self, failed_page: int = 50) -> Snapshot:
         """Build a snapshot now: three or four Redis round trips and four indexed PostgreSQL queries."""
