@@ -19,7 +19,7 @@ class EngineAPI(Protocol):
         """Everything the dashboard shows plus the first page of failed and stuck jobs.
 
         Raises `UnavailableError` only when nothing at all can be read; a partial outage
-        comes back as a Snapshot whose `errors` names what is down.
+        comes back as a Snapshot whose `outages` name what is down (typed: component, message).
         """
         ...
 

@@ -136,10 +136,10 @@ class Engine:
         return self._cached_status(job_id).get("status")
 
     def _cached_status(self, job_id: str) -> dict[str, str | None]:
-        from jobengine.keys import job_status_cache_name
+        from jobengine.keys import job_status_cache_name, rq_job_key
 
         def compute() -> dict[str, str | None]:
-            raw = self.connection.hget(f"rq:job:{job_id}", "status")
+            raw = self.connection.hget(rq_job_key(job_id), "status")
             rq_status = raw.decode() if isinstance(raw, bytes) else raw
             if rq_status is not None:
                 return {"status": _RQ_STATUS.get(rq_status, rq_status), "rq": rq_status}
@@ -213,7 +213,7 @@ class Engine:
 
     def metrics_text(self) -> str:
         """The Prometheus exposition of the deployment (what `jobtui metrics` serves)."""
-        from jobengine.metrics import exposition
+        from jobengine.exporter import exposition
 
         return self._redis_call(lambda: exposition(self.connection, self.settings))
 

@@ -5,36 +5,20 @@ job processing longer than `thresholds.stuck_after` (named). Warning (exit 0): a
 size threshold, a worker whose heartbeat is overdue (named), jobs waiting with no worker.
 Unknown (exit 2): Redis or PostgreSQL cannot be reached, so the checks cannot run. Every reason
 is a plain sentence.
+
+`verdict` is pure: `jobengine.monitor` reads (`Monitor.health`, `Monitor.compute_snapshot`) and
+hands it the data; this module imports no reader.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
-
-import redis
+from datetime import datetime
 
 from jobengine.config import Settings
-from jobengine.errors import StoreUnavailable
-from jobengine.models import HealthReport, JobRecord, QueueStats, WorkerInfo
+from jobengine.models import HealthReport, JobRecord, Outage, QueueStats, StaleWorker, WorkerInfo
 
-if TYPE_CHECKING:
-    from jobengine.monitor import Monitor
-
-#: RQ gives a worker's key this much more TTL than the next heartbeat needs; a key with less
-#: left than this has missed its heartbeat.
-STALE_GRACE = 60
 MAX_NAMED = 5
-
-
-@dataclass(frozen=True)
-class StaleWorker:
-    name: str
-    host: str
-    pid: int
-    last_heartbeat: datetime | None
 
 
 def ago(seconds: float) -> str:
@@ -63,12 +47,12 @@ def _names(items: Sequence[str]) -> str:
 
 def verdict(settings: Settings, now: datetime, *, queues: Sequence[QueueStats], workers: Sequence[WorkerInfo],
             stale: Sequence[StaleWorker], stuck: Sequence[JobRecord], failures_hour: int,
-            errors: Sequence[str]) -> HealthReport:
-    """The report from what the checks read; `errors` are outages (Redis..., PostgreSQL...)."""
-    redis_ok = not any(e.startswith("Redis") for e in errors)
-    pg_ok = not any("PostgreSQL" in e for e in errors)
-    if errors:
-        reasons = tuple(e if e.endswith(".") else f"{e}." for e in errors)
+            outages: Sequence[Outage]) -> HealthReport:
+    """The report from what the checks read (pure: no I/O); any outage makes it "unknown"."""
+    if outages:
+        redis_ok = not any(o.component == "redis" for o in outages)
+        pg_ok = not any(o.component == "postgres" for o in outages)
+        reasons = tuple(o.message if o.message.endswith(".") else f"{o.message}." for o in outages)
         return HealthReport("unknown", reasons, now, redis_ok, pg_ok, workers=len(workers))
     failing: list[str] = []
     warnings: list[str] = []
@@ -99,28 +83,3 @@ def verdict(settings: Settings, now: datetime, *, queues: Sequence[QueueStats], 
                         True, True, failures_last_hour=failures_hour, stuck_jobs=tuple(j.id for j in stuck),
                         workers=len(workers))
 
-
-def check(monitor: Monitor, now: datetime | None = None) -> HealthReport:
-    """Run every check now (nothing cached): a few Redis round trips and two indexed queries."""
-    from datetime import UTC
-
-    now = now or datetime.now(UTC)
-    errors: list[str] = []
-    queues: list[QueueStats] = []
-    workers: list[WorkerInfo] = []
-    stale: list[StaleWorker] = []
-    try:
-        monitor.connection.ping()
-        queues = monitor.queue_stats(now)
-        workers, stale = monitor.worker_beats(now)
-    except redis.RedisError as exc:
-        errors.append(f"Redis at {monitor.redis_where()} is unreachable: {exc}")
-    stuck: list[JobRecord] = []
-    failures_hour = 0
-    try:
-        failures_hour = monitor.store.failures_since(now - timedelta(hours=1))
-        stuck = monitor.store.stuck_jobs(monitor.settings.stuck_after)
-    except StoreUnavailable as exc:
-        errors.append(str(exc))
-    return verdict(monitor.settings, now, queues=queues, workers=workers, stale=stale, stuck=stuck,
-                   failures_hour=failures_hour, errors=errors)

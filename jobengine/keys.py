@@ -1,6 +1,109 @@
-"""Every Redis key jobengine writes, in one place. RQ's own keys (rq:*) are RQ's business."""
+"""Every Redis key jobengine reads or writes, in one place.
+
+RQ's keys (`rq:*`) are RQ's business: the helpers below build them from RQ's own prefixes and
+templates (so `RQ_KEY_PREFIX` and RQ's spelling stay RQ's), never by hand.
+"""
 
 from __future__ import annotations
+
+from rq.executions import WORKER_EXECUTIONS_KEY_TEMPLATE
+from rq.job import Job
+from rq.queue import Queue
+from rq.registry import (
+    CanceledJobRegistry,
+    DeferredJobRegistry,
+    FailedJobRegistry,
+    FinishedJobRegistry,
+    ScheduledJobRegistry,
+    StartedJobRegistry,
+)
+from rq.results import Result
+from rq.scheduler import SCHEDULER_LOCKING_KEY_TEMPLATE
+from rq.worker import Worker
+from rq.worker_registration import REDIS_WORKER_KEYS
+
+# ---- RQ's keys ---------------------------------------------------------------------------------
+
+#: Set of every queue's key (`rq:queues`).
+RQ_QUEUES = Queue.redis_queues_keys
+#: Set of every registered worker's key (`rq:workers`).
+RQ_WORKERS = REDIS_WORKER_KEYS
+#: Prefix of a job's hash key (`rq:job:`), for Lua scripts that build job keys from ids.
+RQ_JOB_PREFIX = Job.redis_job_namespace_prefix
+RQ_QUEUE_PREFIX = Queue.redis_queue_namespace_prefix
+RQ_WORKER_PREFIX = Worker.redis_worker_namespace_prefix
+
+
+def rq_queue_key(queue: str) -> str:
+    """The list of a queue's waiting job ids (`rq:queue:{queue}`)."""
+    return RQ_QUEUE_PREFIX + queue
+
+
+def rq_queue_name(key: bytes | str) -> str:
+    """The queue name of a key from RQ_QUEUES."""
+    return (key.decode() if isinstance(key, bytes) else key).removeprefix(RQ_QUEUE_PREFIX)
+
+
+def rq_job_key(job_id: str) -> str:
+    """A job's hash (`rq:job:{id}`)."""
+    return Job.key_for(job_id)
+
+
+def rq_dependents_key(job_id: str) -> str:
+    return Job.dependents_key_for(job_id)
+
+
+def rq_results_key(job_id: str) -> str:
+    """A job's Result stream (`rq:results:{id}`)."""
+    return Result.get_key(job_id)
+
+
+def rq_started_key(queue: str) -> str:
+    """RQ's started registry (`rq:wip:{queue}`), scored by heartbeat deadline."""
+    return StartedJobRegistry.key_template.format(queue)
+
+
+def rq_scheduled_key(queue: str) -> str:
+    return ScheduledJobRegistry.key_template.format(queue)
+
+
+def rq_failed_key(queue: str) -> str:
+    return FailedJobRegistry.key_template.format(queue)
+
+
+def rq_finished_key(queue: str) -> str:
+    return FinishedJobRegistry.key_template.format(queue)
+
+
+def rq_canceled_key(queue: str) -> str:
+    return CanceledJobRegistry.key_template.format(queue)
+
+
+def rq_deferred_key(queue: str) -> str:
+    return DeferredJobRegistry.key_template.format(queue)
+
+
+def rq_scheduler_lock_key(queue: str) -> str:
+    """Held by the RQ scheduler that promotes `queue`'s scheduled jobs."""
+    return SCHEDULER_LOCKING_KEY_TEMPLATE % queue
+
+
+def rq_worker_key(name: str) -> str:
+    """A worker's hash (`rq:worker:{name}`)."""
+    return RQ_WORKER_PREFIX + name
+
+
+def rq_worker_name(key: bytes | str) -> str:
+    """The worker name of a key from RQ_WORKERS."""
+    return (key.decode() if isinstance(key, bytes) else key).removeprefix(RQ_WORKER_PREFIX)
+
+
+def rq_worker_executions_key(name: str) -> str:
+    """Set of a worker's current executions (`{job id}:{execution id}`)."""
+    return WORKER_EXECUTIONS_KEY_TEMPLATE.format(name)
+
+
+# ---- jobengine's keys --------------------------------------------------------------------------
 
 PREFIX = "jobengine"
 

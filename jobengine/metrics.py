@@ -1,4 +1,4 @@
-"""Metrics: counters written with each job's bookkeeping, per-minute buckets, Prometheus export.
+"""Metrics: counters written with each job's bookkeeping, per-minute buckets (Redis only).
 
 Written by `record_metrics` inside the pipeline that already carries a job's transition (no
 round trip of its own), all in Redis, deployment-wide:
@@ -11,9 +11,7 @@ round trip of its own), all in Redis, deployment-wide:
   the console's sparklines and throughput chart;
 - the specification's `queue:{queue}:processed` (INCR, EXPIRE 3600).
 
-`DeploymentCollector` exports them, plus queue sizes read at scrape time (`queue.size{queue}`),
-to Prometheus: one pipelined Redis read per scrape, never PostgreSQL, so scraping costs the
-same with a million jobs in history.
+`jobengine.exporter` exports them to Prometheus; this module does not import prometheus_client.
 """
 
 from __future__ import annotations
@@ -21,17 +19,13 @@ from __future__ import annotations
 import functools
 import json
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import redis
-from prometheus_client import CollectorRegistry, generate_latest, start_http_server
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
-from prometheus_client.registry import Collector
 
 from jobengine import keys
-from jobengine.config import Settings
 from jobengine.models import ThroughputPoint
 from jobengine.types import EventKind
 
@@ -48,7 +42,8 @@ def _field(*labels: str) -> str:
     return json.dumps(labels, separators=(",", ":"))
 
 
-def _labels(field: bytes | str) -> list[str]:
+def labels_of(field: bytes | str) -> list[str]:
+    """The label values of a counter hash field (see `_field`); [] for garbage."""
     try:
         value = json.loads(field)
     except ValueError:
@@ -142,144 +137,8 @@ def minute_totals(connection: redis.Redis, queues: Sequence[str], minutes: int =
     return {q: (queue_series(buckets, q, "p"), queue_series(buckets, q, "f")) for q in queues}
 
 
-# ---- Prometheus ------------------------------------------------------------------------------------
+def serve(*args: Any, **kwargs: Any) -> Any:
+    """Moved to `jobengine.exporter.serve`; kept for the CLI modules until they import it there."""
+    from jobengine.exporter import serve as serve_
 
-def deployment_queues(connection: redis.Redis, settings: Settings) -> list[str]:
-    """The configured lanes plus every queue RQ knows (plain `rq` producers included)."""
-    known = sorted(_text(k).removeprefix("rq:queue:") for k in connection.smembers("rq:queues"))
-    return list(dict.fromkeys([*settings.queues, *known]))
-
-
-class DeploymentCollector(Collector):
-    """Queue sizes and job counters of the whole deployment, read from Redis at each scrape."""
-
-    def __init__(self, connection: redis.Redis, settings: Settings) -> None:
-        self.connection = connection
-        self.settings = settings
-
-    def collect(self) -> Iterator[Metric]:
-        up = GaugeMetricFamily("jobengine_redis_up", "1 when Redis answered this scrape.")
-        try:
-            families = self._families()
-        except redis.RedisError:
-            up.add_metric([], 0)
-            yield up
-            return
-        up.add_metric([], 1)
-        yield up
-        yield from families
-
-    def _families(self) -> list[Metric]:
-        queues = deployment_queues(self.connection, self.settings)
-        now = time.time()
-        with self.connection.pipeline(transaction=False) as pipe:
-            for q in queues:
-                pipe.llen(f"rq:queue:{q}")
-                pipe.zcard(f"rq:scheduled:{q}")
-                pipe.zcard(f"rq:wip:{q}")
-                pipe.zcard(f"rq:failed:{q}")
-                pipe.get(keys.queue_processed_key(q))
-                pipe.zcount(keys.rate_window_key(q), f"({now - 60}", "+inf")
-            for name in (keys.METRICS_PROCESSED, keys.METRICS_FAILED, keys.METRICS_DURATION,
-                         keys.METRICS_DEFERRED, keys.RATE_LIMITS):
-                pipe.hgetall(name)
-            pipe.scard("rq:workers")
-            pipe.xlen(keys.EVENTS_STREAM)
-            raw = pipe.execute()
-        per_queue, rest = raw[:6 * len(queues)], raw[6 * len(queues):]
-        processed, failed, duration, deferred, overrides, workers, backlog = rest
-        gauges = {name: GaugeMetricFamily(name, doc, labels=["queue"]) for name, doc in (
-            ("queue_size", "Jobs waiting on the queue."),
-            ("queue_scheduled", "Jobs scheduled (delays, retries, rate-limit deferrals)."),
-            ("queue_running", "Jobs running."),
-            ("queue_failed", "Jobs in RQ's failed registry."),
-            ("queue_processed", "Jobs finished since the queue was last idle for an hour "
-                                "(the specification's queue:{queue}:processed)."),
-            ("queue_rate_used", "Jobs admitted by the rate limit in the last 60 s."),
-        )}
-        limit_family = GaugeMetricFamily("queue_rate_limit", "Effective rate limit, jobs per minute.",
-                                         labels=["queue"])
-        limits = self._limits(overrides)
-        for i, q in enumerate(queues):
-            size, scheduled, running, failed_n, done, used = per_queue[6 * i:6 * i + 6]
-            for name, value in zip(gauges, (size, scheduled, running, failed_n, int(done or 0), used),
-                                   strict=True):
-                gauges[name].add_metric([q], float(value))
-            if limits.get(q) is not None:
-                limit_family.add_metric([q], float(limits[q]))  # type: ignore[arg-type]
-        families: list[Metric] = [*gauges.values(), limit_family]
-        families.append(_counter("jobs_processed", "Job runs ended, by type, queue and status.",
-                                 ["type", "queue", "status"], processed))
-        families.append(_counter("jobs_failed", "Job runs that raised, by type and exception class.",
-                                 ["type", "error"], failed))
-        deferred_family = CounterMetricFamily("jobs_deferred", "Jobs deferred by a queue's rate limit.",
-                                              labels=["queue"])
-        for q, n in sorted(deferred.items()):
-            deferred_family.add_metric([_text(q)], float(n))
-        families.append(deferred_family)
-        families.append(_histogram(duration))
-        families.append(GaugeMetricFamily("workers", "Registered RQ workers.", value=float(workers)))
-        families.append(GaugeMetricFamily("history_backlog", "Job events not yet written to PostgreSQL.",
-                                          value=float(backlog)))
-        return families
-
-    def _limits(self, overrides: Mapping[bytes, bytes]) -> dict[str, int | None]:
-        from jobengine.ratelimit.limit import parse_override
-
-        limits: dict[str, int | None] = dict(self.settings.limits)
-        for q, raw in overrides.items():
-            is_set, limit = parse_override(raw)
-            if is_set:
-                limits[_text(q)] = limit.amount if limit is not None else None
-        return limits
-
-
-def _counter(name: str, doc: str, labels: list[str], raw: Mapping[bytes, bytes]) -> CounterMetricFamily:
-    family = CounterMetricFamily(name, doc, labels=labels)
-    for field, value in sorted(raw.items()):
-        values = _labels(field)
-        if len(values) == len(labels):
-            family.add_metric(values, float(value))
-    return family
-
-
-def _histogram(raw: Mapping[bytes, bytes]) -> HistogramMetricFamily:
-    """Cumulative buckets from the per-bucket counts stored by `record_metrics`."""
-    per_type: dict[str, dict[str, float]] = {}
-    for field, value in raw.items():
-        values = _labels(field)
-        if len(values) == 2:
-            per_type.setdefault(values[0], {})[values[1]] = float(value)
-    family = HistogramMetricFamily("jobs_duration_seconds", "Job run time by type.", labels=["type"])
-    for job_type, counts in sorted(per_type.items()):
-        running = 0.0
-        buckets = []
-        for bound in [*map(repr, DURATION_BUCKETS), "+Inf"]:
-            running += counts.get(bound, 0.0)
-            buckets.append((bound, running))
-        family.add_metric([job_type], buckets, counts.get("sum", 0.0))
-    return family
-
-
-def registry(connection: redis.Redis, settings: Settings, *, process: bool = False) -> CollectorRegistry:
-    """A registry holding the deployment collector (and this process's metrics if `process`)."""
-    reg = CollectorRegistry(auto_describe=False)
-    reg.register(DeploymentCollector(connection, settings))
-    if process:
-        from prometheus_client import PlatformCollector, ProcessCollector
-
-        ProcessCollector(registry=reg)
-        PlatformCollector(registry=reg)
-    return reg
-
-
-def exposition(connection: redis.Redis, settings: Settings) -> str:
-    """The Prometheus text exposition of the deployment, as one scrape would return it."""
-    return generate_latest(registry(connection, settings)).decode()
-
-
-def serve(connection: redis.Redis, settings: Settings, port: int, addr: str = "0.0.0.0",
-          *, process: bool = True) -> Any:
-    """Serve /metrics on `port` from a daemon thread; returns the HTTP server (call shutdown())."""
-    server, _thread = start_http_server(port, addr, registry=registry(connection, settings, process=process))
-    return server
+    return serve_(*args, **kwargs)

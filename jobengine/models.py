@@ -127,6 +127,22 @@ class JobDetail:
 
 
 @dataclass(frozen=True)
+class QueueProbe:
+    """One queue's state in Redis, read by `jobengine.monitor.QueueRead` for the snapshot, the
+    health check and the Prometheus scrape alike."""
+
+    name: str
+    size: int  # jobs waiting (RQ's queue list)
+    scheduled: int  # RQ's scheduled registry: delays, retries, rate-limit deferrals
+    started: int  # RQ's started registry: jobs running
+    failed: int  # RQ's failed registry
+    processed: int  # the specification's queue:{queue}:processed counter
+    oldest_wait: float | None  # seconds the head job has waited (None: nothing waiting)
+    rate_limit: int | None  # effective jobs per minute, the run-time override merged (None: unlimited)
+    rate_used: int  # hits in the current 60 s window (counted whether or not a limit applies)
+
+
+@dataclass(frozen=True)
 class QueueStats:
     """One lane/queue as the dashboard shows it."""
 
@@ -166,6 +182,30 @@ class WorkerInfo:
     last_heartbeat: datetime | None
 
 
+@dataclass(frozen=True)
+class StaleWorker:
+    """A registered worker whose heartbeat is overdue."""
+
+    name: str
+    host: str
+    pid: int
+    last_heartbeat: datetime | None
+
+
+Component = Literal["redis", "postgres"]
+
+
+@dataclass(frozen=True)
+class Outage:
+    """A server a read could not reach; `message` is the sentence shown (banner, health reasons)."""
+
+    component: Component
+    message: str
+
+    def __str__(self) -> str:
+        return self.message
+
+
 Verdict = Literal["healthy", "warning", "failing", "unknown"]
 
 
@@ -198,11 +238,16 @@ class Snapshot:
     failed: tuple[FailedJob, ...] = ()
     failed_total: int = 0
     stuck: tuple[JobRecord, ...] = ()
-    errors: tuple[str, ...] = field(default=())
+    outages: tuple[Outage, ...] = field(default=())
 
     @property
     def degraded(self) -> bool:
-        return bool(self.errors)
+        return bool(self.outages)
+
+    @property
+    def errors(self) -> tuple[str, ...]:
+        """The outages' messages (`jobtui stats`)."""
+        return tuple(o.message for o in self.outages)
 
 
 _VOLATILE = re.compile(r"0x[0-9a-fA-F]+|[0-9a-fA-F]{8}-[0-9a-fA-F-]{27}|\d+(\.\d+)?|'[^']*'|\"[^\"]*\"")

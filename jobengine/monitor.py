@@ -1,44 +1,136 @@
-"""Read-only views of the deployment: queue stats from Redis, the snapshot, the health verdict.
+"""The read model: every Redis read of per-queue state, for the snapshot, the health check and
+the Prometheus scrape (`jobengine.exporter`), goes through one probe, `QueueRead`.
 
-Queue stats cost two pipelined Redis round trips however many queues there are: sizes,
-registries, the oldest waiting job, rate-limit use and the last hour's per-minute buckets
-(processed and failed, written by the workers' bookkeeping), then the head jobs' enqueue
-times and the threshold state. Crossing a queue-size threshold logs one warning per crossing
-for the whole deployment (the state lives in Redis; the process that flips it logs).
+A probe is one pipelined round trip however many queues there are: sizes, registries, the
+`queue:{queue}:processed` counter, rate-limit use, the run-time overrides (merged with the
+configuration by `ratelimit.limit.effective_limits`) and the head jobs' enqueue times (one small
+Lua script). The snapshot adds the last hour's per-minute buckets to the same pipeline. Crossing a
+queue-size threshold logs one warning per crossing for the whole deployment (the state lives in
+Redis; the process that flips it logs).
 
 The snapshot is shared: computed at most once per `console.refresh` seconds for every console
 and CLI reading it (a Redis lock picks the process that computes; see TaggedCache.shared). A
-Redis or PostgreSQL outage degrades the snapshot (its `errors` say what is down) instead of
-failing it.
+Redis or PostgreSQL outage degrades the snapshot (its `outages` say what is down) instead of
+failing it. `jobengine.health.verdict` turns what was read into the verdict.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 import redis
-from rq.executions import WORKER_EXECUTIONS_KEY_TEMPLATE
 from rq.utils import utcparse
-from rq.worker_registration import REDIS_WORKER_KEYS
 
 from jobengine import keys, metrics
 from jobengine.cache import TAG_SNAPSHOT, TaggedCache
 from jobengine.config import Settings
 from jobengine.errors import StoreUnavailable
-from jobengine.health import STALE_GRACE, StaleWorker, check, verdict
-from jobengine.models import HealthReport, QueueStats, Snapshot, ThroughputPoint, WorkerInfo
-from jobengine.ratelimit.limit import parse_override
+from jobengine.health import verdict
+from jobengine.models import (
+    HealthReport,
+    JobRecord,
+    Outage,
+    QueueProbe,
+    QueueStats,
+    Snapshot,
+    StaleWorker,
+    ThroughputPoint,
+    WorkerInfo,
+)
+from jobengine.ratelimit.limit import effective_limits, parse_overrides
 from jobengine.ratelimit.storage import RedisWindowStorage
-from jobengine.store.postgres import PostgresStore
+
+if TYPE_CHECKING:
+    from jobengine.store.postgres import PostgresStore
 
 log = logging.getLogger("jobengine.monitor")
 
-_PER_QUEUE = 6  # commands per queue in the first pipeline
+#: RQ gives a worker's key this much more TTL than the next heartbeat needs; a key with less
+#: left than this has missed its heartbeat.
+STALE_GRACE = 60
+
+#: The head job's enqueued_at of each queue (KEYS: queue lists; ARGV[1]: RQ's job key prefix).
+_HEADS = """
+local out = {}
+for i, key in ipairs(KEYS) do
+  local id = redis.call('LINDEX', key, 0)
+  out[i] = id and redis.call('HGET', ARGV[1] .. id, 'enqueued_at') or false
+end
+return out
+"""
 
 
 def _text(value: bytes | str | None) -> str | None:
     return value.decode() if isinstance(value, bytes) else value
+
+
+def deployment_queues(connection: redis.Redis, settings: Settings) -> list[str]:
+    """The configured lanes plus every queue RQ knows (plain `rq` producers included)."""
+    known = sorted(keys.rq_queue_name(k) for k in connection.smembers(keys.RQ_QUEUES))
+    return list(dict.fromkeys([*settings.queues, *known]))
+
+
+class QueueRead:
+    """One probe of `queues`: `append` its commands to a pipeline, `parse` their replies.
+
+        read = QueueRead(["default"], settings.limits, time.time())
+        with connection.pipeline(transaction=False) as pipe:
+            read.append(pipe)
+            ...                                  # the caller's own commands
+            replies = pipe.execute()
+        probes, rest = read.parse(replies[:len(read)]), replies[len(read):]
+    """
+
+    PER_QUEUE = 6
+
+    def __init__(self, queues: Sequence[str], configured: Mapping[str, int], now: float) -> None:
+        self.queues = list(queues)
+        self.configured = configured
+        self.now = now
+
+    def __len__(self) -> int:
+        return self.PER_QUEUE * len(self.queues) + (2 if self.queues else 1)
+
+    def append(self, pipe: Any) -> None:
+        for q in self.queues:
+            pipe.llen(keys.rq_queue_key(q))
+            pipe.zcard(keys.rq_scheduled_key(q))
+            pipe.zcard(keys.rq_started_key(q))
+            pipe.zcard(keys.rq_failed_key(q))
+            pipe.get(keys.queue_processed_key(q))
+            RedisWindowStorage.queue_usage(pipe, q, self.now)
+        pipe.hgetall(keys.RATE_LIMITS)
+        if self.queues:
+            pipe.eval(_HEADS, len(self.queues), *map(keys.rq_queue_key, self.queues), keys.RQ_JOB_PREFIX)
+
+    def parse(self, replies: Sequence[Any]) -> list[QueueProbe]:
+        n = self.PER_QUEUE * len(self.queues)
+        limits = effective_limits(self.configured, parse_overrides(replies[n]))
+        heads = replies[n + 1] if self.queues else []
+        probes = []
+        for i, q in enumerate(self.queues):
+            size, scheduled, started, failed, processed, used = replies[i * self.PER_QUEUE:(i + 1) * self.PER_QUEUE]
+            at = _text(heads[i])
+            wait = self.now - utcparse(at).timestamp() if at else None
+            limit = limits.get(q)
+            probes.append(QueueProbe(
+                name=q, size=int(size), scheduled=int(scheduled), started=int(started), failed=int(failed),
+                processed=int(processed or 0), oldest_wait=max(0.0, wait) if wait is not None else None,
+                rate_limit=limit.amount if limit is not None else None, rate_used=int(used)))
+        return probes
+
+
+def probe_queues(connection: redis.Redis, settings: Settings, queues: Sequence[str] | None = None,
+                 now: float | None = None) -> list[QueueProbe]:
+    """Probe `queues` (default: the configured lanes) in one round trip."""
+    read = QueueRead(settings.queues if queues is None else queues, settings.limits,
+                     datetime.now(UTC).timestamp() if now is None else now)
+    with connection.pipeline(transaction=False) as pipe:
+        read.append(pipe)
+        return read.parse(pipe.execute())
 
 
 class Monitor:
@@ -56,61 +148,48 @@ class Monitor:
         return kw.get("path") or f"{kw.get('host', '?')}:{kw.get('port', '?')}/{kw.get('db', 0)}"
 
     # ---- Redis ---------------------------------------------------------------------------
+    def probe(self, queues: Sequence[str] | None = None, now: float | None = None) -> list[QueueProbe]:
+        """Probe `queues` (default: the configured lanes): one round trip."""
+        return probe_queues(self.connection, self.settings, queues, now)
+
     def queue_stats(self, now: datetime | None = None) -> list[QueueStats]:
         """Size, scheduled, running, failed, oldest wait, per-minute counts and rate-limit use."""
         return self._queues_and_throughput(now or datetime.now(UTC))[0]
 
     def _queues_and_throughput(self, now: datetime) -> tuple[list[QueueStats], list[ThroughputPoint]]:
-        names = self.settings.queues
+        """The probe and the minute buckets in one round trip; threshold flips in a second one."""
         stamp = now.timestamp()
         minutes = metrics.minute_ids(stamp, 60)
+        read = QueueRead(self.settings.queues, self.settings.limits, stamp)
         with self.connection.pipeline(transaction=False) as pipe:
-            for q in names:
-                pipe.llen(f"rq:queue:{q}")
-                pipe.zcard(f"rq:scheduled:{q}")
-                pipe.zcard(f"rq:wip:{q}")
-                pipe.zcard(f"rq:failed:{q}")
-                pipe.lindex(f"rq:queue:{q}", 0)
-                RedisWindowStorage.queue_usage(pipe, q, stamp)
-            pipe.hgetall(keys.RATE_LIMITS)
+            read.append(pipe)
             metrics.read_buckets(pipe, minutes)
             raw = pipe.execute()
-        split = _PER_QUEUE * len(names)
-        rows = [raw[i * _PER_QUEUE:(i + 1) * _PER_QUEUE] for i in range(len(names))]
-        overrides, buckets = raw[split], metrics.parse_buckets(raw[split + 1:])
-        limits: dict[str, int | None] = dict(self.settings.limits)
-        for q, value in overrides.items():
-            is_set, limit = parse_override(value)
-            if is_set:
-                limits[_text(q) or ""] = limit.amount if limit is not None else None
-        heads = [_text(r[4]) for r in rows]
-        sizes = {q: int(r[0]) for q, r in zip(names, rows, strict=True)}
-        watched = [q for q in names if q in self.settings.queue_size]
+        probes, buckets = read.parse(raw[:len(read)]), metrics.parse_buckets(raw[len(read):])
+        self._flip_thresholds(probes, stamp)
+        stats = [QueueStats(
+            name=p.name, priority=self.settings.priority_of_queue(p.name), size=p.size, scheduled=p.scheduled,
+            running=p.started, failed=p.failed, oldest_wait=p.oldest_wait,
+            processed_per_minute=metrics.queue_series(buckets, p.name, "p"),
+            failed_per_minute=metrics.queue_series(buckets, p.name, "f"),
+            rate_limit=p.rate_limit, rate_used=p.rate_used if p.rate_limit is not None else 0,
+            size_threshold=self.settings.queue_size.get(p.name),
+        ) for p in probes]
+        return stats, metrics.throughput(buckets, minutes)
+
+    def _flip_thresholds(self, probes: Sequence[QueueProbe], stamp: float) -> None:
+        sizes = {p.name: p.size for p in probes}
+        watched = [q for q in sizes if q in self.settings.queue_size]
+        if not watched:
+            return
         with self.connection.pipeline(transaction=False) as pipe:
-            for head in heads:
-                pipe.hget(f"rq:job:{head}", "enqueued_at") if head else pipe.echo("")
             for q in watched:
                 if sizes[q] > self.settings.queue_size[q]:
                     pipe.hsetnx(keys.OVER_THRESHOLD, q, f"{stamp:.0f}")
                 else:
                     pipe.hdel(keys.OVER_THRESHOLD, q)
-            second = pipe.execute()
-        enqueued = [_text(v) for v in second[:len(heads)]]
-        self._log_crossings(watched, sizes, second[len(heads):])
-        stats = []
-        for q, row, at in zip(names, rows, enqueued, strict=True):
-            wait = (now - utcparse(at)).total_seconds() if at else None
-            limit = limits.get(q)
-            stats.append(QueueStats(
-                name=q, priority=self.settings.priority_of_queue(q), size=int(row[0]),
-                scheduled=int(row[1]), running=int(row[2]), failed=int(row[3]),
-                oldest_wait=max(0.0, wait) if wait is not None else None,
-                processed_per_minute=metrics.queue_series(buckets, q, "p"),
-                failed_per_minute=metrics.queue_series(buckets, q, "f"),
-                rate_limit=limit, rate_used=int(row[5]) if limit is not None else 0,
-                size_threshold=self.settings.queue_size.get(q),
-            ))
-        return stats, metrics.throughput(buckets, minutes)
+            flips = pipe.execute()
+        self._log_crossings(watched, sizes, flips)
 
     def _log_crossings(self, watched: list[str], sizes: dict[str, int], flips: list[int]) -> None:
         """Log the crossings this process observed first (HSETNX / HDEL returned 1)."""
@@ -131,13 +210,13 @@ class Monitor:
         """Registered workers, and those whose heartbeat is overdue (their key's TTL, which RQ sets
         to the next heartbeat's deadline plus STALE_GRACE, has less than STALE_GRACE left)."""
         now = now or datetime.now(UTC)
-        names = [_text(k) or "" for k in self.connection.smembers(REDIS_WORKER_KEYS)]
+        names = [_text(k) or "" for k in self.connection.smembers(keys.RQ_WORKERS)]
         if not names:
             return [], []
         with self.connection.pipeline(transaction=False) as pipe:
             for key in names:
                 pipe.hgetall(key)
-                pipe.smembers(WORKER_EXECUTIONS_KEY_TEMPLATE.format(key.removeprefix("rq:worker:")))
+                pipe.smembers(keys.rq_worker_executions_key(keys.rq_worker_name(key)))
                 pipe.ttl(key)
             raw = pipe.execute()
         workers, stale = [], []
@@ -148,7 +227,7 @@ class Monitor:
             executions = sorted(_text(e) or "" for e in raw[3 * i + 1])
             beat = data.get("last_heartbeat")
             info = WorkerInfo(
-                name=key.removeprefix("rq:worker:"), host=data.get("hostname") or "?",
+                name=keys.rq_worker_name(key), host=data.get("hostname") or "?",
                 pid=int(data.get("pid") or 0), state=data.get("state") or "?",
                 current_job=executions[0].rpartition(":")[0] if executions else None,
                 queues=tuple(q for q in (data.get("queues") or "").split(",") if q),
@@ -167,15 +246,16 @@ class Monitor:
         if not shared:
             return self.compute_snapshot(failed_page)
         try:
-            return self.cache.shared(f"snapshot:{failed_page}", max(0.1, self.settings.refresh),
+            # v2: the Snapshot carries typed outages; a process of the previous version never reads one
+            return self.cache.shared(f"snapshot:v2:{failed_page}", max(0.1, self.settings.refresh),
                                      lambda: self.compute_snapshot(failed_page), tags=[TAG_SNAPSHOT])
         except redis.RedisError:
-            return self.compute_snapshot(failed_page)  # degraded: its errors name Redis
+            return self.compute_snapshot(failed_page)  # degraded: its outages name Redis
 
     def compute_snapshot(self, failed_page: int = 50) -> Snapshot:
-        """Build a snapshot now: four Redis round trips and four indexed PostgreSQL queries."""
+        """Build a snapshot now: three or four Redis round trips and four indexed PostgreSQL queries."""
         now = datetime.now(UTC)
-        errors: list[str] = []
+        outages: list[Outage] = []
         queues: list[QueueStats] = []
         throughput: list[ThroughputPoint] = []
         workers: list[WorkerInfo] = []
@@ -184,7 +264,7 @@ class Monitor:
             queues, throughput = self._queues_and_throughput(now)
             workers, stale = self.worker_beats(now)
         except redis.RedisError as exc:
-            errors.append(f"Redis unreachable: {exc}")
+            outages.append(Outage("redis", f"Redis unreachable: {exc}"))
         failed, failed_total, stuck = [], 0, []
         failures_hour = 0
         try:
@@ -193,16 +273,36 @@ class Monitor:
             stuck = self.store.stuck_jobs(self.settings.stuck_after)
             failures_hour = self.store.failures_since(now - timedelta(hours=1))
         except StoreUnavailable as exc:
-            errors.append(str(exc))
+            outages.append(Outage("postgres", str(exc)))
         health = verdict(self.settings, now, queues=queues, workers=workers, stale=stale, stuck=stuck,
-                         failures_hour=failures_hour, errors=errors)
+                         failures_hour=failures_hour, outages=outages)
         return Snapshot(taken_at=now, queues=tuple(queues), throughput=tuple(throughput),
                         workers=tuple(workers), health=health, failed=tuple(failed),
-                        failed_total=failed_total, stuck=tuple(stuck), errors=tuple(errors))
+                        failed_total=failed_total, stuck=tuple(stuck), outages=tuple(outages))
 
-    def health(self) -> HealthReport:
-        """Every check, run now (not from the shared snapshot): fit for a probe."""
-        return check(self)
+    def health(self, now: datetime | None = None) -> HealthReport:
+        """Every check, run now (not from the shared snapshot): fit for a probe. A few Redis round
+        trips and two indexed queries."""
+        now = now or datetime.now(UTC)
+        outages: list[Outage] = []
+        queues: list[QueueStats] = []
+        workers: list[WorkerInfo] = []
+        stale: list[StaleWorker] = []
+        try:
+            self.connection.ping()
+            queues = self.queue_stats(now)
+            workers, stale = self.worker_beats(now)
+        except redis.RedisError as exc:
+            outages.append(Outage("redis", f"Redis at {self.redis_where()} is unreachable: {exc}"))
+        stuck: list[JobRecord] = []
+        failures_hour = 0
+        try:
+            failures_hour = self.store.failures_since(now - timedelta(hours=1))
+            stuck = self.store.stuck_jobs(self.settings.stuck_after)
+        except StoreUnavailable as exc:
+            outages.append(Outage("postgres", str(exc)))
+        return verdict(self.settings, now, queues=queues, workers=workers, stale=stale, stuck=stuck,
+                       failures_hour=failures_hour, outages=outages)
 
 
-__all__ = ["Monitor", "ThroughputPoint"]
+__all__ = ["STALE_GRACE", "Monitor", "QueueRead", "ThroughputPoint", "deployment_queues", "probe_queues"]

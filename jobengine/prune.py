@@ -30,6 +30,7 @@ from rq.utils import utcparse
 from jobengine import keys
 from jobengine.cache import TAG_STATS, TaggedCache
 from jobengine.config import Settings
+from jobengine.monitor import deployment_queues
 from jobengine.store.postgres import PostgresStore
 
 log = logging.getLogger("jobengine.prune")
@@ -122,18 +123,17 @@ class Pruner:
 
     # ---- Redis -------------------------------------------------------------------------------
     def queues(self) -> list[str]:
-        known = sorted(_text(k).removeprefix("rq:queue:") for k in self.connection.smembers("rq:queues"))
-        return list(dict.fromkeys([*self.settings.queues, *known]))
+        return deployment_queues(self.connection, self.settings)
 
     def trim_rq(self, cutoff: float, failed_cutoff: float, *, dry_run: bool = False) -> dict[str, int]:
         totals = {"rq_finished": 0, "rq_failed": 0, "rq_canceled": 0, "rq_dangling": 0}
         for q in self.queues():
-            for kind, key, limit in (("rq_finished", f"rq:finished:{q}", cutoff),
-                                     ("rq_failed", f"rq:failed:{q}", failed_cutoff)):
+            for kind, key, limit in (("rq_finished", keys.rq_finished_key(q), cutoff),
+                                     ("rq_failed", keys.rq_failed_key(q), failed_cutoff)):
                 removed, dangling = self._trim_expiring(key, limit, dry_run)
                 totals[kind] += removed
                 totals["rq_dangling"] += dangling
-            removed, dangling = self._trim_canceled(f"rq:canceled:{q}", cutoff, dry_run)
+            removed, dangling = self._trim_canceled(keys.rq_canceled_key(q), cutoff, dry_run)
             totals["rq_canceled"] += removed
             totals["rq_dangling"] += dangling
         return totals
@@ -160,7 +160,7 @@ class Pruner:
         for chunk in _batched(iter(self.connection.zrangebyscore(key, 0, cutoff)), 1000):
             with self.connection.pipeline(transaction=False) as pipe:
                 for job_id in chunk:
-                    pipe.exists(f"rq:job:{_text(job_id)}")
+                    pipe.exists(keys.rq_job_key(_text(job_id)))
                 alive = pipe.execute()
             old = [_text(j) for j, ok in zip(chunk, alive, strict=True) if ok]
             gone = [_text(j) for j, ok in zip(chunk, alive, strict=True) if not ok]
@@ -175,7 +175,7 @@ class Pruner:
         ids = [_text(m) for m in chunk]
         with self.connection.pipeline(transaction=False) as pipe:
             for job_id in ids:
-                pipe.hmget(f"rq:job:{job_id}", "ended_at", "status")
+                pipe.hmget(keys.rq_job_key(job_id), "ended_at", "status")
             fields = pipe.execute()
         old, gone = [], []
         for job_id, (ended_at, status) in zip(ids, fields, strict=True):

@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import redis
 
@@ -45,7 +46,8 @@ class QueueLimit:
 
     @property
     def effective(self) -> RateLimit | None:
-        return self.override if self.override_set else self.configured
+        configured = {self.queue: self.configured} if self.configured is not None else {}
+        return effective_limits(configured, {self.queue: self.override} if self.override_set else {}).get(self.queue)
 
 
 def parse_override(raw: bytes | str | None) -> tuple[bool, RateLimit | None]:
@@ -59,6 +61,23 @@ def parse_override(raw: bytes | str | None) -> tuple[bool, RateLimit | None]:
         return True, RateLimit(int(text))
     except ValueError:
         return False, None  # garbage in the hash: ignore it, like the Lua check does
+
+
+def parse_overrides(raw: Mapping[Any, Any]) -> dict[str, RateLimit | None]:
+    """Queue -> override (None means "off") from the RATE_LIMITS hash as HGETALL returns it."""
+    parsed = {(k.decode() if isinstance(k, bytes) else k): parse_override(v) for k, v in raw.items()}
+    return {q: limit for q, (is_set, limit) in parsed.items() if is_set}
+
+
+def effective_limits(configured: Mapping[str, int] | Mapping[str, RateLimit],
+                     overrides: Mapping[str, RateLimit | None]) -> dict[str, RateLimit | None]:
+    """Queue -> effective limit: a run-time override (None: "off") wins over the configured one.
+
+    The one merge rule: the gate, `jobtui limit`, the monitor and the Prometheus scrape use it."""
+    merged: dict[str, RateLimit | None] = {
+        q: v if isinstance(v, RateLimit) else RateLimit(v) for q, v in configured.items()}
+    merged.update(overrides)
+    return merged
 
 
 class LimitTable:
@@ -75,24 +94,27 @@ class LimitTable:
         self.max_age = max_age
         self._lock = threading.Lock()
         self._overrides: dict[str, RateLimit | None] = {}
+        self._effective: dict[str, RateLimit | None] = dict(self._configured)
         self._read_at = float("-inf")
 
     def configured(self, queue: str) -> RateLimit | None:
         return self._configured.get(queue)
 
-    def overrides(self, *, fresh: bool = False) -> dict[str, RateLimit | None]:
-        """Queue -> override (None means "off"), at most `max_age` seconds old unless `fresh`."""
+    def _read(self, fresh: bool) -> None:
         with self._lock:
             if fresh or time.monotonic() - self._read_at >= self.max_age:
-                raw = self.connection.hgetall(keys.RATE_LIMITS)
-                parsed = {(k.decode() if isinstance(k, bytes) else k): parse_override(v) for k, v in raw.items()}
-                self._overrides = {q: limit for q, (is_set, limit) in parsed.items() if is_set}
+                self._overrides = parse_overrides(self.connection.hgetall(keys.RATE_LIMITS))
+                self._effective = effective_limits(self._configured, self._overrides)
                 self._read_at = time.monotonic()
-            return dict(self._overrides)
+
+    def overrides(self, *, fresh: bool = False) -> dict[str, RateLimit | None]:
+        """Queue -> override (None means "off"), at most `max_age` seconds old unless `fresh`."""
+        self._read(fresh)
+        return dict(self._overrides)
 
     def effective(self, queue: str, *, fresh: bool = False) -> RateLimit | None:
-        overrides = self.overrides(fresh=fresh)
-        return overrides[queue] if queue in overrides else self._configured.get(queue)
+        self._read(fresh)
+        return self._effective.get(queue)
 
     def describe(self, queues: tuple[str, ...] | list[str] = ()) -> list[QueueLimit]:
         """`queues` plus every queue with a configured or overridden limit, current values."""

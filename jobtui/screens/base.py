@@ -42,7 +42,8 @@ def banner_text(state: ViewState, tz: tzinfo | None) -> tuple[str | None, str]:
         if snap is None:
             return f"{state.outage} — no data yet, retrying…", "down"
         return f"{state.outage} — showing data from {clock_time(snap.taken_at, tz)}, retrying…", "down"
-    errors = (snap.errors if snap else ()) + state.extras.errors
+    errors = tuple(o.message for o in snap.outages) if snap else ()
+    errors += state.extras.errors
     if errors:
         return "; ".join(dict.fromkeys(errors)) + " — some data may be missing or stale", "partial"
     return None, "down"

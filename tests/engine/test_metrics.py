@@ -14,8 +14,8 @@ import redis
 from prometheus_client.parser import text_string_to_metric_families
 
 from jobengine import Engine, JobSpec
+from jobengine.exporter import exposition, serve
 from jobengine.keys import METRICS_PROCESSED, minute_bucket_key, queue_processed_key
-from jobengine.metrics import exposition, serve
 from jobengine.runtime.bookkeeping import record
 from jobengine.types import EventKind
 from tests.engine import jobs

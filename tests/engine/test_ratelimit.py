@@ -17,7 +17,7 @@ from rq.job import Job
 from rq.registry import ScheduledJobRegistry
 
 from jobengine import Engine, JobSpec
-from jobengine.ratelimit import RateLimiter
+from jobengine.ratelimit import QueueLimit, RateLimit, RateLimiter, effective_limits, parse_overrides
 from tests.engine import jobs
 from tests.engine.helpers import rows, scalar
 
@@ -189,3 +189,12 @@ def test_limit_command_bad_input_is_one_line(redis_url: str, database_url: str, 
     assert result.returncode == 2
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and needle in lines[0], result.stderr
+
+
+def test_one_merge_rule_override_wins_off_unlimits_garbage_ignored() -> None:
+    overrides = parse_overrides({b"a": b"3", b"b": b"off", b"c": b"lots", "d": "0"})
+    assert overrides == {"a": RateLimit(3), "b": None, "d": RateLimit(0)}  # "lots" is ignored
+    merged = effective_limits({"a": 10, "b": 10, "c": 10, "e": 5}, overrides)
+    assert merged == {"a": RateLimit(3), "b": None, "c": RateLimit(10), "d": RateLimit(0), "e": RateLimit(5)}
+    assert QueueLimit("b", RateLimit(10), None, True).effective is None
+    assert QueueLimit("c", RateLimit(10), None, False).effective == RateLimit(10)

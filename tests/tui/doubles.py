@@ -5,7 +5,7 @@
 failures in four exception groups, two stuck jobs, a few scheduled/queued jobs, details with
 tracebacks and logs. `retry`,
 `cancel` and `retry_group` record their calls and change the double's state; `outage = True`
-makes `snapshot()` raise `UnavailableError`, `partial_errors` simulates a partial outage.
+makes `snapshot()` raise `UnavailableError`, `partial_outages` simulates a partial outage.
 No randomness and no wall clock: the same inputs give the same screens.
 """
 
@@ -26,6 +26,7 @@ from jobengine.models import (
     JobDetail,
     JobRecord,
     LogEntry,
+    Outage,
     QueueStats,
     Snapshot,
     ThroughputPoint,
@@ -92,7 +93,7 @@ class FakeEngine:
         # dead_worker: also list w-api-2, idle, last heartbeat 3 min ago (SIGKILLed, key not yet expired)
         self.dead_worker = dead_worker
         self.outage = False
-        self.partial_errors: tuple[str, ...] = ()
+        self.partial_outages: tuple[Outage, ...] = ()
         self.snapshot_delay = snapshot_delay
         self.refuse: set[str] = set()
         self.calls: list[tuple[object, ...]] = []
@@ -238,7 +239,7 @@ class FakeEngine:
             failed=tuple(failures[:50]),
             failed_total=len(failures),
             stuck=stuck,
-            errors=self.partial_errors,
+            outages=self.partial_outages,
         )
 
     def _workers(self, stuck: tuple[JobRecord, ...]) -> tuple[WorkerInfo, ...]:

@@ -12,7 +12,7 @@ from textual.widgets import Footer, Static
 from textual.widgets._footer import FooterKey
 
 from jobengine.errors import UnavailableError
-from jobengine.models import Snapshot
+from jobengine.models import Outage, Snapshot
 from jobengine.types import JobStatus
 from jobtui import JobTUI
 from jobtui.commands import JobCommands
@@ -232,7 +232,7 @@ async def test_any_exception_from_snapshot_is_an_outage_not_a_crash(make_app: Ap
 
 
 async def test_partial_outage_shows_the_errors_without_greying(engine: FakeEngine, make_app: AppFactory) -> None:
-    engine.partial_errors = ("PostgreSQL unreachable: connection refused",)
+    engine.partial_outages = (Outage("postgres", "PostgreSQL unreachable: connection refused"),)
     app = make_app()
     async with app.run_test(size=(120, 40)) as pilot:
         await settle(pilot)

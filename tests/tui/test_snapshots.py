@@ -11,6 +11,7 @@ from typing import Any
 
 from textual.pilot import Pilot
 
+from jobengine.models import Outage
 from jobtui import JobTUI
 from tests.tui.conftest import QUIET, settle
 from tests.tui.doubles import NOW, FakeEngine
@@ -100,5 +101,5 @@ def test_outage_banner(snap_compare: Compare) -> None:
 
 def test_partial_outage_banner_80x24(snap_compare: Compare) -> None:
     engine = FakeEngine()
-    engine.partial_errors = ("PostgreSQL unreachable: connection refused",)
+    engine.partial_outages = (Outage("postgres", "PostgreSQL unreachable: connection refused"),)
     assert snap_compare(app(engine), terminal_size=SMALL, run_before=keys("2"))
