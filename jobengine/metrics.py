@@ -135,10 +135,3 @@ def minute_totals(connection: redis.Redis, queues: Sequence[str], minutes: int =
         read_buckets(pipe, ids)
         buckets = parse_buckets(pipe.execute())
     return {q: (queue_series(buckets, q, "p"), queue_series(buckets, q, "f")) for q in queues}
-
-
-def serve(*args: Any, **kwargs: Any) -> Any:
-    """Moved to `jobengine.exporter.serve`; kept for the CLI modules until they import it there."""
-    from jobengine.exporter import serve as serve_
-
-    return serve_(*args, **kwargs)

@@ -244,11 +244,6 @@ class Snapshot:
     def degraded(self) -> bool:
         return bool(self.outages)
 
-    @property
-    def errors(self) -> tuple[str, ...]:
-        """The outages' messages (`jobtui stats`)."""
-        return tuple(o.message for o in self.outages)
-
 
 _VOLATILE = re.compile(r"0x[0-9a-fA-F]+|[0-9a-fA-F]{8}-[0-9a-fA-F-]{27}|\d+(\.\d+)?|'[^']*'|\"[^\"]*\"")
 

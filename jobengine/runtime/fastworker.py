@@ -45,6 +45,7 @@ from rq.timeouts import JobTimeoutException, UnixSignalDeathPenalty
 from rq.utils import import_attribute, now
 from rq.worker import BaseWorker, WorkerStatus
 
+from jobengine import keys
 from jobengine.config import Settings
 from jobengine.ratelimit import RateLimiter
 from jobengine.retry import RetryPolicy
@@ -391,7 +392,7 @@ class FastWorker(Outcomes, BaseWorker):
             for h in back:
                 self._pending.hset(h.job.key, mapping={"status": JobStatus.QUEUED.value, "started_at": "",
                                                        "worker_name": "", "last_heartbeat": ""})
-                self._pending.zrem(f"rq:wip:{h.queue}", h.member)
+                self._pending.zrem(keys.rq_started_key(h.queue), h.member)
             for name in dict.fromkeys(h.queue for h in back):
                 self._pending.lpush(self._queue(name).key, *[h.job.id for h in reversed(back) if h.queue == name])
         self._flush()
@@ -477,7 +478,7 @@ class FastWorker(Outcomes, BaseWorker):
             self._record_execution(item)
         if item.job.timeout == -1 and clock - item.beat > 60:  # no timeout: keep the started entry alive
             item.beat = clock
-            self.connection.zadd(f"rq:wip:{item.queue}", {item.member: time.time() + 420}, xx=True)
+            self.connection.zadd(keys.rq_started_key(item.queue), {item.member: time.time() + 420}, xx=True)
 
     def _record_execution(self, item: Held) -> None:
         """RQ's execution record, for a job that runs long enough to be watched (and stopped) by id."""

@@ -24,6 +24,7 @@ from rq.queue import Queue
 from rq.repeat import Repeat
 from rq.utils import now
 
+from jobengine import keys
 from jobengine.retry import RetryPolicy
 from jobengine.runtime import records
 from jobengine.runtime.bookkeeping import Recorder, record
@@ -93,7 +94,7 @@ class Outcomes:
 
     def _end(self, item: Held, pipe: Any) -> None:
         """Out of the started registry (and RQ's execution record, if one was written)."""
-        pipe.zrem(f"rq:wip:{item.queue}", item.member)
+        pipe.zrem(keys.rq_started_key(item.queue), item.member)
         if item.execution is not None:
             item.execution.delete(item.job, pipe)
             self.executions.pop(item.exec_id, None)
@@ -176,7 +177,7 @@ class Outcomes:
         job.enqueue_at_front = True
         job.started_at = job.worker_name = job.last_heartbeat = None
         with self._lock:
-            self._pending.zrem(f"rq:wip:{item.queue}", item.member)
+            self._pending.zrem(keys.rq_started_key(item.queue), item.member)
             self._queue(item.queue).schedule_job(job, deferred.when, pipeline=self._pending)
             record(self._recorder, deferred.entry.kind, job.id, item.queue, **deferred.entry.fields)
         self.gate.hold(item.queue, delay)

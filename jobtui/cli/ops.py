@@ -154,7 +154,7 @@ def metrics(ctx: Context, port: int, addr: str, once: bool) -> None:
 
     Every scrape reads a handful of Redis keys, never PostgreSQL.
     """
-    from jobengine.metrics import serve
+    from jobengine.exporter import serve
 
     with ctx.engine() as engine:
         if once:
@@ -237,7 +237,7 @@ def stats(ctx: Context, as_json: bool, fresh: bool) -> None:
     if as_json:
         click.echo(json.dumps({"taken_at": snap.taken_at.isoformat(), "verdict": snap.health.verdict,
                                "queues": queues, "workers": len(snap.workers), "history": history,
-                               "errors": list(snap.errors)}))
+                               "errors": [f"{o.component}: {o.message}" for o in snap.outages]}))
         return
     _print_stats(snap, queues, history)
 
@@ -265,8 +265,8 @@ def _print_stats(snap: Any, queues: list[dict[str, Any]], history: dict[str, Any
     top = sorted(history["by_type"].items(), key=lambda kv: -sum(kv[1].values()))[:10]
     for job_type, counts in top:
         console.print(f"  {job_type}: " + ", ".join(f"{s} {n:,}" for s, n in sorted(counts.items())))
-    for error in snap.errors:
-        console.print(f"[bold red]{error}[/]")
+    for outage in snap.outages:
+        console.print(f"{outage.component}: {outage.message}", style="bold red", markup=False)
 
 
 COMMANDS = (health, migrate, limit, metrics, prune, stats)

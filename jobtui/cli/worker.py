@@ -59,7 +59,7 @@ def worker(ctx: Context, queues: str | None, burst: bool, processes: int, fork: 
 
 def start_worker_extras(engine: Engine, metrics_port: int | None, prune_every: float | None) -> Callable[[], None]:
     """`--metrics-port` / `--prune-every`: start them; returns a function stopping both."""
-    from jobengine.metrics import serve
+    from jobengine.exporter import serve
     from jobengine.prune import DEFAULT_KEEP_FAILED, DEFAULT_OLDER_THAN, PruneTimer
 
     server = timer = None
@@ -88,7 +88,7 @@ def _run_worker_pool(ctx: Context, processes: int, queues: list[str] | None, bur
     import redis
 
     from jobengine.embedded import resolve
-    from jobengine.metrics import serve
+    from jobengine.exporter import serve
 
     settings, embedded = resolve(ctx.settings())
     if metrics_port:

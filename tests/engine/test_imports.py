@@ -30,10 +30,7 @@ def _cases() -> list[object]:
     cases: list[object] = []
     for entry in ENTRY_POINTS:
         for package in HEAVY:
-            marks = []
-            if entry == "fastworker" and package == "prometheus_client":
-                marks = [pytest.mark.xfail(strict=True, reason="metrics split lands with the read-model branch")]
-            cases.append(pytest.param(entry, package, marks=marks, id=f"{entry}-{package}"))
+            cases.append(pytest.param(entry, package, id=f"{entry}-{package}"))
     return cases
 
 
