@@ -13,7 +13,10 @@ from jobengine.models import FailedJob, FailureGroup, HealthReport, JobDetail, J
 
 
 class EngineAPI(Protocol):
-    read_only: bool
+    @property
+    def read_only(self) -> bool:
+        """True when the engine refuses operator actions."""
+        ...
 
     def snapshot(self) -> Snapshot:
         """Everything the dashboard shows plus the first page of failed and stuck jobs.

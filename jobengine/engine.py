@@ -11,7 +11,7 @@ import zlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 
@@ -25,6 +25,10 @@ from jobengine.monitor import Monitor
 from jobengine.operations import Operations
 from jobengine.retry import RetryPolicy
 from jobengine.store.postgres import PostgresStore
+
+if TYPE_CHECKING:
+    from jobengine.runtime.fastworker import FastWorker
+    from jobengine.runtime.worker import ForkingJobWorker, JobWorker
 
 log = logging.getLogger("jobengine")
 
@@ -235,7 +239,7 @@ class Engine:
         return self.history_writer().drain()
 
     def worker(self, queues: Sequence[str] | None = None, *, fork: bool = False, classic: bool = False,
-               name: str | None = None):
+               name: str | None = None) -> FastWorker | JobWorker | ForkingJobWorker:
         """An RQ-compatible worker on `queues` (default: every lane, critical first).
 
         `FastWorker` by default (in-process, batched bookkeeping: fastest); `fork=True`: a

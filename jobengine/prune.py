@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from itertools import islice
+from typing import Any
 
 import redis
 from rq.job import Job
@@ -82,7 +83,7 @@ class PruneReport:
         ]
 
 
-def _batched(items: Iterable[bytes], size: int) -> Iterable[list[bytes]]:
+def _batched(items: Iterable[Any], size: int) -> Iterable[list[Any]]:
     it = iter(items)
     while chunk := list(islice(it, size)):
         yield chunk

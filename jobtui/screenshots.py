@@ -239,8 +239,9 @@ def prepare(engine: Engine, seed: int, jobs: int, min_failures: int, state: dict
                      job_id=job_uuid(rng)) for i in range(14)]
     backlog = [JobSpec("jobengine.demo:sync_inventory", (5000 + i,), type="inventory", priority="low",
                        job_id=job_uuid(rng)) for i in range(38)]
+    report_id = job_uuid(rng)
     report = JobSpec("jobengine.demo:build_report", (90210, BUSY_REPORT_SECONDS), type="report",
-                     priority="normal", job_id=job_uuid(rng))
+                     priority="normal", job_id=report_id)
     engine.dispatch_many([*backlog, report])
     engine.dispatch_many(later)  # on its own: a batch with a delayed job before an immediate one fails
     state["ghost"] = dead_worker(engine)
@@ -248,7 +249,7 @@ def prepare(engine: Engine, seed: int, jobs: int, min_failures: int, state: dict
     state["procs"] = start_workers(engine.settings, ["w-api-1", "w-batch-1"], "critical,high,default")
     from rq.job import Job
 
-    wait_for(lambda: Job.fetch(report.job_id, connection=engine.connection).get_status() == "started",
+    wait_for(lambda: Job.fetch(report_id, connection=engine.connection).get_status() == "started",
              "a worker to start the long report")
     wait_for(lambda: any(w.current_job for w in engine.monitor.workers()), "the busy worker to show its job")
     engine.flush_history()

@@ -52,9 +52,9 @@ class TaggedCache:
         return b"P" + pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
 
     @staticmethod
-    def _loads(raw: bytes | None) -> Any:
+    def _loads(raw: object) -> Any:
         """The value, or _MISS for no entry, a placeholder or an unreadable entry."""
-        if not raw or raw.startswith(PENDING):
+        if not isinstance(raw, bytes) or not raw or raw.startswith(PENDING):
             return _MISS
         try:
             if raw[:1] == b"J":
@@ -153,7 +153,7 @@ class TaggedCache:
 
     def trim_tag(self, tag_key: str, sample: int = 1000) -> int:
         """Drop members of a tag set whose entries have expired (bounded work per call)."""
-        members = self.connection.srandmember(tag_key, sample) or []
+        members: list[bytes] = self.connection.srandmember(tag_key, sample) or []  # type: ignore[assignment]
         if not members:
             return 0
         with self.connection.pipeline(transaction=False) as pipe:

@@ -44,7 +44,7 @@ def parse_events(event_id: str, raw: Mapping[bytes | str, bytes | str]) -> list[
     """The events of one stream entry: itself, preceded by its run's `started` event when the
     worker folded that in (field `started`: the run's start, epoch seconds; id `<id>-s`)."""
     event = parse_event(event_id, raw)
-    started = raw.get(b"started", raw.get("started"))  # type: ignore[call-overload]
+    started = raw.get(b"started", raw.get("started"))
     if started is None:
         return [event]
     start = JobEvent(event_id=f"{event_id}-s", kind=EventKind.STARTED, job_id=event.job_id, queue=event.queue,

@@ -180,7 +180,7 @@ class FixedDelay:
             delays = tuple(_number(f"delay[{i}]", d) for i, d in enumerate(self.delay))
             object.__setattr__(self, "delay", delays)
         else:
-            delays = (_number("delay", self.delay),)  # type: ignore[arg-type]
+            delays = (_number("delay", self.delay),)
             object.__setattr__(self, "delay", delays[0])
         object.__setattr__(self, "delays", delays)
         _max_attempts(self.max_attempts)

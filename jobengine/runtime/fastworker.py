@@ -257,7 +257,7 @@ class FastWorker(Outcomes, BaseWorker):
         replies = self._receive(ask.sent) if ask.sent is not None else []
         if replies and ask.sent is not None and ask.sent.scripts[-len(replies)][0] == "promote.lua":
             with self._lock:
-                self._after += [tuple(s.decode().split(" ", 1)) for s in replies[0][1]]  # type: ignore[misc]
+                self._after += [tuple(s.decode().split(" ", 1)) for s in replies[0][1]]
         return self._parse(replies[-1], ask.started) if ask.dequeue and replies and replies[-1] else None
 
     def _parse(self, tokens: list[bytes], started: datetime) -> list[Held]:

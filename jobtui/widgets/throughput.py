@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import tzinfo
+from typing import Any
 
 from textual_plotext import PlotextPlot
 
@@ -35,7 +36,7 @@ class ThroughputChart(PlotextPlot):
         if key == self._key:
             return
         self._key = key
-        plt = self.plt
+        plt: Any = self.plt  # plotext's annotations are narrower than what it accepts (yside, tick labels)
         plt.clear_figure()
         if not points:
             plt.title("no data yet")
