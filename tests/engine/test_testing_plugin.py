@@ -3,6 +3,7 @@ with the real engine, eager runs through the retry policy, and the plugin as pyt
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -260,8 +261,8 @@ def test_wrong_lane(jobs):
 """
 
 
-def test_the_plugin_works_as_pytest_loads_it(pytester: pytest.Pytester) -> None:
-    pytester.syspathinsert(ROOT)
+def test_the_plugin_works_as_pytest_loads_it(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
     pytester.makepyfile(test_user=USER_TESTS)
     result = pytester.runpytest_subprocess("-p", "jobengine.testing")  # inline runs upset textual-snapshot
     result.assert_outcomes(passed=3, failed=1)
@@ -284,3 +285,20 @@ def test_the_entry_point_makes_pytest_load_it(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_user.py"],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert "1 failed, 3 passed" in done.stdout, done.stdout + done.stderr
+
+
+def test_the_readme_example_passes(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    """README's "Testing code that dispatches jobs" example, each block written to the file its first
+    line names, passes as a user's suite (the specification's ProcessJobTest and RetryTest)."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("\n## Testing code that dispatches jobs\n", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```python\n# (\S+)\n(.*?)```", section, re.S)
+    assert [name for name, _ in blocks] == ["myapp/tasks.py", "myapp/actions.py", "tests/test_jobs.py"]
+    (pytester.path / "myapp").mkdir()
+    (pytester.path / "myapp" / "__init__.py").write_text("")
+    (pytester.path / "tests").mkdir()
+    for name, code in blocks:
+        (pytester.path / name).write_text(code)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(pytester.path), str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    result = pytester.runpytest_subprocess("-p", "jobengine.testing", "tests/test_jobs.py")
+    result.assert_outcomes(passed=2)
