@@ -85,10 +85,10 @@ class DispatchedJob:
 
     def record(self) -> JobRecord:
         """The job as its `jobs` row reads (times are those of the eager runs)."""
-        started = next((e.at for e in reversed(self.logs) if e.kind == "started"), None)
-        ended = self.logs[-1].at if self.status in (JobStatus.FINISHED, JobStatus.FAILED) and self.logs else None
         from jobengine.dispatch import args_repr
 
+        started = next((e.at for e in reversed(self.logs) if e.kind == "started"), None)
+        ended = self.logs[-1].at if self.status in (JobStatus.FINISHED, JobStatus.FAILED) and self.logs else None
         return JobRecord(id=self.id, type=self.type, queue=self.queue, priority=self.priority, status=self.status,
                          attempts=self.attempts, created_at=self.dispatched_at, started_at=started,
                          finished_at=ended, failed_at=ended if self.status is JobStatus.FAILED else None,
