@@ -7,6 +7,7 @@ The only module that imports psycopg. Every statement lives in `sql/queries.sql`
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -360,6 +361,8 @@ class PostgresStore:
             "priority": [r.priority.rank for r in rows], "status": [r.status.value for r in rows],
             "func": [r.func for r in rows], "args": [r.args for r in rows],
             "created_at": [r.created_at for r in rows], "scheduled_for": [r.scheduled_for for r in rows],
+            "payload": [r.payload for r in rows],
+            "options": [None if r.options is None else json.dumps(r.options) for r in rows],
         }
         self._run("insert_jobs", lambda conn: conn.execute(_q("insert_jobs"), params))
 

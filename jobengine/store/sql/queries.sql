@@ -24,13 +24,14 @@ SELECT 1
 -- ---- writes ---------------------------------------------------------------------------------
 
 -- name: insert_jobs
-INSERT INTO jobs (id, type, queue, priority, status, func, args, created_at, scheduled_for, updated_at)
+INSERT INTO jobs (id, type, queue, priority, status, func, args, created_at, scheduled_for, payload,
+                  options, updated_at)
 SELECT r.id, r.type, r.queue, r.priority, r.status, r.func, r.args, r.created_at, r.scheduled_for,
-       r.created_at
+       r.payload, r.options::jsonb, r.created_at
 FROM unnest(%(id)s::text[], %(type)s::text[], %(queue)s::text[], %(priority)s::smallint[],
             %(status)s::text[], %(func)s::text[], %(args)s::text[], %(created_at)s::timestamptz[],
-            %(scheduled_for)s::timestamptz[])
-     AS r(id, type, queue, priority, status, func, args, created_at, scheduled_for)
+            %(scheduled_for)s::timestamptz[], %(payload)s::bytea[], %(options)s::text[])
+     AS r(id, type, queue, priority, status, func, args, created_at, scheduled_for, payload, options)
 ON CONFLICT (id) DO NOTHING
 
 -- name: delete_jobs
