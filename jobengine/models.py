@@ -56,6 +56,20 @@ class NewJob:
 
 
 @dataclass(frozen=True)
+class RestorableJob:
+    """What a `jobs` row keeps to re-create its job in Redis (payload None: it cannot)."""
+
+    id: str
+    queue: str
+    status: JobStatus
+    attempts: int
+    created_at: datetime
+    scheduled_for: datetime | None
+    payload: bytes | None
+    options: Mapping[str, Any] | None
+
+
+@dataclass(frozen=True)
 class JobRecord:
     """A `jobs` row."""
 
