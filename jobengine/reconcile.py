@@ -49,11 +49,10 @@ from jobengine.types import EventKind, JobStatus, Priority
 
 log = logging.getLogger("jobengine.reconcile")
 
-IN_FLIGHT = (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.PROCESSING)
 TERMINAL_RQ = frozenset({"finished", "failed", "canceled", "stopped"})  # RQ statuses, and our event kinds
 RESTORED_TTL = 7 * 24 * 3600
 """How long a Redis remembers which jobs reconcile re-created (a reset forgets it too)."""
-_LANES: tuple[Priority | None, ...] = (*sorted(Priority, key=lambda p: -p.rank), None)
+_LANES: tuple[Priority | None, ...] = (*sorted(Priority, key=lambda p: -p.rank), None)  # None: off the lanes
 
 Progress = Callable[[int, int], None]
 """Called after each page with (jobs examined so far, jobs in flight when the run began)."""
@@ -83,6 +82,8 @@ class Lost:
 
 @dataclass(frozen=True)
 class Findings:
+    """What `find` saw: the in-flight jobs examined, those Redis lost, and the stale ones."""
+
     examined: int
     lost: tuple[Lost, ...]
     stale: tuple[str, ...]  # Redis says terminal, PostgreSQL in flight

@@ -297,15 +297,20 @@ def test_a_job_whose_history_is_pending_is_not_restored(engine: Engine, database
     assert rows(database_url, "SELECT status FROM jobs") == [("finished",)]
 
 
-def test_big_binary_arguments_come_back_byte_for_byte(lost_engine: Engine) -> None:
+def test_big_binary_arguments_come_back_byte_for_byte_and_rqs_own_worker_runs_them(
+        lost_engine: Engine, database_url: str) -> None:
     engine, conn = lost_engine, lost_engine.connection
     blob = bytes(range(256)) * 400 + b"\x00\xff"
     job_id = engine.dispatch("tests.engine.jobs:add", blob, b"!", priority="critical")
     data = conn.hget(f"rq:job:{job_id}", "data")
     conn.flushall()
-    assert _reconciler(engine).run().restored == {"queued": 1}
+    assert engine.reconciler(grace=0).run().restored == {"queued": 1}
     assert conn.hget(f"rq:job:{job_id}", "data") == data
     assert Job.fetch(job_id, connection=conn).args == (blob, b"!")
+    engine.worker(classic=True).work(burst=True, logging_level="WARNING")  # RQ's SimpleWorker underneath
+    assert Job.fetch(job_id, connection=conn).return_value() == blob + b"!"
+    engine.flush_history()
+    assert rows(database_url, "SELECT status, attempts FROM jobs") == [("finished", 1)]
 
 
 def test_the_migration_runner_applies_a_migration_numbered_below_one_already_applied(
