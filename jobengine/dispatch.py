@@ -8,6 +8,10 @@ registry for the whole batch. If Redis refuses, the rows are deleted again, so a
 dispatch leaves nothing behind. If PostgreSQL is down, dispatch still succeeds: the row
 travels as a `queued`/`scheduled` event in the history stream and is written when PostgreSQL
 is back.
+
+The row also keeps what re-creates the job should Redis lose it (`payload`: RQ's `data`;
+`options`: the rest of the job hash), which `jobengine.reconcile` uses; `rq_job_hash` builds
+the hash from them, for dispatch and reconcile alike.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import pickle
 import reprlib
 import uuid
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -102,6 +106,32 @@ def check_serialisable(args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         raise SerializationError(f"job arguments cannot be serialised: {exc}") from None
 
 
+def job_options(settings: Settings, func_name: str, args: tuple[Any, ...], kwargs: dict[str, Any],
+                job_type: str, priority: str) -> dict[str, Any]:
+    """The job hash's options as the `jobs` row keeps them (JSON): all rq_job_hash needs besides
+    the data, queue, status and times."""
+    return {"timeout": settings.job_timeout, "result_ttl": settings.result_ttl, "failure_ttl": settings.failure_ttl,
+            "description": get_call_string(func_name, args, kwargs, max_length=75),
+            "meta": {"type": job_type, "priority": priority}}
+
+
+def rq_job_hash(data: bytes, options: Mapping[str, Any], queue: str, status: JobStatus, created_at: str,
+                enqueued_at: str | None, retries: int = 0) -> dict[str, Any]:
+    """What RQ's `create_job` + `enqueue_job`/`schedule_job` store for a job (fields RQ leaves
+    empty are left out: RQ reads an absent field as an empty one). Times are RQ's utcformat."""
+    fields: dict[str, Any] = {
+        "created_at": created_at, "data": data, "origin": queue, "timeout": options["timeout"],
+        "description": options["description"], "result_ttl": options["result_ttl"],
+        "failure_ttl": options["failure_ttl"], "status": status.value,
+        "meta": pickle.dumps(dict(options["meta"]), pickle.HIGHEST_PROTOCOL),
+    }
+    if enqueued_at is not None:
+        fields["enqueued_at"] = enqueued_at
+    if retries > 0:
+        fields["number_of_retries"] = retries
+    return fields
+
+
 def args_repr(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
     """A short human-readable rendering of a call's arguments for history and the console."""
     parts = [_repr.repr(a) for a in args] + [f"{k}={_repr.repr(v)}" for k, v in kwargs.items()]
@@ -133,6 +163,7 @@ class Dispatcher:
             raise SerializationError(f"job arguments cannot be serialised: {exc}") from None
         delay = lane.delay if spec.delay is None else max(0.0, float(spec.delay))
         job_type = spec.type or func_name.rpartition(".")[2]
+        options = job_options(self.settings, func_name, spec.args, spec.kwargs, job_type, lane.priority.value)
         record = NewJob(
             id="",  # RQ assigns the id when the job is made
             type=job_type,
@@ -143,6 +174,8 @@ class Dispatcher:
             args=args_repr(spec.args, spec.kwargs),
             created_at=now,
             scheduled_for=now + timedelta(seconds=delay) if delay > 0 else None,
+            payload=data,
+            options=options,
         )
         return _Prepared(spec, func_name, job_type, lane.queue, delay, record, data)
 
@@ -162,7 +195,10 @@ class Dispatcher:
         try:
             self.store.insert_jobs([p.record for p in prepared])
         except StoreUnavailable:
-            rows_written = False  # the events below carry the rows to PostgreSQL later
+            # The events below carry the rows to PostgreSQL later, without payload and options
+            # (kept out of the stream on purpose): reconcile cannot re-create such a job if Redis
+            # loses it before it ran, and reports it as not restorable.
+            rows_written = False
         try:
             self._enqueue(prepared, with_events=not rows_written)
         except redis.RedisError:
@@ -171,19 +207,11 @@ class Dispatcher:
             raise
         return ids
 
-    def _job_hash(self, p: _Prepared, stamp: str) -> dict[str, Any]:
-        """What RQ's `create_job` + `enqueue_job`/`schedule_job` store for this job (fields RQ
-        leaves empty are left out: RQ reads an absent field as an empty one)."""
-        fields: dict[str, Any] = {
-            "created_at": stamp, "data": p.data, "origin": p.queue, "timeout": self.settings.job_timeout,
-            "description": get_call_string(p.func_name, p.spec.args, p.spec.kwargs, max_length=75),
-            "result_ttl": self.settings.result_ttl, "failure_ttl": self.settings.failure_ttl,
-            "status": (JobStatus.SCHEDULED if p.delay > 0 else JobStatus.QUEUED).value,
-            "meta": pickle.dumps({"type": p.type, "priority": p.record.priority.value}, pickle.HIGHEST_PROTOCOL),
-        }
-        if p.delay <= 0:
-            fields["enqueued_at"] = stamp
-        return fields
+    @staticmethod
+    def _job_hash(p: _Prepared, stamp: str) -> dict[str, Any]:
+        assert p.record.options is not None
+        return rq_job_hash(p.data, p.record.options, p.queue, p.record.status, stamp,
+                           None if p.delay > 0 else stamp)
 
     def _enqueue(self, prepared: list[_Prepared], with_events: bool) -> None:
         """One MULTI: a HSET per job, then one RPUSH per queue and one ZADD per scheduled registry."""

@@ -227,6 +227,12 @@ class Engine:
 
         return Pruner(self.connection, self.store, self.settings)
 
+    def reconciler(self, **options: Any) -> Any:
+        """A jobengine.reconcile.Reconciler on this engine's servers (options: page_size, grace)."""
+        from jobengine.reconcile import Reconciler
+
+        return Reconciler(self.connection, self.store, self.settings, **options)
+
     # ---- workers and history -------------------------------------------------------------
     def history_writer(self) -> HistoryWriter:
         """This engine's writer (one consumer, so a batch that failed is retried by the same one)."""

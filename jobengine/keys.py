@@ -170,3 +170,14 @@ def job_status_cache_name(job_id: str) -> str:
 OVER_THRESHOLD = f"{PREFIX}:monitor:over-threshold"
 #: Lock held by the one process pruning the deployment.
 PRUNE_LOCK = f"{PREFIX}:prune:lock"
+
+
+# ---- reconcile (Redis data loss, see jobengine.reconcile) ----------------------------------
+
+#: Random token written into a Redis once; PostgreSQL records it (table redis_epoch). A Redis
+#: without it, or with another one, lost its data since: a reset to reconcile.
+REDIS_EPOCH = f"{PREFIX}:epoch"
+#: Set of the job ids reconcile re-created in this Redis: none is ever pushed twice (expires).
+RECONCILE_RESTORED = f"{PREFIX}:reconcile:restored"
+#: Lock held by the one process running reconcile after a detected reset.
+RECONCILE_LOCK = f"{PREFIX}:reconcile:lock"

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from jobengine.types import EventKind, JobStatus, Priority
 
@@ -50,6 +51,22 @@ class NewJob:
     args: str
     created_at: datetime
     scheduled_for: datetime | None = None
+    payload: bytes | None = None  # RQ's job `data`: what re-creates the job if Redis loses it
+    options: Mapping[str, Any] | None = None  # the job hash's options (see dispatch.rq_job_hash)
+
+
+@dataclass(frozen=True)
+class RestorableJob:
+    """What a `jobs` row keeps to re-create its job in Redis (payload None: it cannot)."""
+
+    id: str
+    queue: str
+    status: JobStatus
+    attempts: int
+    created_at: datetime
+    scheduled_for: datetime | None
+    payload: bytes | None
+    options: Mapping[str, Any] | None
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ The only module that imports psycopg. Every statement lives in `sql/queries.sql`
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -28,6 +29,7 @@ from jobengine.models import (
     JobRecord,
     LogEntry,
     NewJob,
+    RestorableJob,
     ThroughputPoint,
     failure_fingerprint,
 )
@@ -360,6 +362,8 @@ class PostgresStore:
             "priority": [r.priority.rank for r in rows], "status": [r.status.value for r in rows],
             "func": [r.func for r in rows], "args": [r.args for r in rows],
             "created_at": [r.created_at for r in rows], "scheduled_for": [r.scheduled_for for r in rows],
+            "payload": [r.payload for r in rows],
+            "options": [None if r.options is None else json.dumps(r.options) for r in rows],
         }
         self._run("insert_jobs", lambda conn: conn.execute(_q("insert_jobs"), params))
 
@@ -524,6 +528,40 @@ class PostgresStore:
     def audit_entries(self, limit: int = 50) -> list[dict[str, Any]]:
         """Newest audit lines first: dicts with id, at, action, job_id, os_user, host, detail."""
         return self._rows("audit_entries", {"limit": limit})
+
+    # ---- reconcile (jobengine.reconcile) -------------------------------------------------------
+    def in_flight_count(self) -> int:
+        """Jobs queued, scheduled or processing."""
+        return int(self._scalar("reconcile_count"))
+
+    def in_flight_page(self, priority: Priority | None, after: tuple[datetime, str] | None,
+                       limit: int = 500) -> list[tuple[str, JobStatus, datetime]]:
+        """(id, status, created_at) of in-flight jobs of one priority (None: off the lanes),
+        oldest first; pass the last row's (created_at, id) as `after` for the next page."""
+        after_at, after_id = after if after is not None else ("-infinity", "")
+        params = {"priority": None if priority is None else priority.rank, "after_at": after_at,
+                  "after_id": after_id, "limit": limit}
+        name = "reconcile_page" if priority is not None else "reconcile_page_unranked"
+        return [(r["id"], JobStatus(r["status"]), r["created_at"]) for r in self._rows(name, params)]
+
+    def restorable_jobs(self, ids: Sequence[str]) -> list[RestorableJob]:
+        """What re-creates these jobs; only those still in flight are returned."""
+        if not ids:
+            return []
+        return [RestorableJob(id=r["id"], queue=r["queue"], status=JobStatus(r["status"]), attempts=r["attempts"],
+                              created_at=r["created_at"], scheduled_for=r["scheduled_for"],
+                              payload=None if r["payload"] is None else bytes(r["payload"]), options=r["options"])
+                for r in self._rows("reconcile_rows", {"ids": list(ids)})]
+
+    def redis_epoch(self) -> str | None:
+        """The epoch of the Redis this history belongs to, as last recorded (None: never)."""
+        return self._scalar("epoch_get")
+
+    def record_redis_epoch(self, epoch: str, *, replace: bool) -> None:
+        """Record the Redis epoch: always with `replace` (a reconciled reset), else only when
+        none is recorded yet."""
+        name = "epoch_set" if replace else "epoch_init"
+        self._run(name, lambda conn: conn.execute(_q(name), {"epoch": epoch}))
 
     # ---- maintenance --------------------------------------------------------------------------
     def prune(self, older_than: datetime, keep_failed_since: datetime | None = None,

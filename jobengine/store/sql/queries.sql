@@ -24,13 +24,14 @@ SELECT 1
 -- ---- writes ---------------------------------------------------------------------------------
 
 -- name: insert_jobs
-INSERT INTO jobs (id, type, queue, priority, status, func, args, created_at, scheduled_for, updated_at)
+INSERT INTO jobs (id, type, queue, priority, status, func, args, created_at, scheduled_for, payload,
+                  options, updated_at)
 SELECT r.id, r.type, r.queue, r.priority, r.status, r.func, r.args, r.created_at, r.scheduled_for,
-       r.created_at
+       r.payload, r.options::jsonb, r.created_at
 FROM unnest(%(id)s::text[], %(type)s::text[], %(queue)s::text[], %(priority)s::smallint[],
             %(status)s::text[], %(func)s::text[], %(args)s::text[], %(created_at)s::timestamptz[],
-            %(scheduled_for)s::timestamptz[])
-     AS r(id, type, queue, priority, status, func, args, created_at, scheduled_for)
+            %(scheduled_for)s::timestamptz[], %(payload)s::bytea[], %(options)s::text[])
+     AS r(id, type, queue, priority, status, func, args, created_at, scheduled_for, payload, options)
 ON CONFLICT (id) DO NOTHING
 
 -- name: delete_jobs
@@ -320,3 +321,46 @@ SELECT status, type, count(*) AS n
 FROM jobs
 GROUP BY status, type
 ORDER BY status, n DESC, type
+
+-- ---- reconcile (jobengine.reconcile) --------------------------------------------------------
+-- The in-flight jobs in keyset pages over jobs_in_flight_idx, one priority at a time (the index
+-- order within a priority is (created_at, id): unique, no sort). ORDER BY names the index's own
+-- order: for `priority IS NULL` the planner would sort (created_at, id) instead.
+
+-- name: reconcile_count
+SELECT count(*) AS n FROM jobs WHERE status IN ('queued', 'scheduled', 'processing')
+
+-- name: reconcile_page
+SELECT id, status, created_at
+FROM jobs
+WHERE status IN ('queued', 'scheduled', 'processing') AND priority = %(priority)s::smallint
+  AND (created_at, id) > (%(after_at)s::timestamptz, %(after_id)s::text)
+ORDER BY priority DESC NULLS LAST, created_at, id
+LIMIT %(limit)s
+
+-- name: reconcile_page_unranked
+-- Jobs off the lanes (priority null: plain RQ clients).
+SELECT id, status, created_at
+FROM jobs
+WHERE status IN ('queued', 'scheduled', 'processing') AND priority IS NULL
+  AND (created_at, id) > (%(after_at)s::timestamptz, %(after_id)s::text)
+ORDER BY priority DESC NULLS LAST, created_at, id
+LIMIT %(limit)s
+
+-- name: reconcile_rows
+-- What re-creates these jobs, read again just before: only those still in flight.
+SELECT id, queue, status, attempts, created_at, scheduled_for, payload, options
+FROM jobs
+WHERE id = ANY(%(ids)s::text[]) AND status IN ('queued', 'scheduled', 'processing')
+
+-- name: epoch_get
+SELECT epoch FROM redis_epoch
+
+-- name: epoch_init
+-- The first engine that sees an epoch records it; a recorded one is kept.
+INSERT INTO redis_epoch (epoch) VALUES (%(epoch)s::text) ON CONFLICT (one) DO NOTHING
+
+-- name: epoch_set
+-- A reconciled reset: the new Redis epoch becomes the recorded one.
+INSERT INTO redis_epoch (epoch) VALUES (%(epoch)s::text)
+ON CONFLICT (one) DO UPDATE SET epoch = EXCLUDED.epoch, recorded_at = now()

@@ -1,0 +1,351 @@
+"""Reconcile: put back the jobs PostgreSQL holds in flight that Redis lost, each exactly once.
+
+    reconciler = Reconciler(engine.connection, engine.store, engine.settings)
+    if reconciler.detect_reset().reset:
+        report = reconciler.run(progress=lambda done, total: ...)
+
+A job PostgreSQL holds as queued, scheduled or processing whose Redis job hash no longer exists
+is re-created with the same id from its `jobs` row (`payload`, `options`, written by dispatch):
+the hash dispatch writes, pushed on its queue (queued ones, and processing ones: they ran on a
+worker Redis forgot, and run again as the same attempt), or put in the scheduled registry at its
+due time (pushed at once when due). `reconcile.lua` re-creates a job only if its hash is absent
+and this Redis never saw it re-created, so concurrent and repeated runs push no job twice. Each
+re-created job gets a history event saying so; each run (not a dry run) one audit row.
+
+Left alone, and counted: jobs Redis still has; jobs dispatched less than `grace` seconds ago
+(their dispatch may not have reached Redis yet); jobs with events still waiting in the history
+stream (PostgreSQL is behind: the job may have finished); rows without a payload (plain RQ
+clients, or dispatched while PostgreSQL was down): they cannot be re-created. Jobs whose hash
+says finished/failed/canceled/stopped while PostgreSQL holds them in flight are reported `stale`.
+
+Reset detection: a random token in Redis (`keys.REDIS_EPOCH`) is recorded in PostgreSQL by the
+first engine that sees both. PostgreSQL holding an epoch that Redis lacks (or holds another of)
+means Redis lost its data: `detect_reset()` says so until a reconcile that left nothing behind
+records the new epoch.
+"""
+
+from __future__ import annotations
+
+import calendar
+import logging
+import secrets
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from importlib import resources
+from typing import Any
+
+import redis
+from rq.utils import utcformat
+
+from jobengine import keys
+from jobengine.config import Settings
+from jobengine.dispatch import rq_job_hash
+from jobengine.history import add_event
+from jobengine.models import RestorableJob
+from jobengine.operations import actor
+from jobengine.store.postgres import PostgresStore
+from jobengine.types import EventKind, JobStatus, Priority
+
+log = logging.getLogger("jobengine.reconcile")
+
+TERMINAL_RQ = frozenset({"finished", "failed", "canceled", "stopped"})  # RQ statuses, and our event kinds
+RESTORED_TTL = 7 * 24 * 3600
+"""How long a Redis remembers which jobs reconcile re-created (a reset forgets it too)."""
+_LANES: tuple[Priority | None, ...] = (*sorted(Priority, key=lambda p: -p.rank), None)  # None: off the lanes
+
+Progress = Callable[[int, int], None]
+"""Called after each page with (jobs examined so far, jobs in flight when the run began)."""
+
+
+@dataclass(frozen=True)
+class ResetStatus:
+    """The Redis epoch against the one PostgreSQL recorded."""
+
+    redis_epoch: str | None
+    recorded_epoch: str | None
+
+    @property
+    def reset(self) -> bool:
+        """Redis lost its data since PostgreSQL recorded its epoch (and no reconcile followed)."""
+        return self.recorded_epoch is not None and self.redis_epoch != self.recorded_epoch
+
+
+@dataclass(frozen=True)
+class Lost:
+    """An in-flight job Redis no longer has, and why it is (or is not) re-created now."""
+
+    job_id: str
+    status: JobStatus  # as PostgreSQL holds it
+    reason: str  # restorable | no_payload | recent | pending_history
+
+
+@dataclass(frozen=True)
+class Findings:
+    """What `find` saw: the in-flight jobs examined, those Redis lost, and the stale ones."""
+
+    examined: int
+    lost: tuple[Lost, ...]
+    stale: tuple[str, ...]  # Redis says terminal, PostgreSQL in flight
+
+
+@dataclass(frozen=True)
+class ReconcileReport:
+    """What one run found and did. `missing` = every in-flight job without a Redis hash, split
+    into restored (per PostgreSQL status; in a dry run: would be), already_restored (another
+    reconciler was first), not_restorable, recent, pending_history and settled (left the
+    in-flight set while the run looked)."""
+
+    dry_run: bool
+    epoch: str | None
+    examined: int = 0
+    missing: int = 0
+    restored: dict[str, int] = field(default_factory=dict)
+    already_restored: int = 0
+    not_restorable: int = 0
+    recent: int = 0
+    pending_history: int = 0
+    settled: int = 0
+    stale: tuple[str, ...] = ()
+    reset_cleared: bool = False
+
+    @property
+    def restored_total(self) -> int:
+        return sum(self.restored.values())
+
+    def summary(self) -> str:
+        restored = ",".join(f"{k}:{v}" for k, v in sorted(self.restored.items())) or "0"
+        return (f"examined={self.examined} missing={self.missing} restored={restored} "
+                f"already_restored={self.already_restored} not_restorable={self.not_restorable} "
+                f"recent={self.recent} pending_history={self.pending_history} settled={self.settled} "
+                f"stale={len(self.stale)}")
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _waits(job: RestorableJob, now: datetime) -> bool:
+    """True when the job goes back to its scheduled registry (scheduled and not due yet)."""
+    return job.status is JobStatus.SCHEDULED and job.scheduled_for is not None and job.scheduled_for > now
+
+
+class _StreamJobs:
+    """Job ids with a final event (finished, failed, canceled, stopped: what may take a hash
+    away) waiting in the history stream, read incrementally; entries only leave the stream after
+    PostgreSQL has them. Other events (such as reconcile's own) explain no missing hash."""
+
+    def __init__(self, connection: redis.Redis) -> None:
+        self.connection = connection
+        self.ids: set[str] = set()
+        self._last: str | None = None
+
+    def refresh(self, chunk: int = 1000) -> set[str]:
+        while True:
+            low = "-" if self._last is None else f"({self._last}"
+            entries: list[tuple[Any, dict[Any, Any]]] = self.connection.xrange(  # type: ignore[assignment]
+                keys.EVENTS_STREAM, min=low, max="+", count=chunk)
+            for eid, raw in entries:
+                job, kind = raw.get(b"j", raw.get("j")), raw.get(b"k", raw.get("k"))
+                if job is not None and kind is not None and _text(kind) in TERMINAL_RQ:
+                    self.ids.add(_text(job))
+                self._last = _text(eid)
+            if len(entries) < chunk:
+                return self.ids
+
+
+@dataclass
+class _Page:
+    examined: int
+    restorable: list[RestorableJob]
+    lost: list[Lost]
+    stale: list[str]
+    settled: int
+
+
+class Reconciler:
+    """Finds and re-creates the in-flight jobs Redis lost. Safe to run concurrently."""
+
+    def __init__(self, connection: redis.Redis, store: PostgresStore, settings: Settings, *,
+                 page_size: int = 500, grace: float = 60.0) -> None:
+        self.connection = connection
+        self.store = store
+        self.settings = settings
+        self.page_size = page_size
+        self.grace = grace
+        text = resources.files("jobengine").joinpath("reconcile.lua").read_text(encoding="utf-8")
+        self._restore = connection.register_script(text)
+
+    # ---- reset detection -------------------------------------------------------------------
+    def ensure_epoch(self) -> str:
+        """This Redis's epoch, written when absent; recorded in PostgreSQL if it holds none yet
+        (a recorded one is never replaced here: a reset stays detected)."""
+        self.connection.set(keys.REDIS_EPOCH, secrets.token_hex(16), nx=True)
+        epoch = self._redis_epoch()
+        assert epoch is not None
+        self.store.record_redis_epoch(epoch, replace=False)
+        return epoch
+
+    def detect_reset(self, *, bootstrap: bool = True) -> ResetStatus:
+        """Compare the Redis epoch with PostgreSQL's; with `bootstrap`, a deployment that has
+        no recorded epoch gets one (ensure_epoch). Raises StoreUnavailable / RedisError."""
+        status = ResetStatus(self._redis_epoch(), self.store.redis_epoch())
+        if status.recorded_epoch is None and bootstrap:
+            epoch = self.ensure_epoch()
+            return ResetStatus(epoch, self.store.redis_epoch())
+        return status
+
+    def _redis_epoch(self) -> str | None:
+        raw: Any = self.connection.get(keys.REDIS_EPOCH)
+        return None if raw is None else _text(raw)
+
+    # ---- finding ---------------------------------------------------------------------------
+    def find(self, progress: Progress | None = None) -> Findings:
+        """Every in-flight job Redis lost (with why it would or would not be re-created) and the
+        stale ones. Writes nothing."""
+        examined, lost, stale = 0, [], []
+        for page in self._pages(progress):
+            examined += page.examined
+            lost += page.lost + [Lost(j.id, j.status, "restorable") for j in page.restorable]
+            stale += page.stale
+        return Findings(examined, tuple(lost), tuple(stale))
+
+    def _pages(self, progress: Progress | None) -> Iterator[_Page]:
+        total = self.store.in_flight_count() if progress is not None else 0
+        stream = _StreamJobs(self.connection)
+        done = 0
+        for lane in _LANES:
+            after: tuple[datetime, str] | None = None
+            while True:
+                rows = self.store.in_flight_page(lane, after, self.page_size)
+                if not rows:
+                    break
+                after = (rows[-1][2], rows[-1][0])
+                page = self._classify(rows, stream)
+                yield page
+                done += page.examined
+                if progress is not None:
+                    progress(done, max(total, done))
+                if len(rows) < self.page_size:
+                    break
+
+    def _classify(self, rows: Sequence[tuple[str, JobStatus, datetime]], stream: _StreamJobs) -> _Page:
+        """Order matters: Redis first, then the stream, then PostgreSQL again. A job whose hash
+        went away (finished with result_ttl 0, say) has its event in the stream by then, or in
+        PostgreSQL: it is never mistaken for a lost one."""
+        with self.connection.pipeline(transaction=False) as pipe:
+            for job_id, _, _ in rows:
+                pipe.hget(f"rq:job:{job_id}", "status")
+                pipe.exists(f"rq:job:{job_id}")
+            replies = pipe.execute()
+        cutoff = datetime.now(UTC) - timedelta(seconds=self.grace)
+        lost: list[Lost] = []
+        stale: list[str] = []
+        candidates: list[str] = []
+        for (job_id, status, created_at), rq_status, exists in zip(rows, replies[::2], replies[1::2], strict=True):
+            if exists:
+                if rq_status is not None and _text(rq_status) in TERMINAL_RQ:
+                    stale.append(job_id)
+            elif created_at > cutoff:
+                lost.append(Lost(job_id, status, "recent"))
+            else:
+                candidates.append(job_id)
+        restorable: list[RestorableJob] = []
+        settled = 0
+        if candidates:
+            pending = stream.refresh()
+            found = {j.id: j for j in self.store.restorable_jobs([j for j in candidates if j not in pending])}
+            by_id = {job_id: status for job_id, status, _ in rows}
+            for job_id in candidates:
+                job = found.get(job_id)
+                if job_id in pending:
+                    lost.append(Lost(job_id, by_id[job_id], "pending_history"))
+                elif job is None:
+                    settled += 1  # finished (or gone) since the page was read
+                elif job.payload is None or job.options is None:
+                    lost.append(Lost(job_id, job.status, "no_payload"))
+                else:
+                    restorable.append(job)
+        return _Page(len(rows), restorable, lost, stale, settled)
+
+    # ---- reconciling -----------------------------------------------------------------------
+    def run(self, dry_run: bool = False, progress: Progress | None = None) -> ReconcileReport:
+        """Re-create every restorable lost job once; returns the counts. A run that left no job
+        for later (none too recent, none whose history is pending) and was not a dry run records
+        the Redis epoch in PostgreSQL: the reset is reconciled. A dry run writes nothing."""
+        epoch = self._redis_epoch() if dry_run else self.ensure_epoch()
+        counts = {"examined": 0, "missing": 0, "already_restored": 0, "not_restorable": 0, "recent": 0,
+                  "pending_history": 0, "settled": 0}
+        restored: dict[str, int] = {}
+        stale: list[str] = []
+        for page in self._pages(progress):
+            counts["examined"] += page.examined
+            counts["settled"] += page.settled
+            counts["missing"] += len(page.lost) + len(page.restorable) + page.settled
+            for item in page.lost:
+                counts["not_restorable" if item.reason == "no_payload" else item.reason] += 1
+            stale += page.stale
+            done = page.restorable if dry_run else self._restore_jobs(page.restorable)
+            for job in done:
+                restored[job.status.value] = restored.get(job.status.value, 0) + 1
+            counts["already_restored"] += len(page.restorable) - len(done)
+        cleared = not dry_run and counts["recent"] == 0 and counts["pending_history"] == 0
+        report = ReconcileReport(dry_run=dry_run, epoch=epoch, restored=restored, stale=tuple(stale),
+                                 reset_cleared=cleared, **counts)
+        if not dry_run:
+            if cleared:
+                assert epoch is not None
+                self.store.record_redis_epoch(epoch, replace=True)
+            user, host = actor()
+            self.store.record_audit("reconcile", None, user, host, report.summary())
+            log.info("reconcile: %s", report.summary())
+        return report
+
+    def _restore_jobs(self, jobs: Sequence[RestorableJob]) -> list[RestorableJob]:
+        """Re-create `jobs` in one script call; returns those this call re-created."""
+        if not jobs:
+            return []
+        now = datetime.now(UTC)
+        stamp = utcformat(now)
+        keys_: list[str] = [keys.RECONCILE_RESTORED, "rq:queues"]
+        args: list[Any] = [RESTORED_TTL]
+        for job in jobs:
+            assert job.payload is not None and job.options is not None
+            due = _waits(job, now)
+            retries = job.attempts if job.status is not JobStatus.PROCESSING else max(job.attempts - 1, 0)
+            fields = rq_job_hash(job.payload, job.options, job.queue,
+                                 JobStatus.SCHEDULED if due else JobStatus.QUEUED,
+                                 utcformat(job.created_at.astimezone(UTC)), None if due else stamp, retries)
+            queue_key = f"rq:queue:{job.queue}"
+            keys_ += [f"rq:job:{job.id}", f"rq:scheduled:{job.queue}" if due else queue_key]
+            score = calendar.timegm(job.scheduled_for.utctimetuple()) if due and job.scheduled_for else 0  # as dispatch
+            args += [job.id, "s" if due else "q", score, queue_key, len(fields)]
+            for name, value in fields.items():
+                args += [name, value]
+        flags = self._restore(keys=keys_, args=args)
+        done = [job for job, flag in zip(jobs, flags, strict=True) if flag]
+        if done:
+            with self.connection.pipeline(transaction=False) as pipe:
+                for job in done:
+                    due = _waits(job, now)
+                    delay = (job.scheduled_for - now).total_seconds() if due and job.scheduled_for else None
+                    message = f"restored by reconcile after Redis lost it (was {job.status.value})"
+                    add_event(pipe, EventKind.SCHEDULED if due else EventKind.QUEUED, job.id, job.queue, at=now,
+                              delay=delay, message=message)
+                pipe.execute()
+        return done
+
+    def run_if_reset(self, lock_ttl: float = 300.0, progress: Progress | None = None) -> ReconcileReport | None:
+        """Run once if a reset is detected and no other process holds the reconcile lock; None
+        when there was nothing to do or another process is at it (what a worker calls now and then)."""
+        if not self.detect_reset().reset:
+            return None
+        token = secrets.token_hex(8)
+        if not self.connection.set(keys.RECONCILE_LOCK, token, nx=True, px=int(lock_ttl * 1000)):
+            return None
+        try:
+            return self.run(progress=progress)
+        finally:
+            # Released only if still ours (a run longer than the TTL may have lost it).
+            self.connection.eval("if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) "
+                                 "end return 0", 1, keys.RECONCILE_LOCK, token)
