@@ -59,6 +59,16 @@ class Engine:
         self._limiter: Any = None
         if migrate:
             self.store.migrate()
+            self._record_epoch()
+
+    def _record_epoch(self) -> None:
+        """Give Redis its epoch token and PostgreSQL its first record of it, so a later Redis
+        reset is detected (jobengine.reconcile). Best effort: a server that is down is reported by
+        the operations that need it."""
+        try:
+            self.reconciler().ensure_epoch()
+        except (redis.RedisError, StoreUnavailable) as exc:
+            log.debug("Redis epoch not recorded now: %s", exc)
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None, *, migrate: bool = True,

@@ -47,7 +47,7 @@ def _names(items: Sequence[str]) -> str:
 
 def verdict(settings: Settings, now: datetime, *, queues: Sequence[QueueStats], workers: Sequence[WorkerInfo],
             stale: Sequence[StaleWorker], stuck: Sequence[JobRecord], failures_hour: int,
-            outages: Sequence[Outage]) -> HealthReport:
+            outages: Sequence[Outage], redis_reset: bool = False) -> HealthReport:
     """The report from what the checks read (pure: no I/O); any outage makes it "unknown"."""
     if outages:
         redis_ok = not any(o.component == "redis" for o in outages)
@@ -56,6 +56,10 @@ def verdict(settings: Settings, now: datetime, *, queues: Sequence[QueueStats], 
         return HealthReport("unknown", reasons, now, redis_ok, pg_ok, workers=len(workers))
     failing: list[str] = []
     warnings: list[str] = []
+    if redis_reset:
+        failing.append("Redis lost its data since the history last matched it and no reconcile has run yet: "
+                       "jobs may be missing from the queues (workers reconcile by themselves; "
+                       "or run `jobtui reconcile`).")
     if failures_hour > settings.failed_per_hour:
         failing.append(f"{_plural(failures_hour, 'job')} failed in the last hour, more than the threshold "
                        f"of {settings.failed_per_hour:,}.")

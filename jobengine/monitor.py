@@ -275,7 +275,7 @@ class Monitor:
         except StoreUnavailable as exc:
             outages.append(Outage("postgres", str(exc)))
         health = verdict(self.settings, now, queues=queues, workers=workers, stale=stale, stuck=stuck,
-                         failures_hour=failures_hour, outages=outages)
+                         failures_hour=failures_hour, outages=outages, redis_reset=not outages and self.redis_reset())
         return Snapshot(taken_at=now, queues=tuple(queues), throughput=tuple(throughput),
                         workers=tuple(workers), health=health, failed=tuple(failed),
                         failed_total=failed_total, stuck=tuple(stuck), outages=tuple(outages))
@@ -302,7 +302,19 @@ class Monitor:
         except StoreUnavailable as exc:
             outages.append(Outage("postgres", str(exc)))
         return verdict(self.settings, now, queues=queues, workers=workers, stale=stale, stuck=stuck,
-                       failures_hour=failures_hour, outages=outages)
+                       failures_hour=failures_hour, outages=outages, redis_reset=self.redis_reset())
+
+    def redis_reset(self) -> bool:
+        """Redis's epoch differs from the one PostgreSQL recorded: Redis lost its data and no
+        reconcile has run since (see jobengine.reconcile). False when either cannot be read."""
+        try:
+            recorded = self.store.redis_epoch()
+            if recorded is None:
+                return False
+            current: Any = self.connection.get(keys.REDIS_EPOCH)
+        except (redis.RedisError, StoreUnavailable):
+            return False  # the outage itself is reported
+        return current is None or (current.decode() if isinstance(current, bytes) else current) != recorded
 
 
 __all__ = ["STALE_GRACE", "Monitor", "QueueRead", "ThroughputPoint", "deployment_queues", "probe_queues"]

@@ -13,10 +13,12 @@ import atexit
 import itertools
 import os
 import socket
+import subprocess
 import tempfile
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
@@ -133,3 +135,36 @@ def redis_conn(redis_url: str) -> Iterator[redis.Redis]:
     conn = redis.Redis.from_url(redis_url)
     yield conn
     conn.close()
+
+
+# ---- a private Redis for tests that flush, stop or restart it -------------------------------
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[str]:
+    """A redis-server of this test's own (no persistence), so FLUSHALL hits nothing shared."""
+    from jobengine.embedded import _redis_executable
+
+    port = _free_port()
+    proc = subprocess.Popen([_redis_executable(), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                             "--appendonly", "no", "--dir", str(tmp_path)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"redis://127.0.0.1:{port}/0"
+    try:
+        conn = redis.Redis.from_url(url)
+        for _ in range(100):
+            try:
+                conn.ping()
+                break
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        conn.close()
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

@@ -147,15 +147,23 @@ def _show_limits(engine: Any, as_json: bool) -> None:
 @click.option("--port", type=click.IntRange(1, 65535), default=9464, show_default=True, help="HTTP port.")
 @click.option("--addr", default="0.0.0.0", show_default=True, help="Address to listen on.")
 @click.option("--once", is_flag=True, help="Print one scrape (Prometheus text format) and exit.")
+@click.option("--rules", is_flag=True, help="Print the Prometheus alert rules (with this configuration's thresholds).")
+@click.option("--grafana", is_flag=True, help="Print the Grafana dashboard (JSON) over the exported series.")
 @pass_ctx
 @friendly
-def metrics(ctx: Context, port: int, addr: str, once: bool) -> None:
+def metrics(ctx: Context, port: int, addr: str, once: bool, rules: bool, grafana: bool) -> None:
     """Export queue sizes and job counters of the whole deployment to Prometheus (/metrics).
 
-    Every scrape reads a handful of Redis keys, never PostgreSQL.
+    Every scrape reads a handful of Redis keys, never PostgreSQL. `--rules` and `--grafana` print
+    the shipped alert rules and dashboard and touch no server.
     """
     from jobengine.exporter import serve
 
+    if rules or grafana:
+        from jobengine.monitoring import grafana_json, rules_text
+
+        click.echo(rules_text(ctx.settings()) if rules else grafana_json(), nl=False)
+        return
     with ctx.engine() as engine:
         if once:
             click.echo(engine.metrics_text(), nl=False)

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import os
 import pickle
-import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 import redis
@@ -50,38 +51,7 @@ def test_dispatch_keeps_payload_and_options_that_rebuild_its_job_hash(engine: En
     assert kept[ids[1]][2] == "scheduled"
 
 
-# ---- fixtures: a private Redis this module may flush ---------------------------------------------
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[str]:
-    """A redis-server of this test's own (no persistence), so FLUSHALL hits nothing shared."""
-    from jobengine.embedded import _redis_executable
-
-    port = _free_port()
-    proc = subprocess.Popen([_redis_executable(), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                             "--appendonly", "no", "--dir", str(tmp_path)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"redis://127.0.0.1:{port}/0"
-    try:
-        conn = redis.Redis.from_url(url)
-        for _ in range(100):
-            try:
-                conn.ping()
-                break
-            except redis.ConnectionError:
-                time.sleep(0.05)
-        conn.close()
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-
+# ---- fixtures: a private Redis (tests/conftest.py) this module may flush --------------------
 
 @pytest.fixture
 def lost_engine(private_redis: str, database_url: str) -> Iterator[Engine]:
@@ -366,3 +336,31 @@ def _nodes(plan: dict[str, object]) -> list[tuple[object, object]]:
     for child in plan.get("Plans", []):  # type: ignore[attr-defined]
         found += _nodes(child)
     return found
+
+
+def test_health_fails_after_a_reset_until_jobtui_reconcile_restores_the_jobs(lost_engine: Engine,
+                                                                           database_url: str) -> None:
+    engine, conn = lost_engine, lost_engine.connection
+    ids = engine.dispatch_many([JobSpec("jobengine.demo:noop", (i,)) for i in range(5)])
+    assert engine.health().verdict == "warning"  # jobs wait and no worker runs: nothing else
+    with engine.store._pool.connection() as pg:  # older than reconcile's 60 s grace for fresh dispatches
+        pg.execute("UPDATE jobs SET created_at = created_at - interval '5 minutes'")
+    conn.flushall()
+    report = engine.health()
+    assert report.verdict == "failing" and any("reconcile" in r for r in report.reasons)
+    assert engine.monitor.snapshot(shared=False).health.verdict == "failing"
+
+    cli = [sys.executable, "-m", "jobtui.cli", "--redis-url", engine.settings.redis_url or "",
+           "--database-url", database_url]
+    env = {**os.environ, "JOBENGINE_CONFIG": ""}
+    dry = subprocess.run([*cli, "reconcile", "--dry-run", "--json"], capture_output=True, text=True, env=env,
+                         timeout=60)
+    assert dry.returncode == 0, dry.stderr
+    assert json.loads(dry.stdout)["restored"] == {"queued": 5} and conn.llen("rq:queue:default") == 0
+
+    done = subprocess.run([*cli, "reconcile"], capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "restored 5 job(s)" in done.stdout
+    assert sorted(_queue(conn, "default")) == sorted(ids)
+    after = engine.health()
+    assert after.verdict == "warning" and not any("reconcile" in r for r in after.reasons)
