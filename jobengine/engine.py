@@ -59,12 +59,12 @@ class Engine:
         self._limiter: Any = None
         if migrate:
             self.store.migrate()
-            self._record_epoch()
 
     def _record_epoch(self) -> None:
         """Give Redis its epoch token and PostgreSQL its first record of it, so a later Redis
-        reset is detected (jobengine.reconcile). Best effort: a server that is down is reported by
-        the operations that need it."""
+        reset is detected (jobengine.reconcile). Done when a worker is made: a deployment that
+        runs jobs has one, and a command that only reads writes nothing. Best effort: a server
+        that is down is reported by the operations that need it."""
         try:
             self.reconciler().ensure_epoch()
         except (redis.RedisError, StoreUnavailable) as exc:
@@ -265,6 +265,7 @@ class Engine:
         from jobengine.runtime.worker import ForkingJobWorker, JobWorker
 
         self.policy.validate()  # a worker refuses to start on a retry mapping that does not import
+        self._record_epoch()
         cls = ForkingJobWorker if fork else JobWorker if classic else FastWorker
         worker = cls(list(queues or self.settings.queues), connection=self.connection, name=name,
                      default_result_ttl=self.settings.result_ttl)

@@ -173,7 +173,7 @@ def test_rules_text_uses_the_configured_thresholds() -> None:
 def scraped_engine(redis_url: str, database_url: str) -> Iterator[Engine]:
     """An engine whose jobs finished, failed, were retried and ran on a rate-limited queue."""
     settings = Settings.load(env={}, redis_url=redis_url, database_url=database_url, lanes=dict(ZERO_DELAY_LANES),
-                             exponential_base=0.0, exponential_jitter=0.0, limits={"default": 6000})
+                             retry_params={"exponential": {"base": 0, "jitter": 0}}, limits={"default": 6000})
     engine = Engine(settings)
     specs = [JobSpec(jobs.add, (i, 1), type="sum") for i in range(3)]
     specs += [JobSpec(jobs.broken, type="sum"), JobSpec(jobs.flaky_temporary, type="call", priority="high")]

@@ -341,6 +341,7 @@ def _nodes(plan: dict[str, object]) -> list[tuple[object, object]]:
 def test_health_fails_after_a_reset_until_jobtui_reconcile_restores_the_jobs(lost_engine: Engine,
                                                                            database_url: str) -> None:
     engine, conn = lost_engine, lost_engine.connection
+    engine.worker()  # a deployment with a worker has its Redis epoch recorded
     ids = engine.dispatch_many([JobSpec("jobengine.demo:noop", (i,)) for i in range(5)])
     assert engine.health().verdict == "warning"  # jobs wait and no worker runs: nothing else
     with engine.store._pool.connection() as pg:  # older than reconcile's 60 s grace for fresh dispatches

@@ -191,7 +191,7 @@ def test_eager_retries_until_the_job_succeeds(eager_jobs: JobsFake, tmp_path: Pa
 def test_eager_uses_the_configured_policy_and_copies_arguments() -> None:
     from jobengine.testing import JobsFake
 
-    settings = Settings(retry_map={"ValueError": "linear"}, linear_step=1.0, linear_max_attempts=2)
+    settings = Settings(retry_map={"ValueError": "linear"}, retry_params={"linear": {"step": 1.0, "max_attempts": 2}})
     fake = JobsFake(settings, eager=True)
     job = fake.get(fake.engine.dispatch(tasks.broken))
     assert job.attempts == 2 and [e.delay for e in job.logs if e.kind == "retry"] == [1.0]
