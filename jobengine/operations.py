@@ -36,6 +36,15 @@ def actor() -> tuple[str, str]:
     return user, socket.gethostname()
 
 
+def check_permitted(action: str, read_only: bool, permissions: Sequence[str] | None) -> None:
+    """The one refusal of operator actions: read-only refuses all, `[permissions] allow` the rest."""
+    if read_only:
+        raise OperationRefused(f"{action} refused: the engine is in read-only mode")
+    if permissions is not None and action not in permissions:
+        allowed = ", ".join(permissions) or "nothing"
+        raise OperationRefused(f"{action} refused: [permissions] allow lists only {allowed}")
+
+
 class Operations:
     """retry / cancel against RQ's registries, with history events and an audit row."""
 
@@ -56,11 +65,7 @@ class Operations:
 
     def guard(self, action: str) -> None:
         """OperationRefused (one line) unless operators may `action` now."""
-        if self.read_only:
-            raise OperationRefused(f"{action} refused: the engine is in read-only mode")
-        if self.permissions is not None and action not in self.permissions:
-            allowed = ", ".join(self.permissions) or "nothing"
-            raise OperationRefused(f"{action} refused: [permissions] allow lists only {allowed}")
+        check_permitted(action, self.read_only, self.permissions)
 
     _guard = guard
 

@@ -31,7 +31,7 @@ from jobengine import keys
 from jobengine import validate as v
 from jobengine.cache import TAG_STATS, TaggedCache
 from jobengine.config import Settings
-from jobengine.errors import OperationRefused, StoreUnavailable
+from jobengine.errors import StoreUnavailable
 from jobengine.monitor import deployment_queues
 from jobengine.store.postgres import PostgresStore
 
@@ -102,10 +102,9 @@ class Pruner:
         self.audit = audit or self._audit
 
     def _guard(self, action: str) -> None:
-        if not self.settings.allows(action):
-            why = "the engine is in read-only mode" if self.settings.read_only else \
-                f"[permissions] allow lists only {', '.join(self.settings.permissions or ()) or 'nothing'}"
-            raise OperationRefused(f"{action} refused: {why}")
+        from jobengine.operations import check_permitted
+
+        check_permitted(action, self.settings.read_only, self.settings.permissions)
 
     def _audit(self, action: str, detail: str) -> None:
         from jobengine.operations import actor
