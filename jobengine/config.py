@@ -43,14 +43,16 @@ _KEYS = {"redis_url": "redis.url", "database_url": "database.url", "long_running
          "permissions": "permissions.allow"}
 
 
-def check_value(name: str, value: Any, where: str) -> Any:
-    """One Settings field's value against its rule; text (from the environment) is parsed."""
+def check_value(name: str, value: Any, where: str, *, parse: bool = False) -> Any:
+    """One Settings field's value against its rule; text is parsed when `parse` (the environment)."""
     kind, lo, hi = _RULES[name]
     if kind == "int":
-        return v.integer(value, where, int(lo), int(hi), error=ConfigError)
+        return v.integer(value, where, int(lo), int(hi), parse=parse, error=ConfigError)
     if kind in ("float", "pos"):
-        return v.number(value, where, lo, hi, lo_open=kind == "pos", error=ConfigError)
+        return v.number(value, where, lo, hi, lo_open=kind == "pos", parse=parse, error=ConfigError)
     if kind == "bool":
+        if not parse and not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false, got {v.show(value)}")
         return v.boolean(value, where, error=ConfigError)
     if value is None:
         return None
@@ -412,7 +414,7 @@ def _apply_env(settings: Settings, env: dict[str, str]) -> Settings:
             kind = _RULES[name][0]
             if kind in ("float", "pos") and not _looks_numeric(env[var]):
                 raise ConfigError(f"{var}: expected float, got {v.show(env[var])}")
-            changes[name] = check_value(name, env[var], var)
+            changes[name] = check_value(name, env[var], var, parse=True)
     try:
         return replace(settings, **changes)
     except ConfigError as exc:

@@ -33,7 +33,7 @@ RESERVED_KWARGS = frozenset({"func", "type", "priority"})  # Engine.dispatch's o
 
 _QUEUE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:\-]*")
 _JOB_ID = re.compile(r"[A-Za-z0-9_\-]+")
-_DURATION = re.compile(r"\s*(\d{1,15}(?:\.\d{1,9})?)\s*([smhdw])\s*", re.IGNORECASE)
+_DURATION = re.compile(r"\s*(\d{1,15}(?:\.\d{1,9})?)\s*([smhdw])\s*", re.IGNORECASE | re.ASCII)
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 Err = type[JobEngineError]
 _INT_BITS = int(MAX_INT_DIGITS * math.log2(10))
@@ -48,6 +48,10 @@ def show(value: Any, size: int = 60) -> str:
     text = text.encode("utf-8", "backslashreplace").decode("ascii", "backslashreplace")
     text = text.replace("\n", "\\n").replace("\r", "\\r")
     return text if len(text) <= size else f"{text[:size]}... ({len(text):,} chars)"
+
+
+def _num(x: float) -> str:
+    return f"{x:,.0f}" if float(x).is_integer() else f"{x:g}"
 
 
 def _kind(value: Any) -> str:
@@ -71,9 +75,9 @@ def text(value: Any, what: str, *, max_len: int, empty: bool = False, error: Err
     return value
 
 
-def integer(value: Any, what: str, lo: int, hi: int, *, error: Err = ValidationError) -> int:
-    """An int (not a bool) from lo to hi; text is parsed."""
-    if isinstance(value, str):
+def integer(value: Any, what: str, lo: int, hi: int, *, parse: bool = False, error: Err = ValidationError) -> int:
+    """An int (not a bool) from lo to hi; text is parsed when `parse` (CLI, environment)."""
+    if parse and isinstance(value, str):
         value = parse_int(value, what, lo, hi, error=error)
     if isinstance(value, bool) or not isinstance(value, int):
         raise error(f"{what}: expected an integer, got {_kind(value)} {show(value)}")
@@ -84,28 +88,29 @@ def integer(value: Any, what: str, lo: int, hi: int, *, error: Err = ValidationE
 
 def parse_int(text_value: str, what: str, lo: int, hi: int, *, error: Err = ValidationError) -> int:
     cleaned = text_value.strip()
-    if not re.fullmatch(r"[+-]?\d{1,30}", cleaned):
+    if not re.fullmatch(r"[+-]?\d{1,30}", cleaned, re.ASCII):
         raise error(f"{what}: expected a whole number from {lo} to {hi:,}, got {show(text_value)}")
     return integer(int(cleaned), what, lo, hi, error=error)
 
 
-def number(value: Any, what: str, lo: float, hi: float, *, lo_open: bool = False,
+def number(value: Any, what: str, lo: float, hi: float, *, lo_open: bool = False, parse: bool = False,
            error: Err = ValidationError) -> float:
-    """A finite int or float (not a bool) in [lo, hi] ((lo, hi] with `lo_open`); text is parsed."""
-    if isinstance(value, str):
+    """A finite int or float (not a bool) in [lo, hi] ((lo, hi] with `lo_open`); text is parsed
+    when `parse` (CLI, environment)."""
+    if parse and isinstance(value, str):
         try:
             value = float(value.strip()) if len(value) <= 40 else math.nan
         except ValueError:
             raise error(f"{what}: expected a number, got {show(value)}") from None
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise error(f"{what}: expected a number, got {_kind(value)} {show(value)}")
-    low = f"> {lo:g}" if lo_open else f">= {lo:g}"
+    low = f"> {_num(lo)}" if lo_open else f">= {_num(lo)}"
     try:
         as_float = float(value)
     except OverflowError:
         as_float = math.inf
     if not math.isfinite(as_float) or as_float < lo or (lo_open and as_float <= lo) or as_float > hi:
-        raise error(f"{what}: expected a finite number {low} (at most {hi:g}), got {show(value)}")
+        raise error(f"{what}: expected a finite number {low} (at most {_num(hi)}), got {show(value)}")
     return as_float
 
 

@@ -72,9 +72,9 @@ def checked(kind: str, lo: float = 0, hi: float = v.MAX_COUNT, *, lo_open: bool 
         what = param.opts[0] if param.opts else str(param.name)
         try:
             if kind == "number":
-                return v.number(value, what, lo, hi, lo_open=lo_open)
+                return v.number(value, what, lo, hi, lo_open=lo_open, parse=True)
             if kind == "int":
-                return v.integer(value, what, int(lo), int(hi))
+                return v.integer(value, what, int(lo), int(hi), parse=True)
             return v.text(value, what, max_len=max_len)
         except JobEngineError as exc:
             fail(str(exc))

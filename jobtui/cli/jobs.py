@@ -55,7 +55,8 @@ def _json_arg(text: str, what: str) -> Any:
     except RecursionError:
         fail(f"{what}: JSON nested too deeply (at most {v.MAX_DEPTH} levels)")
     except ValueError as exc:  # a number of more than 4,300 digits, NaN, Infinity
-        fail(f"{what} is not a JSON value dispatch takes ({v.show(str(exc), 80)}): {v.show(text)}")
+        reason = f"an integer of more than {v.MAX_INT_DIGITS:,} digits" if "digits" in str(exc) else str(exc)
+        fail(f"{what}: {reason}: {v.show(text)}")
 
 
 COMMANDS = (dispatch,)
