@@ -1,7 +1,9 @@
 """Settings: defaults < TOML file < environment (JOBENGINE_*) < CLI flags.
 
 The file is found at `--config PATH`, else `$JOBENGINE_CONFIG`, else `./jobtui.toml`.
-Every problem is a one-line `ConfigError` naming the file, the key and what is expected.
+Every problem is a one-line `ConfigError` naming the file (or variable, or field), the key and
+what is expected; the ranges are `_RULES` below (README "Validation"). A `Settings` checks itself
+when built, so `Settings(refresh=0)` from Python fails the same way as `refresh = 0` in the file.
 """
 
 from __future__ import annotations
@@ -12,10 +14,59 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from jobengine import validate as v
 from jobengine.errors import ConfigError
 from jobengine.retry.policy import build_strategies, looks_dotted
 from jobengine.retry.strategies import STRATEGIES
 from jobengine.types import Priority
+
+OPERATOR_ACTIONS = ("dispatch", "retry", "cancel", "limit", "prune", "reconcile", "pause", "resume")
+_DAY = 86400
+# Settings field -> (kind, low, high); floats > low when low is 0 and marked "pos"
+_RULES: dict[str, tuple[str, float, float]] = {
+    "redis_url": ("redis_url", 0, 0), "database_url": ("database_url", 0, 0), "data_dir": ("path", 0, 0),
+    "long_running": ("pos", 0, 30 * _DAY), "failed_per_hour": ("int", 0, v.MAX_COUNT),
+    "stuck_after": ("pos", 0, 366 * _DAY),
+    "cache_job_status": ("int", 1, 30 * _DAY), "cache_stats": ("int", 1, 30 * _DAY),
+    "cache_config": ("int", 1, 30 * _DAY),
+    "job_timeout": ("int", 1, 30 * _DAY), "result_ttl": ("int", 0, 366 * _DAY),
+    "failure_ttl": ("int", 1, 366 * _DAY), "history_batch": ("int", 1, 100_000),
+    "refresh": ("float", 0.1, 3600), "read_only": ("bool", 0, 0),
+}
+# the TOML key a field is read from (for error lines about the Settings object)
+_KEYS = {"redis_url": "redis.url", "database_url": "database.url", "long_running": "thresholds.long_running",
+         "failed_per_hour": "thresholds.failed_per_hour", "stuck_after": "thresholds.stuck_after",
+         "cache_job_status": "cache.job_status", "cache_stats": "cache.stats", "cache_config": "cache.config",
+         "job_timeout": "worker.job_timeout", "result_ttl": "worker.result_ttl",
+         "failure_ttl": "worker.failure_ttl", "history_batch": "worker.history_batch", "refresh": "console.refresh",
+         "worker_queues": "worker.queues", "queues_extra": "queues.extra", "dispatch_allow": "dispatch.allow",
+         "permissions": "permissions.allow"}
+
+
+def check_value(name: str, value: Any, where: str, *, parse: bool = False) -> Any:
+    """One Settings field's value against its rule; text is parsed when `parse` (the environment)."""
+    kind, lo, hi = _RULES[name]
+    if kind == "int":
+        return v.integer(value, where, int(lo), int(hi), parse=parse, error=ConfigError)
+    if kind in ("float", "pos"):
+        return v.number(value, where, lo, hi, lo_open=kind == "pos", parse=parse, error=ConfigError)
+    if kind == "bool":
+        if not parse and not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false, got {v.show(value)}")
+        return v.boolean(value, where, error=ConfigError)
+    if value is None:
+        return None
+    if kind == "path":
+        return v.text(value, where, max_len=v.MAX_PATH, error=ConfigError)
+    url = v.text(value, where, max_len=v.MAX_URL, error=ConfigError).strip()
+    scheme = url.partition("://")[0].lower() if "://" in url else ""
+    if kind == "redis_url" and scheme not in ("redis", "rediss", "unix"):
+        raise ConfigError(f"{where}: expected a redis://, rediss:// or unix:// URL, got {v.show(url)}")
+    if kind == "database_url" and scheme not in ("postgresql", "postgres") and not (not scheme and "=" in url):
+        raise ConfigError(f"{where}: expected a postgresql:// URL (or a 'key=value' DSN), got {v.show(url)}")
+    if any(c.isspace() for c in url) and scheme:
+        raise ConfigError(f"{where}: a URL has no spaces, got {v.show(url)}")
+    return url
 
 
 @dataclass(frozen=True)
@@ -70,6 +121,52 @@ class Settings:
     history_batch: int = 500
     refresh: float = 1.0
     read_only: bool = False
+    # queues beyond the lanes that workers, limits and thresholds may name ([queues] extra)
+    queues_extra: tuple[str, ...] = ()
+    # fnmatch patterns of the functions that may be dispatched and run ([dispatch] allow); None: all
+    dispatch_allow: tuple[str, ...] | None = None
+    # operator actions allowed ([permissions] allow); None: all (read_only refuses every one)
+    permissions: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        """Check every field (one line naming the field's TOML key and what is expected)."""
+        for name in _RULES:
+            check_value(name, getattr(self, name), _KEYS.get(name, name))
+        if not isinstance(self.lanes, dict) or not self.lanes:
+            raise ConfigError(f"lanes: expected a table of lanes ({', '.join(DEFAULT_LANES)}), "
+                              f"got {v.show(self.lanes)}")
+        for lane, spec in self.lanes.items():
+            if lane not in DEFAULT_LANES:
+                raise ConfigError(f"lanes.{v.show(lane)}: unknown lane (expected one of {', '.join(DEFAULT_LANES)})")
+            if not isinstance(spec, tuple | list) or len(spec) != 2:
+                raise ConfigError(f"lanes.{lane}: expected (queue, delay), got {v.show(spec)}")
+            v.queue_name(spec[0], f"lanes.{lane}.queue", error=ConfigError)
+            v.number(spec[1], f"lanes.{lane}.delay", 0, v.MAX_DELAY, error=ConfigError)
+        for name in ("queues_extra", "worker_queues"):
+            value = getattr(self, name)
+            if not isinstance(value, tuple | list):
+                raise ConfigError(f"{_KEYS[name]}: expected a list of queue names, got {v.show(value)}")
+            for q in value:
+                v.queue_name(q, _KEYS[name], None if name == "queues_extra" else self.known_queues,
+                             error=ConfigError)
+        for table, values in (("limits", self.limits), ("thresholds.queue_size", self.queue_size)):
+            if not isinstance(values, dict):
+                raise ConfigError(f"{table}: expected a table of queue = number, got {v.show(values)}")
+            for q, n in values.items():
+                v.queue_name(q, f"{table}.{v.show(q)}", self.known_queues, error=ConfigError)
+                v.integer(n, f"{table}.{q}", 0, v.MAX_COUNT, error=ConfigError)
+        if self.dispatch_allow is not None:
+            if not isinstance(self.dispatch_allow, tuple | list):
+                raise ConfigError(f"dispatch.allow: expected a list of patterns, got {v.show(self.dispatch_allow)}")
+            for pattern in self.dispatch_allow:
+                v.text(pattern, "dispatch.allow", max_len=v.MAX_TEXT, error=ConfigError)
+        if self.permissions is not None:
+            if not isinstance(self.permissions, tuple | list):
+                raise ConfigError(f"permissions.allow: expected a list of actions, got {v.show(self.permissions)}")
+            for action in self.permissions:
+                if action not in OPERATOR_ACTIONS:
+                    raise ConfigError(f"permissions.allow: unknown action {v.show(action)} "
+                                      f"(expected some of {', '.join(OPERATOR_ACTIONS)})")
 
     # ---- derived -------------------------------------------------------------------------
     def lane(self, priority: str | Priority) -> Lane:
@@ -98,6 +195,15 @@ class Settings:
         return None
 
     @property
+    def known_queues(self) -> tuple[str, ...]:
+        """The lanes' queues, then `[queues] extra`: what workers, limits and thresholds may name."""
+        return tuple(dict.fromkeys([q for q, _ in self.lanes.values()] + list(self.queues_extra)))
+
+    def allows(self, action: str) -> bool:
+        """Whether operators may `action` (see OPERATOR_ACTIONS): never when read-only."""
+        return not self.read_only and (self.permissions is None or action in self.permissions)
+
+    @property
     def embedded(self) -> bool:
         """True when neither server URL is configured: the embedded servers stand in."""
         return not self.redis_url and not self.database_url
@@ -121,7 +227,10 @@ class Settings:
         unknown = set(clean) - {f.name for f in fields(cls)}
         if unknown:
             raise ConfigError(f"unknown setting(s) {', '.join(sorted(unknown))}")
-        return replace(settings, **clean)
+        try:
+            return replace(settings, **clean)
+        except TypeError as exc:  # a value of the wrong shape somewhere the checks do not reach
+            raise ConfigError(f"invalid setting: {exc}") from None
 
 
 def _find_config(config_path: str | os.PathLike[str] | None, env: dict[str, str]) -> Path | None:
@@ -139,7 +248,7 @@ def _find_config(config_path: str | os.PathLike[str] | None, env: dict[str, str]
     return local if local.is_file() else None
 
 
-# TOML layout: section -> key -> (Settings field, expected type)
+# TOML layout: section -> key -> (Settings field, expected TOML type)
 _SCALARS: dict[str, dict[str, tuple[str, type]]] = {
     "": {"data_dir": ("data_dir", str), "read_only": ("read_only", bool)},
     "redis": {"url": ("redis_url", str)},
@@ -162,21 +271,19 @@ _SCALARS: dict[str, dict[str, tuple[str, type]]] = {
     },
     "console": {"refresh": ("refresh", float)},
 }
-_TABLES = {"lanes", "limits", "thresholds.queue_size", "worker.queues"}
+_TABLES = {"lanes", "limits", "thresholds.queue_size", "worker.queues", "queues.extra", "dispatch.allow",
+           "permissions.allow"}
 
 
-def _typed(where: str, value: Any, expected: type) -> Any:
+def _typed(where: str, value: Any, expected: type, field_name: str | None = None) -> Any:
+    """The TOML value's type, then (for a Settings field) its range."""
     if expected is float and isinstance(value, int | float) and not isinstance(value, bool):
-        if value < 0:
-            raise ConfigError(f"{where}: expected a number >= 0, got {value!r}")
-        return float(value)
+        return check_value(field_name, value, where) if field_name else float(value)
     if expected is int and isinstance(value, int) and not isinstance(value, bool):
-        if value < 0:
-            raise ConfigError(f"{where}: expected an integer >= 0, got {value!r}")
-        return value
+        return check_value(field_name, value, where) if field_name else value
     if expected in (str, bool) and isinstance(value, expected):
-        return value
-    raise ConfigError(f"{where}: expected {expected.__name__}, got {type(value).__name__} {value!r}")
+        return check_value(field_name, value, where) if field_name else value
+    raise ConfigError(f"{where}: expected {expected.__name__}, got {type(value).__name__} {v.show(value)}")
 
 
 def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -214,16 +321,29 @@ def _apply_toml(settings: Settings, path: Path) -> Settings:
             if known is None or key not in known:
                 raise ConfigError(f"{where}: unknown key (see the configuration table in README.md)")
             field_name, expected = known[key]
-            changes[field_name] = _typed(where, value, expected)
-    return replace(settings, **changes)
+            changes[field_name] = _typed(where, value, expected, field_name)
+    try:
+        return replace(settings, **changes)
+    except ConfigError as exc:  # a check across keys (a worker queue no lane has, ...)
+        raise ConfigError(f"{path}: {exc}") from None
 
 
 def _table(path: Path, name: str, value: Any, settings: Settings) -> dict[str, Any]:
     where = f"{path}: {name}"
-    if name == "worker.queues":
-        if not isinstance(value, list) or not all(isinstance(q, str) and q for q in value):
-            raise ConfigError(f"{where}: expected a list of queue names")
-        return {"worker_queues": tuple(value)}
+    lists = {"worker.queues": ("worker_queues", "queue names"), "queues.extra": ("queues_extra", "queue names"),
+             "dispatch.allow": ("dispatch_allow", "function patterns"), "permissions.allow": ("permissions", "actions")}
+    if name in lists:
+        field_name, what = lists[name]
+        if not isinstance(value, list) or not all(isinstance(q, str) for q in value):
+            raise ConfigError(f"{where}: expected a list of {what}, got {v.show(value)}")
+        if field_name == "worker_queues" and not value:
+            raise ConfigError(f"{where}: expected at least one queue (leave the key out for every lane)")
+        for q in value:
+            if field_name in ("worker_queues", "queues_extra"):
+                v.queue_name(q, where, error=ConfigError)
+            else:
+                v.text(q, where, max_len=v.MAX_TEXT, error=ConfigError)
+        return {field_name: tuple(value)}
     if not isinstance(value, dict):
         raise ConfigError(f"{where}: expected a table")
     if name == "lanes":
@@ -234,10 +354,15 @@ def _table(path: Path, name: str, value: Any, settings: Settings) -> dict[str, A
             if not isinstance(spec, dict) or set(spec) - {"queue", "delay"}:
                 raise ConfigError(f"{where}.{lane}: expected a table with 'queue' and/or 'delay'")
             queue = _typed(f"{where}.{lane}.queue", spec.get("queue", lanes[lane][0]), str)
+            v.queue_name(queue, f"{where}.{lane}.queue", error=ConfigError)
             delay = _typed(f"{where}.{lane}.delay", spec.get("delay", lanes[lane][1]), float)
+            v.number(delay, f"{where}.{lane}.delay", 0, v.MAX_DELAY, error=ConfigError)
             lanes[lane] = (queue, delay)
         return {"lanes": lanes}
-    ints = {str(q): _typed(f"{where}.{q}", n, int) for q, n in value.items()}  # limits, thresholds.queue_size
+    ints: dict[str, int] = {}  # limits, thresholds.queue_size
+    for q, n in value.items():
+        v.queue_name(q, f"{where}.{q}", error=ConfigError)
+        ints[q] = v.integer(_typed(f"{where}.{q}", n, int), f"{where}.{q}", 0, v.MAX_COUNT, error=ConfigError)
     return {"limits": ints} if name == "limits" else {"queue_size": ints}
 
 
@@ -276,19 +401,29 @@ def _apply_env(settings: Settings, env: dict[str, str]) -> Settings:
         "JOBENGINE_DATABASE_URL": "database_url",
         "JOBENGINE_DATA_DIR": "data_dir",
     }
-    numbers: dict[str, tuple[str, type]] = {
-        "JOBENGINE_REFRESH": ("refresh", float),
-        "JOBENGINE_LONG_RUNNING": ("long_running", float),
-        "JOBENGINE_STUCK_AFTER": ("stuck_after", float),
-        "JOBENGINE_FAILED_PER_HOUR": ("failed_per_hour", int),
+    parsed = {
+        "JOBENGINE_REFRESH": "refresh",
+        "JOBENGINE_LONG_RUNNING": "long_running",
+        "JOBENGINE_STUCK_AFTER": "stuck_after",
+        "JOBENGINE_FAILED_PER_HOUR": "failed_per_hour",
+        "JOBENGINE_READ_ONLY": "read_only",
     }
-    changes: dict[str, Any] = {name: env[var] for var, name in text.items() if env.get(var)}
-    for var, (name, kind) in numbers.items():
+    changes: dict[str, Any] = {}
+    for var, name in {**text, **parsed}.items():
         if env.get(var):
-            try:
-                changes[name] = kind(env[var])
-            except ValueError:
-                raise ConfigError(f"{var}: expected {kind.__name__}, got {env[var]!r}") from None
-    if env.get("JOBENGINE_READ_ONLY"):
-        changes["read_only"] = env["JOBENGINE_READ_ONLY"].lower() in ("1", "true", "yes")
-    return replace(settings, **changes)
+            kind = _RULES[name][0]
+            if kind in ("float", "pos") and not _looks_numeric(env[var]):
+                raise ConfigError(f"{var}: expected float, got {v.show(env[var])}")
+            changes[name] = check_value(name, env[var], var, parse=True)
+    try:
+        return replace(settings, **changes)
+    except ConfigError as exc:
+        raise ConfigError(f"environment: {exc}") from None
+
+
+def _looks_numeric(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True

@@ -1,6 +1,7 @@
 """Dispatch: validate, then write the `jobs` row and put the job on its lane's RQ queue.
 
-Nothing is written until the priority, the function and the arguments all check out. The
+Nothing is written until every spec of the batch checks out (`check_specs`: function name and
+`[dispatch] allow`, priority, type, delay, id, arguments; then the import and pickling). The
 PostgreSQL rows are written first (one round trip for any number of jobs), then the jobs go to
 Redis in one MULTI: the job hashes RQ's `create_job` + `enqueue_job`/`schedule_job` would
 write (built here, one HSET each), then one RPUSH per queue and one ZADD per scheduled
@@ -33,8 +34,9 @@ from rq.job import validate_job_id
 from rq.registry import ScheduledJobRegistry
 from rq.utils import get_call_string, utcformat
 
+from jobengine import validate as v
 from jobengine.config import Settings
-from jobengine.errors import JobFunctionError, SerializationError, StoreUnavailable
+from jobengine.errors import JobFunctionError, SerializationError, StoreUnavailable, ValidationError
 from jobengine.history.events import add_event
 from jobengine.models import NewJob
 from jobengine.store.protocol import HistoryStore
@@ -83,19 +85,59 @@ def resolve_function(func: str | Callable[..., Any]) -> str:
             )
         dotted = f"{module}.{qualname}"
     else:
-        dotted = str(func).strip().replace(":", ".")
+        dotted = v.function_name(func).replace(":", ".")
     module_name, _, attr = dotted.rpartition(".")
     if not module_name:
         raise JobFunctionError(f"job function {func!r} must be 'package.module:function'")
     try:
         target: Any = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise JobFunctionError(f"job function {func!r} does not import: {exc}") from None
+    except Exception as exc:  # ImportError, or whatever the module raises while importing
+        raise JobFunctionError(f"job function {v.show(func)} does not import: "
+                               f"{v.show(str(exc), 200)}") from None
     for part in attr.split("."):
         target = getattr(target, part, None)
     if not callable(target):
         raise JobFunctionError(f"job function {func!r}: {module_name} has no callable {attr!r}")
     return dotted
+
+
+def check_specs(specs: Sequence[JobSpec], settings: Settings) -> None:
+    """Everything about a batch that can be checked without importing: one line for the first bad
+    spec (numbered when the batch has several); nothing is written when any spec is bad."""
+    seen: set[str] = set()
+    for n, spec in enumerate(specs):
+        where = f"spec {n + 1} of {len(specs)}: " if len(specs) > 1 else ""
+        try:
+            _check_spec(spec, settings, seen)
+        except ValidationError as exc:
+            raise type(exc)(f"{where}{exc}") from None
+
+
+def _check_spec(spec: JobSpec, settings: Settings, seen: set[str]) -> None:
+    if not isinstance(spec, JobSpec):
+        raise ValidationError(f"expected a JobSpec, got {type(spec).__name__} {v.show(spec)}")
+    if isinstance(spec.func, str):
+        name = v.function_name(spec.func)
+    elif callable(spec.func):
+        name = f"{getattr(spec.func, '__module__', '')}.{getattr(spec.func, '__qualname__', '')}"
+    else:
+        raise JobFunctionError(f"job function: expected 'package.module:function' or a callable, "
+                               f"got {type(spec.func).__name__} {v.show(spec.func)}")
+    v.check_allowed(name, settings.dispatch_allow)
+    if not isinstance(spec.priority, str):
+        raise ValidationError(f"priority: expected one of {', '.join(settings.lanes)}, got {v.show(spec.priority)}")
+    v.text(spec.priority, "priority", max_len=v.MAX_TYPE)
+    settings.lane(spec.priority)
+    if spec.type is not None:
+        v.text(spec.type, "type", max_len=v.MAX_TYPE)
+    if spec.delay is not None:
+        v.number(spec.delay, "delay", 0, v.MAX_DELAY)
+    if spec.job_id is not None:
+        v.job_id(spec.job_id)
+        if spec.job_id in seen:
+            raise ValidationError(f"job id {spec.job_id!r} appears twice in the batch")
+        seen.add(spec.job_id)
+    v.job_args(spec.args, spec.kwargs)
 
 
 def check_serialisable(args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
@@ -183,6 +225,7 @@ class Dispatcher:
         """Validate every spec, then write rows and enqueue; all or nothing."""
         if not specs:
             return []
+        check_specs(specs, self.settings)
         now = datetime.now(UTC)
         names: dict[Any, str] = {}
         prepared = [self._prepare(spec, now, names) for spec in specs]

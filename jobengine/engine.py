@@ -15,10 +15,11 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 
+from jobengine import validate as v
 from jobengine.cache import TAG_CONFIG, TAG_JOBS, TAG_STATS, TaggedCache
 from jobengine.config import Settings
 from jobengine.dispatch import Dispatcher, JobSpec
-from jobengine.errors import RedisUnavailable, StoreUnavailable
+from jobengine.errors import ConfigError, RedisUnavailable, StoreUnavailable, ValidationError
 from jobengine.history.writer import HistoryWriter
 from jobengine.models import FailedJob, FailureGroup, HealthReport, JobDetail, JobRecord, Snapshot
 from jobengine.monitor import Monitor
@@ -44,7 +45,9 @@ class Engine:
 
     def __init__(self, settings: Settings, *, embedded: Any = None, migrate: bool = True) -> None:
         if not settings.redis_url or not settings.database_url:
-            raise ValueError("Engine needs redis_url and database_url; use Engine.from_settings()")
+            raise ConfigError("Engine needs redis_url and database_url; use Engine.from_settings()")
+        if not isinstance(settings, Settings):
+            raise ConfigError(f"Engine needs a Settings, got {type(settings).__name__}")
         self.settings = settings
         self.embedded = embedded
         self.connection = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=3,
@@ -52,7 +55,8 @@ class Engine:
         self.store = PostgresStore(settings.database_url)
         self.policy = RetryPolicy.from_settings(settings)
         self.dispatcher = Dispatcher(settings, self.connection, self.store)
-        self.operations = Operations(self.connection, self.store, read_only=settings.read_only)
+        self.operations = Operations(self.connection, self.store, read_only=settings.read_only,
+                                     permissions=settings.permissions)
         self.cache = TaggedCache(self.connection)
         self.monitor = Monitor(settings, self.connection, self.store, self.cache)
         self._writer: HistoryWriter | None = None
@@ -91,28 +95,76 @@ class Engine:
         return self.operations.read_only
 
     # ---- dispatch ------------------------------------------------------------------------
-    def dispatch(self, func: str | Callable[..., Any], *args: Any, type: str | None = None,
+    def dispatch(self, func: str | Callable[..., Any], /, *args: Any, type: str | None = None,
                  priority: str = "normal", **kwargs: Any) -> str:
-        """Validate and dispatch one job onto its priority lane; returns the RQ job id."""
+        """Validate and dispatch one job onto its priority lane; returns the RQ job id.
+
+        `type` and `priority` are dispatch's own; job keyword arguments named func, type or
+        priority are refused here: pass them as `dispatch_many([JobSpec(func, kwargs={...})])`."""
+        v.reserved_kwargs(kwargs)
         spec = JobSpec(func, tuple(args), dict(kwargs), type=type, priority=priority)
-        return self._redis_call(lambda: self.dispatcher.dispatch_many([spec])[0])
+        return self.dispatch_many([spec])[0]
 
-    def dispatch_many(self, specs: Iterable[JobSpec]) -> list[str]:
-        """Dispatch many jobs: one PostgreSQL round trip and one Redis pipeline for all."""
+    def dispatch_many(self, specs: Iterable[JobSpec], *, audit: bool = False) -> list[str]:
+        """Dispatch many jobs: one PostgreSQL round trip and one Redis pipeline for all; all or
+        nothing (one bad spec: a ValidationError and nothing written). `audit=True` (the CLI):
+        an audit row per job, plus one for the batch when it has several."""
+        self.guard("dispatch")
+        if isinstance(specs, str | bytes) or not isinstance(specs, Iterable):
+            raise ValidationError(f"dispatch_many: expected JobSpecs, got {v.show(specs)}")
         batch = list(specs)
-        return self._redis_call(lambda: self.dispatcher.dispatch_many(batch))
+        ids: list[str] = self._redis_call(lambda: self.dispatcher.dispatch_many(batch))
+        if audit and ids:
+            self.operations.audit("dispatch", ids)
+            if len(ids) > 1:
+                self.audit("dispatch_many", f"{len(ids)} job(s)")
+        return ids
 
-    # ---- operations ----------------------------------------------------------------------
+    # ---- operations (each refused when read-only or not in [permissions] allow; audited) ---
+    def guard(self, action: str) -> None:
+        """Raise OperationRefused unless operators may `action` (read-only refuses every one)."""
+        self.operations.guard(action)
+
+    def audit(self, action: str, detail: str, job_id: str | None = None) -> None:
+        """One audit row (a bulk action: what and how many); a PostgreSQL outage only logs it."""
+        from jobengine.operations import actor
+
+        user, host = actor()
+        try:
+            self.store.record_audit(action, job_id, user, host, detail)
+        except StoreUnavailable as exc:
+            log.warning("audit row for %s (%s) not written: %s", action, detail, exc)
+
     def retry(self, job_id: str) -> bool:
+        self.guard("retry")
+        v.job_id(job_id)
         return self._redis_call(lambda: self.operations.retry(job_id))
 
     def cancel(self, job_id: str) -> bool:
+        self.guard("cancel")
+        v.job_id(job_id)
         return self._redis_call(lambda: self.operations.cancel(job_id))
 
     def retry_group(self, fingerprint: str) -> int:
-        """Retry every job with an open failure of this fingerprint; returns how many went back."""
+        """Retry every job with an open failure of this fingerprint; returns how many went back.
+        Audited as one `retry_group` row (fingerprint and count) plus a `retry` row per job."""
+        self.guard("retry")
+        v.text(fingerprint, "failure group", max_len=v.MAX_TEXT)
         ids = self.store.failed_job_ids_in_group(fingerprint)
-        return len(self._redis_call(lambda: self.operations.retry_many(ids)))
+        done = len(self._redis_call(lambda: self.operations.retry_many(ids)))
+        self.audit("retry_group", f"group {fingerprint}: {done} of {len(ids)} job(s) retried")
+        return done
+
+    def retry_filtered(self, search: str, limit: int = 10_000) -> int:
+        """Retry every open failure matching `search` (as the failed list filters); one
+        `retry_filtered` audit row (the filter and count) plus a `retry` row per job."""
+        self.guard("retry")
+        v.text(search, "search", max_len=v.MAX_TEXT)
+        v.integer(limit, "limit", 1, 100_000)
+        ids = [f.job_id for f in self.store.failed_jobs(limit=limit, search=search) if f.retried_at is None]
+        done = len(self._redis_call(lambda: self.operations.retry_many(ids)))
+        self.audit("retry_filtered", f"search {search!r}: {done} of {len(ids)} job(s) retried")
+        return done
 
     # ---- reads ---------------------------------------------------------------------------
     def snapshot(self) -> Snapshot:
@@ -123,19 +175,35 @@ class Engine:
 
     def failed_jobs(self, limit: int = 50, before: tuple[datetime, int] | None = None,
                     search: str | None = None) -> list[FailedJob]:
+        v.integer(limit, "limit", 1, 100_000)
+        v.optional_text(search, "search")
+        if before is not None and not (isinstance(before, tuple) and len(before) == 2
+                                       and isinstance(before[0], datetime) and isinstance(before[1], int)):
+            raise ValidationError(f"before: expected (failed_at datetime, id int), got {v.show(before)}")
         return self.store.failed_jobs(limit=limit, before=before, search=search)
 
     def failure_groups(self, limit: int = 100, search: str | None = None) -> list[FailureGroup]:
+        v.integer(limit, "limit", 1, 100_000)
+        v.optional_text(search, "search")
         return self.store.failure_groups(limit=limit, search=search)
 
     def stuck_jobs(self, limit: int = 100) -> list[JobRecord]:
+        v.integer(limit, "limit", 1, 100_000)
         return self.store.stuck_jobs(self.settings.stuck_after, limit=limit)
 
-    def job_detail(self, job_id_or_prefix: str) -> JobDetail | None:
-        """The job's history row, log and failure, plus the retry strategy that applies."""
+    def job_detail(self, job_id_or_prefix: str, max_text: int | None = None) -> JobDetail | None:
+        """The job's history row, log and failure, plus the retry strategy that applies.
+
+        `max_text`: the arguments, error message and traceback cut to that many characters each
+        (a marker at the cut; `detail.truncated` names the fields cut, `job_text` has the rest)."""
+        v.text(job_id_or_prefix, "job id", max_len=v.MAX_JOB_ID, empty=True)
+        if max_text is not None:
+            v.integer(max_text, "max_text", 1, 2**31)
         detail = self.store.get_job(job_id_or_prefix)
         if detail is None:
             return None
+        if max_text is not None:
+            detail = bounded(detail, max_text)
         if detail.failure is None:
             return replace(detail, rq_status=self._cached_status(detail.record.id).get("rq"))
         strategy = self.policy.strategy_for_name(detail.failure.error_class)
@@ -143,10 +211,37 @@ class Engine:
         return replace(detail, retry_strategy=strategy.name, rq_status=self._cached_status(detail.record.id).get("rq"),
                        next_delay=decision.delay if decision.retry else None)
 
+    def job_text(self, job_id: str, field: str) -> str | None:
+        """The whole text of one field of a job's detail ("args", "error_message" or "traceback");
+        None when the job (or its failure) is unknown."""
+        v.job_id(job_id)
+        if field not in TEXT_FIELDS:
+            raise ValidationError(f"field: expected one of {', '.join(TEXT_FIELDS)}, got {v.show(field)}")
+        detail = self.store.get_job(job_id)
+        if detail is None or detail.record.id != job_id:
+            return None
+        if field == "args":
+            return detail.record.args
+        return None if detail.failure is None else getattr(detail.failure, field)
+
+    def audit_entries(self, since: datetime | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+        """Audit rows newest first (at, action, job_id, os_user, host, detail), since `since`."""
+        v.integer(limit, "limit", 1, 100_000)
+        if since is not None and not isinstance(since, datetime):
+            raise ValidationError(f"since: expected a datetime, got {v.show(since)}")
+        return self.store.audit_entries(limit=limit, since=since)
+
+    def audit_for_job(self, job_id: str, limit: int = 200) -> list[dict[str, Any]]:
+        """The audit rows naming this job, oldest first (for the job's detail)."""
+        v.job_id(job_id)
+        v.integer(limit, "limit", 1, 100_000)
+        return self.store.audit_for_job(job_id, limit=limit)
+
     # ---- operations layer: status cache, rate limits, stats, metrics, pruning ------------
     def job_status(self, job_id: str) -> str | None:
         """The job's status (JobStatus value), cached `cache.job_status` seconds and deleted on
         every transition; None for an unknown job."""
+        v.job_id(job_id)
         return self._cached_status(job_id).get("status")
 
     def _cached_status(self, job_id: str) -> dict[str, str | None]:
@@ -181,11 +276,17 @@ class Engine:
 
     def set_limit(self, queue: str, per_minute: int | None) -> None:
         """Override a queue's jobs-per-minute limit at run time (None: unlimited); audited."""
+        self.guard("limit")
+        v.queue_name(queue, "queue", self.settings.known_queues)
+        if per_minute is not None:
+            v.integer(per_minute, "limit", 0, v.MAX_COUNT)
         self._redis_call(lambda: self.limiter.set_limit(queue, per_minute))
         self._limit_changed(queue, "off" if per_minute is None else str(per_minute))
 
     def reset_limit(self, queue: str) -> bool:
         """Drop a run-time override: the configured limit applies again; audited."""
+        self.guard("limit")
+        v.queue_name(queue, "queue", self.settings.known_queues)
         dropped = self._redis_call(lambda: self.limiter.reset_limit(queue))
         self._limit_changed(queue, "config")
         return dropped
@@ -235,13 +336,13 @@ class Engine:
         """A jobengine.prune.Pruner on this engine's servers."""
         from jobengine.prune import Pruner
 
-        return Pruner(self.connection, self.store, self.settings)
+        return Pruner(self.connection, self.store, self.settings, guard=self.guard, audit=self.audit)
 
     def reconciler(self, **options: Any) -> Any:
         """A jobengine.reconcile.Reconciler on this engine's servers (options: page_size, grace)."""
         from jobengine.reconcile import Reconciler
 
-        return Reconciler(self.connection, self.store, self.settings, **options)
+        return Reconciler(self.connection, self.store, self.settings, guard=self.guard, **options)
 
     # ---- workers and history -------------------------------------------------------------
     def history_writer(self) -> HistoryWriter:
@@ -265,6 +366,11 @@ class Engine:
         from jobengine.runtime.worker import ForkingJobWorker, JobWorker
 
         self.policy.validate()  # a worker refuses to start on a retry mapping that does not import
+        if queues is not None:
+            if isinstance(queues, str) or not queues:
+                raise ValidationError(f"queues: expected a non-empty list of queue names, got {v.show(queues)}")
+            for q in queues:
+                v.queue_name(q, "queues", self.settings.known_queues)
         self._record_epoch()
         cls = ForkingJobWorker if fork else JobWorker if classic else FastWorker
         worker = cls(list(queues or self.settings.queues), connection=self.connection, name=name,
@@ -299,3 +405,31 @@ class Engine:
     def _redis_where(self) -> str:
         kw = self.connection.connection_pool.connection_kwargs
         return kw.get("path") or f"{kw.get('host', '?')}:{kw.get('port', '?')}/{kw.get('db', 0)}"
+
+
+TEXT_FIELDS = ("args", "error_message", "traceback")
+
+
+def _cut(value: str | None, limit: int) -> tuple[str | None, bool]:
+    if value is None or len(value) <= limit:
+        return value, False
+    return f"{value[:limit]}\n... [cut: {len(value) - limit:,} more of {len(value):,} characters]", True
+
+
+def bounded(detail: JobDetail, max_text: int) -> JobDetail:
+    """`detail` with its long texts cut to `max_text` characters each and `truncated` naming them."""
+    cut: list[str] = []
+    args, more = _cut(detail.record.args, max_text)
+    if more:
+        cut.append("args")
+        detail = replace(detail, record=replace(detail.record, args=args))
+    if detail.failure is not None:
+        changes: dict[str, Any] = {}
+        for name in ("error_message", "traceback"):
+            text, more = _cut(getattr(detail.failure, name), max_text)
+            if more:
+                cut.append(name)
+                changes[name] = text
+        if changes:
+            detail = replace(detail, failure=replace(detail.failure, **changes))
+    return replace(detail, truncated=tuple(cut))

@@ -11,8 +11,8 @@ class ConfigError(JobEngineError):
     """The configuration file, environment or flags hold something invalid."""
 
 
-class ValidationError(JobEngineError):
-    """A dispatch was refused before anything was written."""
+class ValidationError(JobEngineError, ValueError):
+    """An input was refused before anything was written (one line naming it and what is expected)."""
 
 
 class UnknownPriorityError(ValidationError):

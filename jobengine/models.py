@@ -141,6 +141,8 @@ class JobDetail:
     retry_strategy: str | None = None
     next_delay: float | None = None
     rq_status: str | None = None
+    truncated: tuple[str, ...] = ()
+    """Fields cut by `Engine.job_detail(max_text=...)` ("args", "error_message", "traceback")."""
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,8 @@
-"""Operator actions on jobs: retry and cancel, idempotent, audited with OS user and host."""
+"""Operator actions on jobs: retry and cancel, idempotent, audited with OS user and host.
+
+`guard` is the one gate of every operator action of the engine (dispatch, retry, cancel, limit,
+prune, reconcile, ...): read-only refuses them all, `[permissions] allow` all but those listed.
+"""
 
 from __future__ import annotations
 
@@ -32,13 +36,24 @@ def actor() -> tuple[str, str]:
     return user, socket.gethostname()
 
 
+def check_permitted(action: str, read_only: bool, permissions: Sequence[str] | None) -> None:
+    """The one refusal of operator actions: read-only refuses all, `[permissions] allow` the rest."""
+    if read_only:
+        raise OperationRefused(f"{action} refused: the engine is in read-only mode")
+    if permissions is not None and action not in permissions:
+        allowed = ", ".join(permissions) or "nothing"
+        raise OperationRefused(f"{action} refused: [permissions] allow lists only {allowed}")
+
+
 class Operations:
     """retry / cancel against RQ's registries, with history events and an audit row."""
 
-    def __init__(self, connection: redis.Redis, store: HistoryStore, *, read_only: bool = False) -> None:
+    def __init__(self, connection: redis.Redis, store: HistoryStore, *, read_only: bool = False,
+                 permissions: Sequence[str] | None = None) -> None:
         self.connection = connection
         self.store = store
         self.read_only = read_only
+        self.permissions = None if permissions is None else tuple(permissions)
 
     def _fetch(self, job_id: str) -> Job:
         try:
@@ -48,9 +63,11 @@ class Operations:
                 f"job {job_id} is not in Redis (unknown id, or its failure_ttl/result_ttl expired)"
             ) from None
 
-    def _guard(self, action: str) -> None:
-        if self.read_only:
-            raise OperationRefused(f"{action} refused: the engine is in read-only mode")
+    def guard(self, action: str) -> None:
+        """OperationRefused (one line) unless operators may `action` now."""
+        check_permitted(action, self.read_only, self.permissions)
+
+    _guard = guard
 
     def retry(self, job_id: str) -> bool:
         """Put a failed, stopped or canceled job back on its queue; False if it is not in one."""
@@ -123,6 +140,10 @@ class Operations:
                 log.warning("failures of %s stay listed until PostgreSQL is back: %s", _some(ids), exc)
         TaggedCache(self.connection).flush_tag(TAG_SNAPSHOT)  # the next poll shows the action
         self._audit(action, ids)
+
+    def audit(self, action: str, job_ids: Sequence[str]) -> None:
+        """An audit row per job for one action (a PostgreSQL outage only logs it)."""
+        self._audit(action, job_ids)
 
     def _audit(self, action: str, job_ids: Sequence[str]) -> None:
         user, host = actor()

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -29,8 +28,10 @@ from rq.job import Job
 from rq.utils import utcparse
 
 from jobengine import keys
+from jobengine import validate as v
 from jobengine.cache import TAG_STATS, TaggedCache
 from jobengine.config import Settings
+from jobengine.errors import StoreUnavailable
 from jobengine.monitor import deployment_queues
 from jobengine.store.postgres import PostgresStore
 
@@ -38,16 +39,12 @@ log = logging.getLogger("jobengine.prune")
 
 DEFAULT_OLDER_THAN = 7 * 86400.0
 DEFAULT_KEEP_FAILED = 30 * 86400.0
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$", re.IGNORECASE)
 
 
 def parse_duration(text: str) -> float:
-    """Seconds in '90s', '15m', '12h', '7d' or '2w'; ValueError (one line) for anything else."""
-    match = _DURATION.match(text or "")
-    if not match or float(match.group(1)) <= 0:
-        raise ValueError(f"{text!r} is not a duration: use a positive number and a unit, like 90s, 15m, 12h or 7d")
-    return float(match.group(1)) * _UNITS[match.group(2).lower()]
+    """Seconds in '90s', '15m', '12h', '7d' or '2w' (at most 100 years); ValidationError (a
+    ValueError, one line) for anything else."""
+    return v.parse_duration(text, "")
 
 
 def describe_duration(seconds: float) -> str:
@@ -96,27 +93,60 @@ def _text(value: bytes | str) -> str:
 class Pruner:
     """Runs one prune over PostgreSQL and Redis."""
 
-    def __init__(self, connection: redis.Redis, store: PostgresStore, settings: Settings) -> None:
+    def __init__(self, connection: redis.Redis, store: PostgresStore, settings: Settings, *,
+                 guard: Callable[[str], None] | None = None, audit: Callable[[str, str], None] | None = None) -> None:
         self.connection = connection
         self.store = store
         self.settings = settings
+        self.guard = guard or self._guard
+        self.audit = audit or self._audit
+
+    def _guard(self, action: str) -> None:
+        from jobengine.operations import check_permitted
+
+        check_permitted(action, self.settings.read_only, self.settings.permissions)
+
+    def _audit(self, action: str, detail: str) -> None:
+        from jobengine.operations import actor
+
+        try:
+            self.store.record_audit(action, None, *actor(), detail)
+        except StoreUnavailable as exc:
+            log.warning("audit row for %s not written: %s", action, exc)
 
     def run(self, older_than: float = DEFAULT_OLDER_THAN, keep_failed: float | None = None, *,
             dry_run: bool = False, batch_size: int = 5000,
             progress: Callable[[int], None] | None = None) -> PruneReport:
-        """Prune history older than `older_than` seconds (failures: `keep_failed`, default the same)."""
+        """Prune history older than `older_than` seconds (failures: `keep_failed`, default the same).
+
+        Refused when read-only (a dry run is a read); audited as one `prune` row (what and how many)."""
+        v.number(older_than, "older_than", 0, v.MAX_AGE, lo_open=True)
+        if keep_failed is not None:
+            v.number(keep_failed, "keep_failed", 0, v.MAX_AGE, lo_open=True)
+        v.integer(batch_size, "batch_size", 1, 1_000_000)
+        if not dry_run:
+            self.guard("prune")
         now = datetime.now(UTC)
         cutoff = now - timedelta(seconds=older_than)
         failed_cutoff = now - timedelta(seconds=keep_failed if keep_failed is not None else older_than)
         pg = self.store.prune(cutoff, failed_cutoff, batch_size=batch_size, dry_run=dry_run, progress=progress)
         rq = self.trim_rq(cutoff.timestamp(), failed_cutoff.timestamp(), dry_run=dry_run)
+        report = PruneReport(dry_run, cutoff, failed_cutoff, pg["jobs"], pg["job_logs"], pg["failed_jobs"], **rq)
         if not dry_run:
             with contextlib.suppress(redis.RedisError):
                 TaggedCache(self.connection).flush_tag(TAG_STATS)  # history counts changed
-        return PruneReport(dry_run, cutoff, failed_cutoff, pg["jobs"], pg["job_logs"], pg["failed_jobs"], **rq)
+            keep = describe_duration(keep_failed if keep_failed is not None else older_than)
+            self.audit("prune", f"older than {describe_duration(older_than)} (failed {keep}): "
+                                f"{report.jobs} jobs, {report.job_logs} log rows, {report.failed_jobs} failed rows; "
+                                f"Redis {report.rq_finished} finished, {report.rq_failed} failed, "
+                                f"{report.rq_canceled} canceled, {report.rq_dangling} dangling")
+        return report
 
     def count(self, older_than: float, keep_failed: float | None = None) -> int:
         """Rows a prune would delete from PostgreSQL (for a progress bar's total)."""
+        v.number(older_than, "older_than", 0, v.MAX_AGE, lo_open=True)
+        if keep_failed is not None:
+            v.number(keep_failed, "keep_failed", 0, v.MAX_AGE, lo_open=True)
         now = datetime.now(UTC)
         keep = keep_failed if keep_failed is not None else older_than
         report = self.store.prune(now - timedelta(seconds=older_than), now - timedelta(seconds=keep), dry_run=True)
@@ -218,6 +248,7 @@ class PruneTimer:
 
     def __init__(self, pruner: Pruner, every: float, older_than: float = DEFAULT_OLDER_THAN,
                  keep_failed: float | None = DEFAULT_KEEP_FAILED) -> None:
+        v.number(every, "prune every", 0, v.MAX_AGE, lo_open=True)
         self.pruner = pruner
         self.every = every
         self.older_than = older_than

@@ -167,8 +167,9 @@ class Reconciler:
     """Finds and re-creates the in-flight jobs Redis lost. Safe to run concurrently."""
 
     def __init__(self, connection: redis.Redis, store: PostgresStore, settings: Settings, *,
-                 page_size: int = 500, grace: float = 60.0) -> None:
+                 page_size: int = 500, grace: float = 60.0, guard: Callable[[str], None] | None = None) -> None:
         self.connection = connection
+        self.guard = guard  # refuses an operator's run (read-only); the workers' own runs pass
         self.store = store
         self.settings = settings
         self.page_size = page_size
@@ -272,7 +273,14 @@ class Reconciler:
     def run(self, dry_run: bool = False, progress: Progress | None = None) -> ReconcileReport:
         """Re-create every restorable lost job once; returns the counts. A run that left no job
         for later (none too recent, none whose history is pending) and was not a dry run records
-        the Redis epoch in PostgreSQL: the reset is reconciled. A dry run writes nothing."""
+        the Redis epoch in PostgreSQL: the reset is reconciled. A dry run writes nothing.
+        Refused (OperationRefused) when the engine is read-only, unless a worker runs it after a
+        detected reset (`run_if_reset`)."""
+        if not dry_run and self.guard is not None:
+            self.guard("reconcile")
+        return self._run(dry_run, progress)
+
+    def _run(self, dry_run: bool, progress: Progress | None) -> ReconcileReport:
         epoch = self._redis_epoch() if dry_run else self.ensure_epoch()
         counts = {"examined": 0, "missing": 0, "already_restored": 0, "not_restorable": 0, "recent": 0,
                   "pending_history": 0, "settled": 0}
@@ -344,7 +352,7 @@ class Reconciler:
         if not self.connection.set(keys.RECONCILE_LOCK, token, nx=True, px=int(lock_ttl * 1000)):
             return None
         try:
-            return self.run(progress=progress)
+            return self._run(False, progress)
         finally:
             # Released only if still ours (a run longer than the TTL may have lost it).
             self.connection.eval("if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) "

@@ -49,6 +49,7 @@ from jobengine import keys
 from jobengine.config import Settings
 from jobengine.ratelimit import RateLimiter
 from jobengine.retry import RetryPolicy
+from jobengine.runtime.allow import check_job_allowed
 from jobengine.runtime.bookkeeping import Recorder, abandoned_job_recorder, record
 from jobengine.runtime.gate import QueueGate
 from jobengine.runtime.jobinfo import STOP_SIGNAL, WORKER_TTL, ExcInfo, JobStopped, attempt_of, job_type
@@ -333,6 +334,7 @@ class FastWorker(Outcomes, BaseWorker):
             self._in_perform = True
             if job.id in self._stop_ids or self._stopped_job_id == job.id:
                 raise JobStopped(f"job {job.id} stopped on request")
+            check_job_allowed(job, self.settings)  # [dispatch] allow: refused jobs fail unrun
             timeout = job.timeout or self.queue_class.DEFAULT_TIMEOUT
             if self.death_penalty_class is UnixSignalDeathPenalty:  # its handler is installed once
                 self._timeout = timeout

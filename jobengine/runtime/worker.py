@@ -32,6 +32,7 @@ from jobengine.config import Settings
 from jobengine.ratelimit import RateLimiter
 from jobengine.retry import RetryDecision, RetryPolicy
 from jobengine.runtime import records
+from jobengine.runtime.allow import check_job_allowed
 from jobengine.runtime.bookkeeping import abandoned_job_recorder, record
 from jobengine.runtime.gate import QueueGate
 from jobengine.runtime.jobinfo import STOP_SIGNAL, WORKER_TTL, ExcInfo, JobStopped, attempt_of, job_type
@@ -157,6 +158,7 @@ class EngineWorkerMixin:
             record(pipeline, EventKind.STARTED, job.id, job.origin, type=job_type(job),
                       attempt=attempt_of(job), worker=self.name)
             pipeline.execute()
+        check_job_allowed(job, self.settings)  # [dispatch] allow: RQ's perform_job records the failure
 
     # ---- success -------------------------------------------------------------------------
     def increment_successful_job_count(self, pipeline: Any = None) -> None:

@@ -525,9 +525,13 @@ class PostgresStore:
         """(status, type, jobs) over the whole history (expensive on a big table: cache it)."""
         return [(r["status"], r["type"], int(r["n"])) for r in self._rows("stats_by_status_type")]
 
-    def audit_entries(self, limit: int = 50) -> list[dict[str, Any]]:
-        """Newest audit lines first: dicts with id, at, action, job_id, os_user, host, detail."""
-        return self._rows("audit_entries", {"limit": limit})
+    def audit_entries(self, limit: int = 50, since: datetime | None = None) -> list[dict[str, Any]]:
+        """Newest audit lines first (since `since`): dicts with id, at, action, job_id, os_user, host, detail."""
+        return self._rows("audit_entries", {"limit": limit, "since": since})
+
+    def audit_for_job(self, job_id: str, limit: int = 200) -> list[dict[str, Any]]:
+        """The audit lines naming one job, oldest first."""
+        return self._rows("audit_for_job", {"job_id": job_id, "limit": limit})
 
     # ---- reconcile (jobengine.reconcile) -------------------------------------------------------
     def in_flight_count(self) -> int:

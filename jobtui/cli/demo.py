@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from jobengine.config import Settings
-from jobtui.cli.context import Context, friendly, pass_ctx
+from jobtui.cli.context import Context, checked, friendly, pass_ctx
 
 if TYPE_CHECKING:
     from jobengine.demo import Producer
@@ -86,10 +86,12 @@ def fresh_start(engine: Engine, users: int) -> bool:
 
 
 @click.command()
-@click.option("--rate", type=float, default=3.0, show_default=True, help="Jobs per second to produce.")
-@click.option("--workers", "n_workers", type=click.IntRange(min=1), default=2, show_default=True)
+@click.option("--rate", default=3.0, show_default=True, callback=checked("number", 0, 10_000, lo_open=True),
+              help="Jobs per second to produce.")
+@click.option("--workers", "n_workers", type=click.IntRange(1, 64), default=2, show_default=True)
 @click.option("--headless", is_flag=True, help="Print live counts instead of opening the console.")
-@click.option("--seconds", type=float, help="Stop after this many seconds (headless).")
+@click.option("--seconds", callback=checked("number", 0, 366 * 86400, lo_open=True),
+              help="Stop after this many seconds (headless).")
 @pass_ctx
 @friendly
 def demo(ctx: Context, rate: float, n_workers: int, headless: bool, seconds: float | None) -> None:
@@ -110,7 +112,10 @@ def run_demo(settings: Settings, *, rate: float, workers: int, headless: bool,
     if embedded is not None:  # servers the user configured are never cleared
         fresh_start(engine, len(embedded.users()))
     procs = start_workers(settings, workers)
-    producer = Producer(engine, rate=rate)
+    # The producer is the demo's application, not an operator: a read-only demo console still sees jobs.
+    producing = engine if settings.allows("dispatch") else \
+        Engine(replace(settings, read_only=False, permissions=None), embedded=None, migrate=False)
+    producer = Producer(producing, rate=rate)
     producer.start()
     app: Any = None
 
@@ -137,6 +142,8 @@ def run_demo(settings: Settings, *, rate: float, workers: int, headless: bool,
             signal.signal(sig, handler)
         producer.stop()
         stop_workers(procs)
+        if producing is not engine:
+            producing.close()
         engine.close()
         if embedded is not None:
             embedded.stop()

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from jobtui.cli import demo, jobs, ops, reconcile, worker
-from jobtui.cli.context import Context, Group, configure_logging, friendly, global_options, pass_ctx
+from jobtui.cli import audit, demo, jobs, ops, reconcile, worker
+from jobtui.cli.context import Context, Group, checked, configure_logging, friendly, global_options, pass_ctx
 
 
 @click.group(cls=Group, invoke_without_command=True)
@@ -23,7 +23,8 @@ def cli(ctx: click.Context) -> None:
 
 
 @click.command()
-@click.option("--refresh", type=float, help="Seconds between refreshes (default 1).")
+@click.option("--refresh", callback=checked("number", 0.1, 3600),
+              help="Seconds between refreshes (0.1 to 3600, default 1).")
 @pass_ctx
 @friendly
 def console(ctx: Context, refresh: float | None) -> None:
@@ -34,7 +35,7 @@ def console(ctx: Context, refresh: float | None) -> None:
         JobTUI(engine, refresh=engine.settings.refresh, read_only=engine.read_only).run()
 
 
-for _command in (console, *ops.COMMANDS, *jobs.COMMANDS, *worker.COMMANDS, *demo.COMMANDS,
+for _command in (console, *ops.COMMANDS, *jobs.COMMANDS, *worker.COMMANDS, *demo.COMMANDS, *audit.COMMANDS,
                  *reconcile.COMMANDS):
     cli.add_command(_command)
 

@@ -14,9 +14,10 @@ from typing import Any
 
 import click
 
+from jobengine import validate as v
 from jobengine.errors import JobEngineError
 from jobengine.prune import DEFAULT_OLDER_THAN, describe_duration
-from jobtui.cli.context import Context, duration, fail, friendly, pass_ctx
+from jobtui.cli.context import Context, checked, duration, fail, friendly, pass_ctx, settings_guard
 
 # ---- health, migrate ------------------------------------------------------------------------------
 
@@ -98,11 +99,13 @@ def limit(ctx: Context, queue: str | None, per_minute: str | None, off: bool, re
     amount: int | None = None
     if per_minute is not None:
         try:
-            amount = int(per_minute)
-        except ValueError:
-            amount = -1
-        if amount < 0:
-            fail(f"limit must be a whole number of jobs per minute (>= 0), got {per_minute!r}")
+            amount = v.parse_int(v.text(per_minute, "limit", max_len=40), "limit", 0, v.MAX_COUNT)
+        except JobEngineError:
+            fail(f"limit must be a whole number of jobs per minute from 0 to {v.MAX_COUNT:,}, "
+                 f"got {v.show(per_minute)}")
+    settings = ctx.settings()
+    v.queue_name(queue, "queue", settings.known_queues)
+    settings_guard(settings, "limit")
 
     with ctx.engine() as engine:
         if reset:
@@ -145,7 +148,8 @@ def _show_limits(engine: Any, as_json: bool) -> None:
 
 @click.command()
 @click.option("--port", type=click.IntRange(1, 65535), default=9464, show_default=True, help="HTTP port.")
-@click.option("--addr", default="0.0.0.0", show_default=True, help="Address to listen on.")
+@click.option("--addr", default="0.0.0.0", show_default=True, callback=checked("text", max_len=255),
+              help="Address to listen on.")
 @click.option("--once", is_flag=True, help="Print one scrape (Prometheus text format) and exit.")
 @click.option("--rules", is_flag=True, help="Print the Prometheus alert rules (with this configuration's thresholds).")
 @click.option("--grafana", is_flag=True, help="Print the Grafana dashboard (JSON) over the exported series.")
@@ -187,7 +191,7 @@ def metrics(ctx: Context, port: int, addr: str, once: bool, rules: bool, grafana
               help="Delete history that ended longer ago than this (90s, 15m, 12h, 7d, 2w).")
 @click.option("--keep-failed", help="Keep failed jobs this long instead (e.g. 30d).")
 @click.option("--dry-run", is_flag=True, help="Only count what would be deleted.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=5000, show_default=True,
+@click.option("--batch-size", type=click.IntRange(1, 1_000_000), default=5000, show_default=True,
               help="Rows per delete transaction.")
 @pass_ctx
 @friendly
@@ -198,6 +202,8 @@ def prune(ctx: Context, older_than: str, keep_failed: str | None, dry_run: bool,
     age = duration(older_than, "--older-than")
     keep = duration(keep_failed, "--keep-failed")
     assert age is not None
+    if not dry_run:
+        settings_guard(ctx.settings(), "prune")  # before the lock is taken: read-only writes nothing
     with ctx.engine() as engine:
         pruner = engine.pruner()
         with exclusive(engine.connection, timeout=3600, wait=0 if dry_run else 10) as mine:

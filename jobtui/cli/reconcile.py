@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from jobtui.cli.context import Context, friendly, pass_ctx
+from jobtui.cli.context import Context, friendly, pass_ctx, settings_guard
 
 
 @click.command()
@@ -25,6 +25,8 @@ def reconcile(ctx: Context, dry_run: bool, as_json: bool) -> None:
     left for a later run (too recent, history still pending), 2 when a server cannot be reached.
     Workers run the same reconcile by themselves after a detected reset.
     """
+    if not dry_run:
+        settings_guard(ctx.settings(), "reconcile")
     with ctx.engine() as engine:
         reconciler = engine.reconciler()
         status = reconciler.detect_reset(bootstrap=not dry_run)

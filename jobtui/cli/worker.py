@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from jobtui.cli.context import Context, duration, fail, friendly, pass_ctx
+from jobengine import validate as v
+from jobtui.cli.context import Context, checked, duration, fail, friendly, pass_ctx
 
 if TYPE_CHECKING:
     from jobengine.engine import Engine
@@ -20,10 +21,10 @@ if TYPE_CHECKING:
 @click.command()
 @click.option("--queues", help="Comma-separated queues in priority order (default: all lanes).")
 @click.option("--burst", is_flag=True, help="Quit when the queues are empty.")
-@click.option("--processes", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--processes", type=click.IntRange(1, 256), default=1, show_default=True)
 @click.option("--fork", is_flag=True, help="Fork a work horse per job (isolation, slower).")
 @click.option("--classic", is_flag=True, help="RQ's SimpleWorker loop (one job per dequeue, RQ's own bookkeeping).")
-@click.option("--name", help="Worker name (default: RQ's random name).")
+@click.option("--name", callback=checked("text", max_len=v.MAX_QUEUE), help="Worker name (default: RQ's random name).")
 @click.option("--metrics-port", type=click.IntRange(1, 65535), help="Serve Prometheus metrics on this port.")
 @click.option("--prune-every", help="Prune history this often (e.g. 1h); one worker of the deployment at a time.")
 @pass_ctx
@@ -31,8 +32,13 @@ if TYPE_CHECKING:
 def worker(ctx: Context, queues: str | None, burst: bool, processes: int, fork: bool, classic: bool,
            name: str | None, metrics_port: int | None, prune_every: str | None) -> None:
     """Run a headless worker: lanes in priority order, scheduler included."""
-    queue_list = [q.strip() for q in queues.split(",") if q.strip()] if queues else None
+    queue_list = None
+    if queues is not None:
+        settings = ctx.settings()
+        queue_list = [v.queue_name(q.strip(), "--queues", settings.known_queues) for q in queues.split(",")]
     every = duration(prune_every, "--prune-every")
+    if every is not None and ctx.settings().read_only:
+        fail("--prune-every refused: the engine is in read-only mode (prune is an operator action)")
     if processes > 1:
         _run_worker_pool(ctx, processes, queue_list, burst, fork, metrics_port,
                          (["--prune-every", prune_every] if prune_every else []) + (["--classic"] if classic else []))

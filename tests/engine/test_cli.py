@@ -150,9 +150,9 @@ def test_every_global_option_works_in_both_positions(tmp_path: Path, where: str)
 
 
 def test_unset_global_options_leave_the_settings_alone() -> None:
-    result = CliRunner().invoke(_probe_group(), ["--redis-url", "redis://first", "show", "--database-url", "pg://x"],
+    result = CliRunner().invoke(_probe_group(), ["--redis-url", "redis://first", "show", "--database-url", "postgresql://x"],
                                 env={"JOBENGINE_CONFIG": "", "JOBENGINE_READ_ONLY": ""})
-    assert json.loads(result.stdout) == [None, "redis://first", "pg://x", None, False, False]
+    assert json.loads(result.stdout) == [None, "redis://first", "postgresql://x", None, False, False]
 
 
 def test_every_command_takes_the_global_options() -> None:

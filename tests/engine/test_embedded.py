@@ -307,7 +307,8 @@ def test_resolve_with_urls_configured_starts_nothing(data_dir: Path) -> None:
 
 @pytest.mark.parametrize("field", ["redis_url", "database_url"])
 def test_resolve_with_one_url_is_a_config_error(data_dir: Path, field: str) -> None:
-    settings = Settings(data_dir=str(data_dir), **{field: "redis://127.0.0.1:1/0"})
+    url = {"redis_url": "redis://127.0.0.1:1/0", "database_url": "postgresql://x@127.0.0.1:1/x"}[field]
+    settings = Settings(data_dir=str(data_dir), **{field: url})
     with pytest.raises(ConfigError, match="set both JOBENGINE_REDIS_URL and JOBENGINE_DATABASE_URL"):
         resolve(settings)
     assert list(data_dir.iterdir()) == []

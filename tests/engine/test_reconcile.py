@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -365,3 +366,19 @@ def test_health_fails_after_a_reset_until_jobtui_reconcile_restores_the_jobs(los
     assert sorted(_queue(conn, "default")) == sorted(ids)
     after = engine.health()
     assert after.verdict == "warning" and not any("reconcile" in r for r in after.reasons)
+
+
+def test_read_only_refuses_an_operators_reconcile_but_not_the_workers_own(lost_engine: Engine) -> None:
+    from jobengine.errors import OperationRefused
+
+    lost_engine.worker()
+    lost_engine.connection.flushall()
+    read_only = Engine(replace(lost_engine.settings, read_only=True))
+    try:
+        with pytest.raises(OperationRefused, match="reconcile refused"):
+            read_only.reconciler().run()
+        assert read_only.reconciler().run(dry_run=True).dry_run  # counting is not a mutation
+        assert read_only.reconciler(grace=0.0).run_if_reset() is not None  # what workers call after a reset
+        assert not read_only.reconciler().detect_reset().reset
+    finally:
+        read_only.close()

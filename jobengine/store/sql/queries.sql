@@ -271,7 +271,16 @@ ORDER BY wanted.n
 -- name: audit_entries
 SELECT id, at, action, job_id, os_user, host, detail
 FROM audit_log
+WHERE at >= coalesce(%(since)s::timestamptz, '-infinity')
 ORDER BY at DESC, id DESC
+LIMIT %(limit)s
+
+-- name: audit_for_job
+-- The job's audit lines oldest first (audit_log_job_idx).
+SELECT id, at, action, job_id, os_user, host, detail
+FROM audit_log
+WHERE job_id = %(job_id)s
+ORDER BY at, id
 LIMIT %(limit)s
 
 -- ---- prune ----------------------------------------------------------------------------------
