@@ -52,6 +52,8 @@ class Settings:
     long_running: float = 60.0
     failed_per_hour: int = 50
     stuck_after: float = 7200.0
+    history_lag_warning: float = 60.0  # the oldest event waiting for PostgreSQL: warning, then failing
+    history_lag_failing: float = 300.0
     queue_size: dict[str, int] = field(default_factory=dict)
     # cache TTLs (seconds)
     cache_job_status: int = 300
@@ -148,6 +150,8 @@ _SCALARS: dict[str, dict[str, tuple[str, type]]] = {
         "long_running": ("long_running", float),
         "failed_per_hour": ("failed_per_hour", int),
         "stuck_after": ("stuck_after", float),
+        "history_lag_warning": ("history_lag_warning", float),
+        "history_lag_failing": ("history_lag_failing", float),
     },
     "cache": {
         "job_status": ("cache_job_status", int),

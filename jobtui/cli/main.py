@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from jobtui.cli import demo, jobs, ops, worker
+from jobtui.cli import demo, history, jobs, ops, worker
 from jobtui.cli.context import Context, Group, configure_logging, friendly, global_options, pass_ctx
 
 
@@ -34,7 +34,7 @@ def console(ctx: Context, refresh: float | None) -> None:
         JobTUI(engine, refresh=engine.settings.refresh, read_only=engine.read_only).run()
 
 
-for _command in (console, *ops.COMMANDS, *jobs.COMMANDS, *worker.COMMANDS, *demo.COMMANDS):
+for _command in (console, *ops.COMMANDS, *jobs.COMMANDS, *worker.COMMANDS, *demo.COMMANDS, *history.COMMANDS):
     cli.add_command(_command)
 
 
