@@ -69,7 +69,7 @@ def _history(settings: Settings, history: HistoryProgress, failing: list[str], w
         wrote = f"the last batch was written {ago(history.last_write_age)} ago" \
             if history.last_write_age is not None else "no history writer has written yet"
         text = (f"Job history is {ago(lag)} behind, more than {ago(threshold)}: {_plural(history.backlog, 'event')} "
-                f"wait in Redis for PostgreSQL and {wrote}")
+                f"{'waits' if history.backlog == 1 else 'wait'} in Redis for PostgreSQL and {wrote}")
         if history.last_error:
             text += f" (last error: {history.last_error.rstrip('.')})"
         (failing if over else warnings).append(text + ".")
