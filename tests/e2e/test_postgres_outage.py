@@ -96,10 +96,11 @@ def test_postgres_down_60s_under_load(private_pg: PrivatePostgres, private_redis
         report = json.loads(health.stdout)
         assert (health.returncode, report["verdict"], report["postgres_ok"]) == (1, "failing", False)
         assert report["reasons"][0].startswith(f"PostgreSQL at 127.0.0.1:{private_pg.port}/postgres is unreachable")
-        deadline = time.monotonic() + 40
-        while conn.xlen("jobengine:events") and time.monotonic() < deadline:
-            time.sleep(0.5)  # the writers' back-off is at most 10 s
+        restarted = time.monotonic()
+        while conn.xlen("jobengine:events") and time.monotonic() < restarted + 40:
+            time.sleep(0.2)  # the writers' back-off is at most 10 s
         assert conn.xlen("jobengine:events") == 0
+        print(f"history caught up {time.monotonic() - restarted:.1f} s after PostgreSQL came back")
     finally:
         for w in workers:
             w.send_signal(signal.SIGTERM)
