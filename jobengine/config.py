@@ -27,6 +27,7 @@ _RULES: dict[str, tuple[str, float, float]] = {
     "redis_url": ("redis_url", 0, 0), "database_url": ("database_url", 0, 0), "data_dir": ("path", 0, 0),
     "long_running": ("pos", 0, 30 * _DAY), "failed_per_hour": ("int", 0, v.MAX_COUNT),
     "stuck_after": ("pos", 0, 366 * _DAY),
+    "history_lag_warning": ("pos", 0, 30 * _DAY), "history_lag_failing": ("pos", 0, 30 * _DAY),
     "cache_job_status": ("int", 1, 30 * _DAY), "cache_stats": ("int", 1, 30 * _DAY),
     "cache_config": ("int", 1, 30 * _DAY),
     "job_timeout": ("int", 1, 30 * _DAY), "result_ttl": ("int", 0, 366 * _DAY),
@@ -36,6 +37,8 @@ _RULES: dict[str, tuple[str, float, float]] = {
 # the TOML key a field is read from (for error lines about the Settings object)
 _KEYS = {"redis_url": "redis.url", "database_url": "database.url", "long_running": "thresholds.long_running",
          "failed_per_hour": "thresholds.failed_per_hour", "stuck_after": "thresholds.stuck_after",
+         "history_lag_warning": "thresholds.history_lag_warning",
+         "history_lag_failing": "thresholds.history_lag_failing",
          "cache_job_status": "cache.job_status", "cache_stats": "cache.stats", "cache_config": "cache.config",
          "job_timeout": "worker.job_timeout", "result_ttl": "worker.result_ttl",
          "failure_ttl": "worker.failure_ttl", "history_batch": "worker.history_batch", "refresh": "console.refresh",
@@ -103,6 +106,8 @@ class Settings:
     long_running: float = 60.0
     failed_per_hour: int = 50
     stuck_after: float = 7200.0
+    history_lag_warning: float = 60.0  # the oldest event waiting for PostgreSQL: warning, then failing
+    history_lag_failing: float = 300.0
     queue_size: dict[str, int] = field(default_factory=dict)
     # cache TTLs (seconds)
     cache_job_status: int = 300
@@ -257,6 +262,8 @@ _SCALARS: dict[str, dict[str, tuple[str, type]]] = {
         "long_running": ("long_running", float),
         "failed_per_hour": ("failed_per_hour", int),
         "stuck_after": ("stuck_after", float),
+        "history_lag_warning": ("history_lag_warning", float),
+        "history_lag_failing": ("history_lag_failing", float),
     },
     "cache": {
         "job_status": ("cache_job_status", int),

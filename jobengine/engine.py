@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import zlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
@@ -61,8 +62,30 @@ class Engine:
         self.monitor = Monitor(settings, self.connection, self.store, self.cache)
         self._writer: HistoryWriter | None = None
         self._limiter: Any = None
+        self._schema_lock = threading.Lock()
+        self._schema_current = not migrate  # migrate=False: the caller vouches for the schema
         if migrate:
-            self.store.migrate()
+            self.ensure_schema()
+
+    def ensure_schema(self) -> bool:
+        """Apply the migrations not yet applied (under PostgreSQL's advisory lock: idempotent),
+        once per engine; True when done. PostgreSQL down or refusing is logged, not raised, so an
+        engine made during an outage still dispatches (rows travel as events) and reads Redis;
+        its history writer calls this again before each batch, so the first writer that reaches
+        PostgreSQL applies what is missing."""
+        if self._schema_current:
+            return True
+        with self._schema_lock:
+            if not self._schema_current:
+                try:
+                    applied = self.store.migrate()
+                except StoreUnavailable as exc:
+                    log.warning("migrations not checked now (retried before history is written): %s", exc)
+                    return False
+                if applied:
+                    log.info("applied migration(s): %s", ", ".join(applied))
+                self._schema_current = True
+        return True
 
     def _record_epoch(self) -> None:
         """Give Redis its epoch token and PostgreSQL its first record of it, so a later Redis
@@ -348,7 +371,8 @@ class Engine:
     def history_writer(self) -> HistoryWriter:
         """This engine's writer (one consumer, so a batch that failed is retried by the same one)."""
         if self._writer is None:
-            self._writer = HistoryWriter(self.connection, self.store, batch=self.settings.history_batch)
+            self._writer = HistoryWriter(self.connection, self.store, batch=self.settings.history_batch,
+                                         prepare=self.ensure_schema)
         return self._writer
 
     def flush_history(self) -> int:

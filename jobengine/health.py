@@ -1,10 +1,12 @@
 """The health verdict: `jobtui health` and `engine.health()`.
 
-Failing (exit 1): more final failures in the last hour than `thresholds.failed_per_hour`, or a
-job processing longer than `thresholds.stuck_after` (named). Warning (exit 0): a queue over its
-size threshold, a worker whose heartbeat is overdue (named), jobs waiting with no worker.
-Unknown (exit 2): Redis or PostgreSQL cannot be reached, so the checks cannot run. Every reason
-is a plain sentence.
+Failing (exit 1): PostgreSQL unreachable (the Redis checks still run), more final failures in
+the last hour than `thresholds.failed_per_hour`, a job processing longer than
+`thresholds.stuck_after` (named), or history more than `thresholds.history_lag_failing` behind.
+Warning (exit 0): history more than `thresholds.history_lag_warning` behind, dead letters, a
+queue over its size threshold, a worker whose heartbeat is overdue (named), jobs waiting with no
+worker. Unknown (exit 2): Redis cannot be reached, so the checks cannot run. Every reason is a
+plain sentence.
 
 `verdict` is pure: `jobengine.monitor` reads (`Monitor.health`, `Monitor.compute_snapshot`) and
 hands it the data; this module imports no reader.
@@ -16,7 +18,15 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from jobengine.config import Settings
-from jobengine.models import HealthReport, JobRecord, Outage, QueueStats, StaleWorker, WorkerInfo
+from jobengine.models import (
+    HealthReport,
+    HistoryProgress,
+    JobRecord,
+    Outage,
+    QueueStats,
+    StaleWorker,
+    WorkerInfo,
+)
 
 MAX_NAMED = 5
 
@@ -45,16 +55,43 @@ def _names(items: Sequence[str]) -> str:
     return shown + (f" and {len(items) - MAX_NAMED} more" if len(items) > MAX_NAMED else "")
 
 
+def _sentence(text: str) -> str:
+    return text if text.endswith(".") else f"{text}."
+
+
+def _history(settings: Settings, history: HistoryProgress, failing: list[str], warnings: list[str]) -> None:
+    """History behind (the oldest waiting event's age; the last write says whether a writer
+    stalled) and dead letters."""
+    lag = history.oldest_age
+    if lag is not None and lag > settings.history_lag_warning:
+        over = lag > settings.history_lag_failing
+        threshold = settings.history_lag_failing if over else settings.history_lag_warning
+        wrote = f"the last batch was written {ago(history.last_write_age)} ago" \
+            if history.last_write_age is not None else "no history writer has written yet"
+        text = (f"Job history is {ago(lag)} behind, more than {ago(threshold)}: {_plural(history.backlog, 'event')} "
+                f"{'waits' if history.backlog == 1 else 'wait'} in Redis for PostgreSQL and {wrote}")
+        if history.last_error:
+            text += f" (last error: {history.last_error.rstrip('.')})"
+        (failing if over else warnings).append(text + ".")
+    if history.dead_letters:
+        warnings.append(f"{_plural(history.dead_letters, 'history event')} PostgreSQL refused "
+                        f"{'is' if history.dead_letters == 1 else 'are'} parked as dead letters: "
+                        "see `jobtui history dead-letters`.")
+
+
 def verdict(settings: Settings, now: datetime, *, queues: Sequence[QueueStats], workers: Sequence[WorkerInfo],
             stale: Sequence[StaleWorker], stuck: Sequence[JobRecord], failures_hour: int,
-            outages: Sequence[Outage], redis_reset: bool = False) -> HealthReport:
-    """The report from what the checks read (pure: no I/O); any outage makes it "unknown"."""
-    if outages:
-        redis_ok = not any(o.component == "redis" for o in outages)
-        pg_ok = not any(o.component == "postgres" for o in outages)
-        reasons = tuple(o.message if o.message.endswith(".") else f"{o.message}." for o in outages)
+            outages: Sequence[Outage], history: HistoryProgress | None = None,
+            redis_reset: bool = False) -> HealthReport:
+    """The report from what the checks read (pure: no I/O). Redis down makes it "unknown" (nothing
+    can be checked); PostgreSQL down alone makes it "failing", with the Redis checks still run."""
+    redis_ok = not any(o.component == "redis" for o in outages)
+    pg_ok = not any(o.component == "postgres" for o in outages)
+    if not redis_ok:
+        reasons = tuple(_sentence(o.message) for o in outages)
         return HealthReport("unknown", reasons, now, redis_ok, pg_ok, workers=len(workers))
-    failing: list[str] = []
+    failing: list[str] = [_sentence(o.message) + " Job history waits in Redis until it answers; dispatch and "
+                          "workers go on." for o in outages]
     warnings: list[str] = []
     if redis_reset:
         failing.append("Redis lost its data since the history last matched it and no reconcile has run yet: "
@@ -78,12 +115,15 @@ def verdict(settings: Settings, now: datetime, *, queues: Sequence[QueueStats], 
         warnings.append(f"Worker {w.name} on {w.host} (pid {w.pid}) {beat}.")
     if not workers and any(q.size for q in queues):
         warnings.append("No worker is running but jobs are waiting.")
+    history = history or HistoryProgress()
+    _history(settings, history, failing, warnings)
     if failing or warnings:
         reasons = tuple(failing + warnings)
     else:
         reasons = (f"All checks pass: Redis and PostgreSQL answer, {_plural(len(workers), 'worker')} alive, "
                    f"{_plural(failures_hour, 'failure')} in the last hour.",)
     return HealthReport("failing" if failing else "warning" if warnings else "healthy", reasons, now,
-                        True, True, failures_last_hour=failures_hour, stuck_jobs=tuple(j.id for j in stuck),
-                        workers=len(workers))
+                        True, pg_ok, failures_last_hour=failures_hour, stuck_jobs=tuple(j.id for j in stuck),
+                        workers=len(workers), history_backlog=history.backlog, history_lag=history.oldest_age,
+                        dead_letters=history.dead_letters)
 

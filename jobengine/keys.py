@@ -111,6 +111,12 @@ PREFIX = "jobengine"
 EVENTS_STREAM = f"{PREFIX}:events"
 #: Consumer group of the history writers on EVENTS_STREAM.
 HISTORY_GROUP = "history"
+#: Stream of events PostgreSQL refused as data (or that do not parse), each with the reason
+#: (see jobengine.history.deadletters and `jobtui history dead-letters`).
+EVENTS_DEAD = f"{PREFIX}:events:dead"
+#: Hash of the history writers' progress, shared by every writer: `last_write` (epoch seconds of
+#: the last batch PostgreSQL took), `last_error` and `last_error_at` (the last failed attempt).
+HISTORY_PROGRESS = f"{PREFIX}:history:progress"
 
 
 def job_meta_key(job_id: str) -> str:

@@ -229,6 +229,18 @@ Verdict = Literal["healthy", "warning", "failing", "unknown"]
 
 
 @dataclass(frozen=True)
+class HistoryProgress:
+    """The history pipeline as Redis shows it: what waits for PostgreSQL, since when, and the
+    dead letters (read by the monitor for the health verdict)."""
+
+    backlog: int = 0  #: events waiting in the stream
+    oldest_age: float | None = None  #: seconds since the oldest waiting event was appended
+    last_write_age: float | None = None  #: seconds since any history writer last wrote a batch
+    dead_letters: int = 0  #: events parked because PostgreSQL refused them as data
+    last_error: str | None = None  #: why the last write failed, when it failed after the last success
+
+
+@dataclass(frozen=True)
 class HealthReport:
     verdict: Verdict
     reasons: tuple[str, ...]
@@ -238,6 +250,9 @@ class HealthReport:
     failures_last_hour: int = 0
     stuck_jobs: tuple[str, ...] = ()
     workers: int = 0
+    history_backlog: int = 0
+    history_lag: float | None = None  #: seconds the oldest event has waited for PostgreSQL
+    dead_letters: int = 0
 
     @property
     def exit_code(self) -> int:

@@ -31,6 +31,7 @@ from jobengine.errors import StoreUnavailable
 from jobengine.health import verdict
 from jobengine.models import (
     HealthReport,
+    HistoryProgress,
     JobRecord,
     Outage,
     QueueProbe,
@@ -260,9 +261,11 @@ class Monitor:
         throughput: list[ThroughputPoint] = []
         workers: list[WorkerInfo] = []
         stale: list[StaleWorker] = []
+        history = None
         try:
             queues, throughput = self._queues_and_throughput(now)
             workers, stale = self.worker_beats(now)
+            history = self.history_progress()
         except redis.RedisError as exc:
             outages.append(Outage("redis", f"Redis unreachable: {exc}"))
         failed, failed_total, stuck = [], 0, []
@@ -275,7 +278,8 @@ class Monitor:
         except StoreUnavailable as exc:
             outages.append(Outage("postgres", str(exc)))
         health = verdict(self.settings, now, queues=queues, workers=workers, stale=stale, stuck=stuck,
-                         failures_hour=failures_hour, outages=outages, redis_reset=not outages and self.redis_reset())
+                         failures_hour=failures_hour, outages=outages, history=history,
+                         redis_reset=self.redis_reset())
         return Snapshot(taken_at=now, queues=tuple(queues), throughput=tuple(throughput),
                         workers=tuple(workers), health=health, failed=tuple(failed),
                         failed_total=failed_total, stuck=tuple(stuck), outages=tuple(outages))
@@ -288,10 +292,12 @@ class Monitor:
         queues: list[QueueStats] = []
         workers: list[WorkerInfo] = []
         stale: list[StaleWorker] = []
+        history = None
         try:
             self.connection.ping()
             queues = self.queue_stats(now)
             workers, stale = self.worker_beats(now)
+            history = self.history_progress()
         except redis.RedisError as exc:
             outages.append(Outage("redis", f"Redis at {self.redis_where()} is unreachable: {exc}"))
         stuck: list[JobRecord] = []
@@ -302,7 +308,31 @@ class Monitor:
         except StoreUnavailable as exc:
             outages.append(Outage("postgres", str(exc)))
         return verdict(self.settings, now, queues=queues, workers=workers, stale=stale, stuck=stuck,
-                       failures_hour=failures_hour, outages=outages, redis_reset=self.redis_reset())
+                       failures_hour=failures_hour, outages=outages, history=history,
+                       redis_reset=self.redis_reset())
+
+    def history_progress(self) -> HistoryProgress:
+        """The history stream's backlog and the age of its oldest entry (by Redis' clock: entry
+        ids are Redis times), the writers' last write and last error, the dead letters: one
+        round trip."""
+        with self.connection.pipeline(transaction=False) as pipe:
+            pipe.xlen(keys.EVENTS_STREAM)
+            pipe.xrange(keys.EVENTS_STREAM, "-", "+", count=1)
+            pipe.xlen(keys.EVENTS_DEAD)
+            pipe.hgetall(keys.HISTORY_PROGRESS)
+            pipe.time()
+            backlog, first, dead, progress, (secs, micros) = pipe.execute()
+        clock = int(secs) + int(micros) / 1e6
+        oldest = None
+        if backlog and first:
+            oldest = max(0.0, clock - int((_text(first[0][0]) or "0-0").split("-")[0]) / 1000)
+        info = {_text(k): _text(v) for k, v in progress.items()}
+        last_write, error_at = (float(t) if (t := info.get(name)) else None for name in ("last_write", "last_error_at"))
+        error = info.get("last_error") if error_at is not None and (last_write is None or error_at > last_write) \
+            else None
+        return HistoryProgress(backlog=int(backlog), oldest_age=oldest,
+                               last_write_age=max(0.0, clock - last_write) if last_write is not None else None,
+                               dead_letters=int(dead), last_error=error)
 
     def redis_reset(self) -> bool:
         """Redis's epoch differs from the one PostgreSQL recorded: Redis lost its data and no

@@ -46,12 +46,51 @@ def attempt_of(job: Job) -> int:
     return (job.number_of_retries or 0) + 1
 
 
+#: The most characters of an exception's message a failure keeps (the rest: a marker saying how many).
+MAX_ERROR_MESSAGE = 10_000
+#: The most characters of a traceback a failure keeps: its first and last halves around a marker.
+MAX_TRACEBACK = 100_000
+
+
+def safe_text(text: str, limit: int, *, keep_tail: bool = False) -> str:
+    """`text` fit for Redis and PostgreSQL whatever it holds: NUL as `\\x00` and lone surrogates
+    as `\\udc80` (backslash escapes), and at most `limit` characters of it; a longer text keeps its
+    head (`keep_tail`: its head and its tail) around "… [truncated 4,987,123 chars]"."""
+    if len(text) > limit:
+        marker = f"… [truncated {len(text) - limit:,} chars]"
+        if keep_tail:
+            half = limit // 2
+            text = f"{text[:half]}\n{marker}\n{text[len(text) - (limit - half):]}"
+        else:
+            text = text[:limit] + marker
+    if not text.isascii():
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text.replace("\x00", "\\x00") if "\x00" in text else text
+
+
+def exception_message(exc: BaseException) -> str:
+    """`str(exc)`, made safe (see `safe_text`); an exception whose `__str__` raises says so."""
+    try:
+        text = str(exc)
+    except Exception:  # a broken __str__ must not lose the failure
+        text = f"<{type(exc).__name__}: str() failed>"
+    return safe_text(text, MAX_ERROR_MESSAGE)
+
+
+def format_traceback(exc_info: ExcInfo) -> str:
+    """The traceback text of `exc_info` (as RQ's `format_exc_info`), made safe (see `safe_text`)."""
+    return safe_text("".join(tb.format_exception(*exc_info)), MAX_TRACEBACK, keep_tail=True)
+
+
 def error_details(exc: BaseException | None, exc_string: str = "") -> dict[str, str]:
-    """The error fields of a failure event; without an exception, read from RQ's `exc_string`."""
+    """The error fields of a failure event; without an exception, read from RQ's `exc_string`.
+    Message and traceback are safe whatever the exception holds (NUL, lone surrogates, megabytes)."""
     if exc is None:
+        text = safe_text(exc_string, MAX_TRACEBACK, keep_tail=True)
         return {"error_class": "AbandonedJobError" if not exc_string else "Error",
-                "error_message": exc_string.strip().splitlines()[-1] if exc_string else "",
-                "traceback": exc_string}
+                "error_message": safe_text(exc_string.strip().splitlines()[-1], MAX_ERROR_MESSAGE)
+                if exc_string.strip() else "",
+                "traceback": text}
     cls = type(exc)
-    text = "".join(tb.format_exception(cls, exc, exc.__traceback__))
-    return {"error_class": dotted_name(cls), "error_message": str(exc), "traceback": text}
+    return {"error_class": dotted_name(cls), "error_message": exception_message(exc),
+            "traceback": format_traceback((cls, exc, exc.__traceback__))}

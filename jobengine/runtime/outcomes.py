@@ -19,7 +19,6 @@ from rq.callbacks import execute_failure_callback, execute_stopped_callback
 from rq.defaults import UNSERIALIZABLE_RETURN_VALUE_PAYLOAD
 from rq.executions import Execution
 from rq.job import Job, JobStatus
-from rq.job_lifecycle import format_exc_info
 from rq.queue import Queue
 from rq.repeat import Repeat
 from rq.utils import now
@@ -29,7 +28,7 @@ from jobengine.retry import RetryPolicy
 from jobengine.runtime import records
 from jobengine.runtime.bookkeeping import Recorder, record
 from jobengine.runtime.gate import QueueGate
-from jobengine.runtime.jobinfo import ExcInfo, JobStopped, attempt_of, job_type
+from jobengine.runtime.jobinfo import ExcInfo, JobStopped, attempt_of, format_traceback, job_type
 from jobengine.types import EventKind
 
 log = logging.getLogger("jobengine.worker")
@@ -159,7 +158,7 @@ class Outcomes:
             job.retry(queue, pipe)
         else:
             job.set_status(entry.status, pipeline=pipe)
-            job._handle_failure(format_exc_info(exc_info), pipe, worker_name=self.name, execution_id=item.exec_id,
+            job._handle_failure(format_traceback(exc_info), pipe, worker_name=self.name, execution_id=item.exec_id,
                                 execution_started_at=job.started_at, execution_ended_at=job.ended_at)
             if stopped:
                 self._stopped_job_id = None

@@ -61,10 +61,11 @@ def failure(job: Job, exc: BaseException | None, decision: RetryDecision, *, wor
         fields["started"] = started
     if decision.retry:
         name = type(exc).__name__
+        details = error_details(exc, exc_string)  # the message made safe (NUL, surrogates, size)
         fields["delay"] = f"{decision.delay:.3f}"
         fields["message"] = (f"retry {attempt + 1} in {decision.delay:.1f}s ({decision.strategy}) after "
-                             f"{name}: {exc}")
-        fields.update(error_details(exc, exc_string))
+                             f"{name}: {details['error_message']}")
+        fields.update(details)
         return Entry(EventKind.RETRY, fields, None, ("job %s (%s) failed attempt %d with %s; retrying in %.1fs (%s)",
                                                      job.id, kind, attempt, name, decision.delay, decision.strategy))
     if stopped:

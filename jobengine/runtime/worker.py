@@ -35,7 +35,16 @@ from jobengine.runtime import records
 from jobengine.runtime.allow import check_job_allowed
 from jobengine.runtime.bookkeeping import abandoned_job_recorder, record
 from jobengine.runtime.gate import QueueGate
-from jobengine.runtime.jobinfo import STOP_SIGNAL, WORKER_TTL, ExcInfo, JobStopped, attempt_of, job_type
+from jobengine.runtime.jobinfo import (
+    MAX_TRACEBACK,
+    STOP_SIGNAL,
+    WORKER_TTL,
+    ExcInfo,
+    JobStopped,
+    attempt_of,
+    job_type,
+    safe_text,
+)
 from jobengine.types import EventKind
 
 log = logging.getLogger("jobengine.worker")
@@ -180,6 +189,7 @@ class EngineWorkerMixin:
                            exc_string: str = "", execution: Execution | None = None) -> None:
         """Retry by our policy (exception class -> strategy), else let RQ fail or stop the job."""
         exc, self._last_exc = self._last_exc, None
+        exc_string = safe_text(exc_string, MAX_TRACEBACK, keep_tail=True)  # RQ stores it UTF-8 encoded
         self._current = job  # also set in a forking worker's parent, which handles a killed horse
         duration = self._duration(job)
         stopped = self._stopped_job_id == job.id

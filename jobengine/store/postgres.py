@@ -20,7 +20,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from jobengine.errors import JobNotFound, StoreUnavailable
+from jobengine.errors import HistoryDataError, JobNotFound, StoreUnavailable
 from jobengine.models import (
     FailedJob,
     FailureGroup,
@@ -201,6 +201,15 @@ def _is_connection_error(exc: BaseException) -> bool:
     return False
 
 
+def _is_data_error(exc: BaseException) -> bool:
+    """True when the server (or psycopg, for a NUL byte) refused the values, not the statement:
+    data exceptions (22), integrity violations (23), program limits such as an index row too big (54)."""
+    if isinstance(exc, (psycopg.DataError, psycopg.IntegrityError)):
+        return True
+    state = getattr(exc, "sqlstate", None) or ""
+    return state.startswith(("22", "23", "54"))
+
+
 class PostgresStore:
     """Job history in PostgreSQL behind a small, lazily opened connection pool. Thread-safe."""
 
@@ -282,6 +291,9 @@ class PostgresStore:
                 with pool.connection() as conn:
                     return work(conn)
             except psycopg.Error as exc:
+                if name == "apply_events" and _is_data_error(exc):
+                    raise HistoryDataError(f"PostgreSQL refused {name} as data: "
+                                           f"{self._scrub(_first_line(str(exc)))}") from None
                 if not _is_connection_error(exc):
                     raise StoreUnavailable(f"PostgreSQL refused {name}: "
                                            f"{self._scrub(_first_line(str(exc)))}") from None

@@ -27,9 +27,10 @@ from jobtui.cli.context import Context, checked, duration, fail, friendly, pass_
 def health(ctx: Context, as_json: bool) -> None:
     """Exit 0 healthy (warnings included), 1 failing, 2 cannot check (fit for an exec probe).
 
-    Fails on too many failures in the last hour or stuck jobs (named); warns on queues over
-    their size threshold and workers whose heartbeat is overdue (named); reports whether Redis
-    and PostgreSQL answer. Runs every check now (migrations are not applied).
+    Fails on PostgreSQL unreachable, too many failures in the last hour, stuck jobs (named) or
+    history far behind; warns on history behind, dead letters, queues over their size threshold
+    and workers whose heartbeat is overdue (named); cannot check without Redis. Runs every check
+    now (migrations are not applied).
     """
     try:
         engine = ctx.engine(migrate=False)
@@ -42,7 +43,9 @@ def health(ctx: Context, as_json: bool) -> None:
                   "checked_at": report.checked_at.isoformat(timespec="seconds"),
                   "redis_ok": report.redis_ok, "postgres_ok": report.postgres_ok,
                   "failures_last_hour": report.failures_last_hour,
-                  "stuck_jobs": list(report.stuck_jobs), "workers": report.workers}, as_json)
+                  "stuck_jobs": list(report.stuck_jobs), "workers": report.workers,
+                  "history_backlog": report.history_backlog, "history_lag": report.history_lag,
+                  "dead_letters": report.dead_letters}, as_json)
     sys.exit(report.exit_code)
 
 
@@ -63,7 +66,7 @@ def _emit_health(data: dict[str, Any], as_json: bool) -> None:
 @friendly
 def migrate(ctx: Context) -> None:
     """Apply the PostgreSQL migrations (also done on start)."""
-    with ctx.engine() as engine:
+    with ctx.engine(migrate=False) as engine:  # here PostgreSQL down is the error, not a warning
         applied = engine.store.migrate()
         click.echo(f"applied {len(applied)} migration(s)" + (f": {', '.join(applied)}" if applied else ""))
 

@@ -47,3 +47,9 @@ def mixed(n: int) -> int:
     if n % 5 == 0:
         raise TemporaryError(f"job {n} hit a timeout")
     return n * 2
+
+
+def raise_message(kind: str) -> None:
+    """Raise an exception whose message PostgreSQL or UTF-8 cannot take as is."""
+    text = {"surrogate": "bad \udc80 surrogate", "nul": "bad \x00 nul", "huge": "x" * 5_000_000}[kind]
+    raise ValueError(text)

@@ -10,8 +10,6 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import pytest
-
 from jobengine import Engine, JobSpec
 from jobengine.models import JobEvent
 from jobengine.types import EventKind
@@ -92,17 +90,20 @@ def test_worker_with_an_overdue_heartbeat_is_named(engine: Engine, redis_url: st
                                            "heartbeat ")
 
 
-@pytest.mark.parametrize("which", ["redis", "postgres"])
-def test_unreachable_server_cannot_check(engine: Engine, redis_url: str, database_url: str, tmp_path: Path,
-                                         which: str) -> None:
-    dead_redis = "redis://127.0.0.1:1/0" if which == "redis" else redis_url
-    dead_pg = "postgresql://postgres@127.0.0.1:1/x" if which == "postgres" else database_url
-    code, report = health(dead_redis, dead_pg, tmp_path)
+def test_unreachable_redis_cannot_check(engine: Engine, database_url: str, tmp_path: Path) -> None:
+    code, report = health("redis://127.0.0.1:1/0", database_url, tmp_path)
     assert (code, report["verdict"]) == (2, "unknown")
-    assert ("Redis at 127.0.0.1:1/0 is unreachable" if which == "redis" else
-            "PostgreSQL at 127.0.0.1:1/x is unreachable") in report["reasons"][0]
-    if which == "redis":
-        assert report["redis_ok"] is False and report["postgres_ok"] is True
+    assert "Redis at 127.0.0.1:1/0 is unreachable" in report["reasons"][0]
+    assert report["redis_ok"] is False and report["postgres_ok"] is True
+
+
+def test_unreachable_postgres_fails_with_a_verdict(engine: Engine, redis_url: str, tmp_path: Path) -> None:
+    """PostgreSQL down is a verdict, not "cannot check": Redis still answers for the rest."""
+    code, report = health(redis_url, "postgresql://postgres@127.0.0.1:1/x", tmp_path)
+    assert (code, report["verdict"]) == (1, "failing")
+    assert report["reasons"][0].startswith("PostgreSQL at 127.0.0.1:1/x is unreachable")
+    assert "Job history waits in Redis" in report["reasons"][0]
+    assert report["redis_ok"] is True and report["postgres_ok"] is False
 
 
 def test_engine_health_matches_the_snapshot_verdict(engine: Engine) -> None:
