@@ -35,6 +35,12 @@ class StoreUnavailable(UnavailableError):
     """PostgreSQL cannot be reached or refused the statement."""
 
 
+class HistoryDataError(StoreUnavailable):
+    """PostgreSQL rejected a batch of history events as data (a NUL byte in text, a value out of
+    range): the same batch fails the same way, so split it to isolate the event. A StoreUnavailable,
+    so callers that know only that keep waiting; catch this one first."""
+
+
 class RedisUnavailable(UnavailableError):
     """Redis cannot be reached."""
 
