@@ -29,6 +29,9 @@ BATCH_COLUMNS = ("pos", "event_id", "job_id", "at", "kind", "level", "attempt", 
                  "queue", "priority", "func", "args", "worker", "duration", "scheduled_for", "error_class",
                  "error_message", "traceback", "fingerprint")
 """The columns of the `history_batch` temporary table, in COPY order."""
+BATCH_TYPES = ("int4", "text", "text", "timestamptz", "text", "text", "int4", "float8", "text", "text",
+               "text", "int2", "text", "text", "text", "float8", "timestamptz", "text", "text", "text", "text")
+"""Their PostgreSQL types, for the binary COPY."""
 
 
 def first_line(text: str | None) -> str:

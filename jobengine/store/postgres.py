@@ -30,7 +30,7 @@ from jobengine.models import (
     NewJob,
     ThroughputPoint,
 )
-from jobengine.store.batch import batch_rows, event_message, in_order
+from jobengine.store.batch import BATCH_TYPES, batch_rows, event_message, in_order
 from jobengine.store.batch import first_line as _first_line
 from jobengine.store.sqlfile import migrations, queries
 from jobengine.types import JobStatus, Priority
@@ -332,6 +332,7 @@ class PostgresStore:
             with conn.cursor() as cur:
                 cur.execute(_q("apply_batch_table"))
                 with cur.copy(_q("apply_batch_copy")) as copy:
+                    copy.set_types(BATCH_TYPES)
                     for row in rows:
                         copy.write_row(row)
                 stale = cur.execute(_q("apply_batch_log"), prepare=False).rowcount

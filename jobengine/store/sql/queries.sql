@@ -53,7 +53,7 @@ CREATE TEMPORARY TABLE IF NOT EXISTS history_batch (
 -- name: apply_batch_copy
 COPY history_batch (pos, event_id, job_id, at, kind, level, attempt, delay, message, type, queue,
                     priority, func, args, worker, duration, scheduled_for, error_class,
-                    error_message, traceback, fingerprint) FROM STDIN
+                    error_message, traceback, fingerprint) FROM STDIN (FORMAT BINARY)
 
 -- name: apply_batch_log
 -- The log rows gate everything: events whose id is already in job_logs leave the batch. Every
@@ -91,23 +91,20 @@ WITH e AS (
            CASE WHEN b.kind IN ('started', 'finished', 'failed') THEN coalesce(b.attempt, 0) ELSE 0 END AS ran
     FROM history_batch b JOIN jobs j ON j.id = b.job_id
 ), running AS (
+    -- started_before is read on `finished` and `failed` rows only, so the frame may include the row
     SELECT e.*,
            count(*) FILTER (WHERE bump) OVER upto AS bumps,  -- starts without an attempt so far
-           coalesce(max(at) FILTER (WHERE wins AND kind = 'started') OVER before, s0,
-                    min(at) FILTER (WHERE kind = 'started') OVER before) AS started_before
+           coalesce(max(at) FILTER (WHERE wins AND kind = 'started') OVER upto, s0,
+                    min(at) FILTER (WHERE kind = 'started') OVER upto) AS started_before
     FROM e
-    WINDOW upto AS (PARTITION BY job_id ORDER BY pos ROWS UNBOUNDED PRECEDING),
-           before AS (PARTITION BY job_id ORDER BY pos ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)
-), running2 AS (
-    -- attempts after event k = bumps_k + greatest(a0, max over i <= k of (ran_i - bumps_i))
-    SELECT running.*,
-           max(ran - bumps) OVER (PARTITION BY job_id ORDER BY pos ROWS UNBOUNDED PRECEDING) AS ran_max,
-           CASE WHEN wins AND kind IN ('finished', 'failed')
-                THEN coalesce(duration, extract(epoch FROM at - started_before)::float8) END AS run_time
-    FROM running
+    WINDOW upto AS (PARTITION BY job_id ORDER BY pos ROWS UNBOUNDED PRECEDING)
 ), marked AS (
-    -- the position of the event that decides each field
-    SELECT running2.*,
+    -- the position of the event that decides each field, and the attempts so far: after event k
+    -- they are bumps_k + greatest(a0, max over i <= k of (ran_i - bumps_i))
+    SELECT running.*,
+           CASE WHEN wins AND kind IN ('finished', 'failed')
+                THEN coalesce(duration, extract(epoch FROM at - started_before)::float8) END AS run_time,
+           max(ran - bumps) OVER (PARTITION BY job_id ORDER BY pos ROWS UNBOUNDED PRECEDING) AS ran_max,
            max(pos) OVER job AS p_last, min(pos) OVER job AS p_first,
            min(pos) FILTER (WHERE type IS NOT NULL) OVER job AS p_type,
            min(pos) FILTER (WHERE func IS NOT NULL) OVER job AS p_func,
@@ -118,10 +115,12 @@ WITH e AS (
            max(pos) FILTER (WHERE wins AND kind IN ('finished', 'failed', 'canceled', 'stopped',
                                                     'queued', 'requeued')) OVER job AS p_end,
            max(pos) FILTER (WHERE wins AND kind IN ('failed', 'queued', 'requeued')) OVER job AS p_fail,
-           max(pos) FILTER (WHERE run_time IS NOT NULL) OVER job AS p_run_time,
+           max(pos) FILTER (WHERE wins AND kind IN ('finished', 'failed')
+                            AND coalesce(duration, extract(epoch FROM at - started_before)) IS NOT NULL)
+               OVER job AS p_run_time,
            max(pos) FILTER (WHERE wins AND kind IN ('retry', 'deferred', 'scheduled')
                             AND scheduled_for IS NOT NULL) OVER job AS p_schedule
-    FROM running2
+    FROM running
     WINDOW job AS (PARTITION BY job_id ORDER BY pos ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
 ), folded AS (
     SELECT job_id,
