@@ -64,14 +64,15 @@ def _one(store: PostgresStore, sql: LiteralString) -> int:
     return int(next(iter(row.values()))) if row else 0
 
 
-def _old(store: PostgresStore) -> Callable[[Sequence[JobEvent]], None]:
+def old_apply(store: PostgresStore) -> Callable[[Sequence[JobEvent]], None]:
+    """The per-event apply the set-based one replaced, in the store's own transaction handling."""
     q = queries()
 
     def apply(batch: Sequence[JobEvent]) -> None:
         def work(conn: object) -> None:
             with conn.cursor() as cur:  # type: ignore[attr-defined]
                 apply_one_by_one(cur, q["apply_event"], q["resolve_failures"], batch)
-        store._run("apply_events", work)  # the store's own transaction handling, as before
+        store._run("apply_events", work)
 
     return apply
 
@@ -82,7 +83,7 @@ def run(store: PostgresStore, mode: str, batch: int, jobs: list[NewJob], events:
     store.clear_history()
     for k in range(0, len(jobs), 5000):
         store.insert_jobs(jobs[k:k + 5000])
-    apply = _old(store) if mode == "old" else store.apply_events
+    apply = old_apply(store) if mode == "old" else store.apply_events
     pid = _one(store, "SELECT pg_backend_pid()") if local else None
     cpu, server = time.process_time(), _backend_cpu(pid)
     start = time.perf_counter()

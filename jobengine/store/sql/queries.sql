@@ -85,7 +85,7 @@ DELETE FROM history_batch b WHERE NOT EXISTS (SELECT 1 FROM logged l WHERE l.eve
 -- Then the batch's failures (born retried when a later `requeued` event is logged) and the
 -- open failures its `requeued` events resolve.
 WITH e AS (
-    SELECT b.*, j.updated_at = '-infinity' AS neutral, j.started_at AS s0, j.attempts AS a0,
+    SELECT b.*, j.ctid AS row_id, j.updated_at = '-infinity' AS neutral, j.started_at AS s0, j.attempts AS a0,
            b.at >= j.updated_at AS wins,
            b.kind = 'started' AND b.attempt IS NULL AS bump,
            CASE WHEN b.kind IN ('started', 'finished', 'failed') THEN coalesce(b.attempt, 0) ELSE 0 END AS ran
@@ -123,7 +123,7 @@ WITH e AS (
     FROM running
     WINDOW job AS (PARTITION BY job_id ORDER BY pos ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
 ), folded AS (
-    SELECT job_id,
+    SELECT job_id, row_id,
            bool_or(wins) AS any_wins,
            max(kind) FILTER (WHERE pos = p_last) AS last_kind,
            min(at) AS first_at, max(at) AS last_at,
@@ -144,7 +144,7 @@ WITH e AS (
            max(scheduled_for) FILTER (WHERE pos = p_schedule) AS scheduled_for,
            max(bumps) AS bumps, max(ran - bumps) AS ran_max
     FROM marked
-    GROUP BY job_id
+    GROUP BY job_id, row_id
 ), updated AS (
     UPDATE jobs j SET
         status = CASE WHEN NOT f.any_wins THEN j.status
@@ -168,7 +168,7 @@ WITH e AS (
         duration = coalesce(f.run_time, j.duration),
         scheduled_for = coalesce(f.scheduled_for, j.scheduled_for)
     FROM folded f
-    WHERE j.id = f.job_id
+    WHERE j.ctid = f.row_id  -- the row locked by apply_batch_log and read by `e`: no second index lookup
     RETURNING j.id, j.type
 ), resolved AS (
     -- open failures from earlier batches, each resolved by the batch's first retry at or after it
