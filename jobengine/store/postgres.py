@@ -211,9 +211,8 @@ class PostgresStore:
         TRANSIENT_RETRIES times); every statement here is idempotent. A data error is raised as
         `refused` (the caller's subclass of StoreUnavailable).
         """
-        attempt = transient = 0
+        dropped = transient = 0
         while True:
-            attempt += 1
             pool = self._ensure_pool()
             try:
                 with pool.connection() as conn:
@@ -222,13 +221,13 @@ class PostgresStore:
                 if _is_transient(exc) and transient < TRANSIENT_RETRIES - 1:
                     transient += 1
                     self.transient_retries += 1
-                    attempt -= 1
                     continue
                 if not _is_connection_error(exc):
                     kind = refused if _is_data_error(exc) else StoreUnavailable
                     raise kind(f"PostgreSQL refused {name}: {self._scrub(_first_line(str(exc)))}") from None
                 self._discard_pool(pool)
-                if attempt >= 2:
+                dropped += 1
+                if dropped == 2:
                     raise self._unreachable(_first_line(str(exc))) from None
             except PoolTimeout:
                 reason = self._probe()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -233,6 +234,34 @@ def test_concurrent_writers_with_overlapping_batches_do_not_deadlock(database_ur
     finally:
         for s in stores:
             s.close()
+
+
+def test_a_deadlock_victim_batch_is_applied_again(store: PostgresStore, database_url: str) -> None:
+    """An operator's transaction holding a failure the batch resolves, then waiting for the batch's
+    job: PostgreSQL aborts the batch (it waited first); the store runs it again once it may."""
+    fail = JobEvent(event_id="1-0", kind=EventKind.FAILED, job_id="j", at=T0, queue="default", attempt=1,
+                    error_class="ValueError", error_message="bad")
+    store.apply_events([fail])
+    requeued = JobEvent(event_id="2-0", kind=EventKind.REQUEUED, job_id="j", at=T0 + timedelta(seconds=1),
+                        queue="default")
+    errors: list[BaseException] = []
+    with psycopg.connect(database_url) as operator:
+        operator.execute("SET deadlock_timeout = '5s'")  # the batch's detector, at 1 s, fires first
+        operator.execute("UPDATE failed_jobs SET error_message = 'held' WHERE job_id = 'j'")
+        batch = threading.Thread(target=lambda: errors.extend(run_together([store], [[[requeued]]])))
+        batch.start()
+        for _ in range(200):  # until the batch waits for the failure row (it holds job j by then)
+            waiting = operator.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                                       "AND datname = current_database()").fetchone()
+            if waiting and waiting[0]:
+                break
+            time.sleep(0.02)
+        operator.execute("SELECT 1 FROM jobs WHERE id = 'j' FOR UPDATE")  # a deadlock: the batch is the victim
+        operator.commit()
+        batch.join(timeout=30)
+    assert errors == [] and store.transient_retries == 1
+    assert store.job_status("j") is JobStatus.QUEUED and store.failed_total() == 0
+    assert store.get_job("j").failure.error_message == "held"  # type: ignore[union-attr]
 
 
 def test_rejected_values_raise_a_data_error_and_change_nothing(store: PostgresStore, database_url: str) -> None:
