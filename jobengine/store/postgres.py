@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 import re
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import datetime, timedelta
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 from types import TracebackType
 from typing import Any, LiteralString, TypeVar
 
@@ -31,10 +31,13 @@ from jobengine.models import (
     NewJob,
     RestorableJob,
     ThroughputPoint,
-    failure_fingerprint,
 )
+from jobengine.store.batch import BATCH_TYPES, batch_rows, event_message, in_order
+from jobengine.store.batch import first_line as _first_line
 from jobengine.store.sqlfile import migrations, queries
-from jobengine.types import EventKind, JobStatus, Priority
+from jobengine.types import JobStatus, Priority
+
+__all__ = ["PostgresStore", "event_message", "prefix_bounds", "search_params"]
 
 T = TypeVar("T")
 Row = dict[str, Any]
@@ -43,12 +46,9 @@ Conn = psycopg.Connection[Any]
 PREFIX_MATCH_CAP = 1000
 """get_job counts at most this many ids sharing a prefix before calling it ambiguous."""
 
-_TERMINAL = frozenset({EventKind.FINISHED, EventKind.FAILED, EventKind.CANCELED, EventKind.STOPPED})
-_SCHEDULING = frozenset({EventKind.RETRY, EventKind.DEFERRED, EventKind.SCHEDULED})
-_REQUEUING = frozenset({EventKind.QUEUED, EventKind.REQUEUED})
-_RUN_ENDING = frozenset({EventKind.STARTED, EventKind.FINISHED, EventKind.FAILED})
-_LEVELS = {EventKind.FAILED: "error", EventKind.RETRY: "warning", EventKind.STOPPED: "warning",
-           EventKind.DEFERRED: "warning"}
+TRANSIENT_RETRIES = 3
+"""A transaction the server aborted as a deadlock victim or serialization failure is run again
+up to this many times in all."""
 _SECRET_URL = re.compile(r"(://[^:/@\s]*:)[^@\s]*@")
 _SECRET_KV = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
 
@@ -82,86 +82,6 @@ def _group(row: Row) -> FailureGroup:
 def _log(row: Row) -> LogEntry:
     return LogEntry(at=row["created_at"], kind=row["kind"] or "", level=row["level"],
                     message=row["message"] or "", attempt=row["attempt"], delay=row["delay"])
-
-
-# ---- events -> parameters ----------------------------------------------------------------------
-
-def _first_line(text: str | None) -> str:
-    lines = (text or "").strip().splitlines()
-    return lines[0].strip() if lines else ""
-
-
-def event_message(event: JobEvent) -> str:
-    """The log line for an event: its own message, else a sentence built from its fields."""
-    if event.message:
-        return event.message
-    error = ": ".join(p for p in (event.error_class, _first_line(event.error_message)) if p)
-    kind = event.kind
-    if kind in (EventKind.QUEUED, EventKind.REQUEUED):
-        return f"{kind.value} on {event.queue}"
-    if kind is EventKind.SCHEDULED:
-        return f"scheduled to run in {event.delay:.1f}s" if event.delay is not None else "scheduled"
-    if kind is EventKind.STARTED:
-        run = f"attempt {event.attempt}" if event.attempt else "run"
-        return f"{run} started" + (f" on {event.worker}" if event.worker else "")
-    if kind is EventKind.FINISHED:
-        return f"finished in {event.duration:.3f}s" if event.duration is not None else "finished"
-    if kind is EventKind.RETRY:
-        text = "retry" + (f" {event.attempt}" if event.attempt else "")
-        text += f" in {event.delay:.1f}s" if event.delay is not None else ""
-        return text + (f" after {error}" if error else "")
-    if kind is EventKind.FAILED:
-        text = f"failed after {event.attempt} attempt{'s' if event.attempt != 1 else ''}" \
-            if event.attempt else "failed"
-        return text + (f": {error}" if error else "")
-    if kind is EventKind.DEFERRED:
-        return f"deferred for {event.delay:.1f}s" if event.delay is not None else "deferred"
-    return kind.value  # canceled, stopped
-
-
-def _event_params(e: JobEvent) -> Row:
-    kind = e.kind
-    delay_until = e.at + timedelta(seconds=e.delay) if e.delay is not None else None
-    error_class = e.error_class or "unknown"
-    is_failed = kind is EventKind.FAILED
-    return {
-        "event_id": e.event_id, "job_id": e.job_id, "at": e.at, "kind": kind.value,
-        "level": _LEVELS.get(kind, "info"), "attempt": e.attempt, "delay": e.delay,
-        "message": event_message(e), "status": kind.status.value, "type": e.type, "queue": e.queue,
-        "priority": e.priority.rank if e.priority is not None else None,
-        "func": e.func, "args": e.args, "worker": e.worker,
-        "insert_attempts": (e.attempt or 1) if kind is EventKind.STARTED else (e.attempt or 0)
-        if kind in _RUN_ENDING else 0,
-        "run_attempt": e.attempt if kind in _RUN_ENDING else None,
-        "bump": kind is EventKind.STARTED and e.attempt is None,
-        "is_started": kind is EventKind.STARTED, "is_failed": is_failed,
-        "started_at": e.at if kind is EventKind.STARTED else None,
-        "finished_at": e.at if kind in _TERMINAL else None,
-        "failed_at": e.at if is_failed else None,
-        "sets_finish": kind in _TERMINAL, "clears_finish": kind in _REQUEUING,
-        "sets_duration": kind in (EventKind.FINISHED, EventKind.FAILED),
-        "duration": e.duration if kind in (EventKind.FINISHED, EventKind.FAILED) else None,
-        "sets_schedule": kind in _SCHEDULING,
-        "scheduled_for": delay_until if kind in _SCHEDULING else None,
-        "error_class": error_class if is_failed else None,
-        "error_message": e.error_message if is_failed else None,
-        "traceback": e.traceback if is_failed else None,
-        "fingerprint": failure_fingerprint(error_class, e.error_message or "") if is_failed else None,
-    }
-
-
-def _retried(events: Iterable[JobEvent]) -> Row:
-    """resolve_failures' parameters: the job ids and times of `requeued` events."""
-    pairs = [(e.job_id, e.at) for e in events]
-    return {"ids": [j for j, _ in pairs], "ats": [at for _, at in pairs]}
-
-
-def _event_order(e: JobEvent) -> tuple[datetime, tuple[int, ...], str]:
-    try:
-        seq = tuple(int(part) for part in e.event_id.split("-"))
-    except ValueError:
-        seq = ()
-    return e.at, seq, e.event_id
 
 
 # ---- search and prefix helpers --------------------------------------------------------------------
@@ -201,13 +121,17 @@ def _is_connection_error(exc: BaseException) -> bool:
     return False
 
 
+def _is_transient(exc: BaseException) -> bool:
+    """A deadlock victim or serialization failure: the transaction was rolled back; run it again."""
+    return isinstance(exc, psycopg.Error) and exc.sqlstate in ("40P01", "40001")
+
+
 def _is_data_error(exc: BaseException) -> bool:
-    """True when the server (or psycopg, for a NUL byte) refused the values, not the statement:
-    data exceptions (22), integrity violations (23), program limits such as an index row too big (54)."""
+    """The server (or psycopg, before sending) rejected a value: a NUL byte in text, a number or
+    time out of range, a constraint, an index row too large. The same rows fail the same way."""
     if isinstance(exc, (psycopg.DataError, psycopg.IntegrityError)):
         return True
-    state = getattr(exc, "sqlstate", None) or ""
-    return state.startswith(("22", "23", "54"))
+    return isinstance(exc, psycopg.Error) and (exc.sqlstate or "").startswith(("22", "23", "54"))
 
 
 class PostgresStore:
@@ -222,6 +146,8 @@ class PostgresStore:
         self._pool: ConnectionPool[Any] | None = None
         self._lock = threading.Lock()
         self._password, self.target = self._describe(dsn)
+        self.transient_retries = 0
+        """Transactions run again after the server aborted them as deadlock victims."""
 
     # ---- connection handling ------------------------------------------------------------------
     @staticmethod
@@ -279,26 +205,33 @@ class PostgresStore:
                 self._pool = None
         pool.close(timeout=0)
 
-    def _run(self, name: str, work: Callable[[Conn], T]) -> T:
+    def _run(self, name: str, work: Callable[[Conn], T], refused: type[StoreUnavailable] = StoreUnavailable) -> T:
         """Run `work` in one transaction on a pooled connection, translating every database error.
 
         A connection-level failure drops the whole pool (a restarted server leaves every pooled
-        connection dead) and retries once on fresh connections; every statement here is idempotent.
+        connection dead) and retries once on fresh connections; a deadlock victim runs again (up to
+        TRANSIENT_RETRIES times); every statement here is idempotent. A data error is raised as
+        `refused` (the caller's subclass of StoreUnavailable).
         """
-        for attempt in (1, 2):
+        dropped = transient = 0
+        while True:
             pool = self._ensure_pool()
             try:
                 with pool.connection() as conn:
                     return work(conn)
             except psycopg.Error as exc:
-                if name == "apply_events" and _is_data_error(exc):
-                    raise HistoryDataError(f"PostgreSQL refused {name} as data: "
-                                           f"{self._scrub(_first_line(str(exc)))}") from None
+                if _is_transient(exc) and transient < TRANSIENT_RETRIES - 1:
+                    transient += 1
+                    self.transient_retries += 1
+                    continue
                 if not _is_connection_error(exc):
-                    raise StoreUnavailable(f"PostgreSQL refused {name}: "
-                                           f"{self._scrub(_first_line(str(exc)))}") from None
+                    data = _is_data_error(exc)
+                    raise (refused if data else StoreUnavailable)(
+                        f"PostgreSQL refused {name}{' as data' if data else ''}: "
+                        f"{self._scrub(_first_line(str(exc)))}") from None
                 self._discard_pool(pool)
-                if attempt == 2:
+                dropped += 1
+                if dropped == 2:
                     raise self._unreachable(_first_line(str(exc))) from None
             except PoolTimeout:
                 reason = self._probe()
@@ -307,7 +240,6 @@ class PostgresStore:
                                            f"after {self._timeout:g}s for {name}") from None
                 self._discard_pool(pool)
                 raise self._unreachable(reason) from None
-        raise AssertionError("unreachable")  # pragma: no cover
 
     def _rows(self, name: str, params: Mapping[str, Any] | None = None) -> list[Row]:
         return self._run(name, lambda conn: conn.execute(_q(name), params).fetchall())
@@ -384,24 +316,36 @@ class PostgresStore:
         if ids:
             self._run("delete_jobs", lambda conn: conn.execute(_q("delete_jobs"), {"ids": list(ids)}))
 
-    def apply_events(self, events: Sequence[JobEvent]) -> None:
-        """Apply a batch of events in one transaction and one pipelined round trip, oldest first.
+    def apply_events(self, events: Sequence[JobEvent]) -> int:
+        """Apply a batch of events in one transaction and a few statements whatever its size;
+        returns how many of them were new.
 
-        Idempotent: an event whose id is already in job_logs changes nothing. Status only moves
-        forward in time (events older than the row's updated_at only fill missing fields).
+        The batch is COPYed into a temporary table, then folded per job (sql/queries.sql,
+        `apply_batch_*`) exactly as `batch.apply_one_by_one` applies it event by event, oldest
+        first. Idempotent: an event whose id is already in job_logs changes nothing. Status only
+        moves forward in time (events older than the row's updated_at only fill missing fields).
+        Concurrent writers lock rows in one order, so they neither deadlock nor lose updates.
+        Raises HistoryDataError when PostgreSQL rejects a value of the batch (the same batch
+        fails the same way: split it to find the event), StoreUnavailable otherwise.
         """
-        if not events:
-            return
-        params = [_event_params(e) for e in sorted(events, key=_event_order)]
-        retried = _retried(e for e in events if e.kind is EventKind.REQUEUED)
+        ordered = in_order(events)
+        if not ordered:
+            return 0
+        rows = batch_rows(ordered)
 
-        def work(conn: Conn) -> None:
+        def work(conn: Conn) -> int:
             with conn.cursor() as cur:
-                cur.executemany(_q("apply_event"), params)  # pipeline mode: one round trip
-                if retried["ids"]:  # after the batch's own failures are in
-                    cur.execute(_q("resolve_failures"), retried)
+                cur.execute(_q("apply_batch_table"))
+                with cur.copy(_q("apply_batch_copy")) as copy:
+                    copy.set_types(BATCH_TYPES)
+                    for row in rows:
+                        copy.write_row(row)
+                stale = cur.execute(_q("apply_batch_log"), prepare=False).rowcount
+                if stale < len(rows):
+                    cur.execute(_q("apply_batch_jobs"), prepare=False)
+            return len(rows) - stale
 
-        self._run("apply_events", work)
+        return self._run("apply_events", work, refused=HistoryDataError)
 
     def resolve_failures(self, job_ids: Sequence[str], at: datetime) -> int:
         """Take the open failures of `job_ids` up to `at` off the failed list in one UPDATE: the

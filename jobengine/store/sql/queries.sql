@@ -37,6 +37,165 @@ ON CONFLICT (id) DO NOTHING
 -- name: delete_jobs
 DELETE FROM jobs WHERE id = ANY(%(ids)s::text[])
 
+-- ---- history: the set-based apply (PostgresStore.apply_events) --------------------------------
+-- A batch is COPYed into history_batch (one row per event, `pos` = its place in event order),
+-- then three statements apply it whatever its size. Row locks are taken in one global order
+-- (job_logs by event id, then jobs by id, then failed_jobs of those jobs, then the failed
+-- counter), so concurrent writers queue on shared jobs instead of deadlocking.
+
+-- name: apply_batch_table
+CREATE TEMPORARY TABLE IF NOT EXISTS history_batch (
+    pos int NOT NULL, event_id text NOT NULL, job_id text NOT NULL, at timestamptz NOT NULL,
+    kind text NOT NULL, level text NOT NULL, attempt int, delay float8, message text, type text,
+    queue text NOT NULL, priority smallint, func text, args text, worker text, duration float8,
+    scheduled_for timestamptz, error_class text, error_message text, traceback text, fingerprint text
+) ON COMMIT DELETE ROWS
+
+-- name: apply_batch_copy
+COPY history_batch (pos, event_id, job_id, at, kind, level, attempt, delay, message, type, queue,
+                    priority, func, args, worker, duration, scheduled_for, error_class,
+                    error_message, traceback, fingerprint) FROM STDIN (FORMAT BINARY)
+
+-- name: apply_batch_log
+-- The log rows gate everything: events whose id is already in job_logs leave the batch. Every
+-- job of a new event is then locked in id order; a job without a row gets a neutral one
+-- (updated_at -infinity: every event is newer; created_at infinity: the oldest event sets it)
+-- that apply_batch_jobs fills in. Returns the number of events already applied.
+WITH logged AS (
+    INSERT INTO job_logs (event_id, job_id, created_at, kind, level, attempt, delay, message)
+    SELECT event_id, job_id, at, kind, level, attempt, delay, message
+    FROM history_batch
+    ORDER BY event_id
+    ON CONFLICT (event_id) DO NOTHING
+    RETURNING event_id
+), locked AS (
+    INSERT INTO jobs AS j (id, type, queue, status, attempts, created_at, updated_at)
+    SELECT DISTINCT ON (b.job_id) b.job_id, 'unknown', b.queue, 'queued', 0, 'infinity'::timestamptz,
+           '-infinity'::timestamptz
+    FROM logged l JOIN history_batch b ON b.event_id = l.event_id
+    ORDER BY b.job_id, b.pos
+    ON CONFLICT (id) DO UPDATE SET updated_at = j.updated_at WHERE false  -- locks, changes nothing
+)
+DELETE FROM history_batch b WHERE NOT EXISTS (SELECT 1 FROM logged l WHERE l.event_id = b.event_id)
+
+-- name: apply_batch_jobs
+-- Each job's new events folded onto its locked row as apply_event would apply them one by one in
+-- `pos` order. An event wins when it is not older than the row's updated_at (the winners are
+-- the newest events, a suffix of the job's events); only winners move status, end, schedule,
+-- duration and the running worker; every event fills gaps, counts attempts and may set the type.
+-- Then the batch's failures (born retried when a later `requeued` event is logged) and the
+-- open failures its `requeued` events resolve.
+WITH e AS (
+    SELECT b.*, j.ctid AS row_id, j.updated_at = '-infinity' AS neutral, j.started_at AS s0, j.attempts AS a0,
+           b.at >= j.updated_at AS wins,
+           b.kind = 'started' AND b.attempt IS NULL AS bump,
+           CASE WHEN b.kind IN ('started', 'finished', 'failed') THEN coalesce(b.attempt, 0) ELSE 0 END AS ran
+    FROM history_batch b JOIN jobs j ON j.id = b.job_id
+), running AS (
+    -- started_before is read on `finished` and `failed` rows only, so the frame may include the row
+    SELECT e.*,
+           count(*) FILTER (WHERE bump) OVER upto AS bumps,  -- starts without an attempt so far
+           coalesce(max(at) FILTER (WHERE wins AND kind = 'started') OVER upto, s0,
+                    min(at) FILTER (WHERE kind = 'started') OVER upto) AS started_before
+    FROM e
+    WINDOW upto AS (PARTITION BY job_id ORDER BY pos ROWS UNBOUNDED PRECEDING)
+), marked AS (
+    -- the position of the event that decides each field, and the attempts so far: after event k
+    -- they are bumps_k + greatest(a0, max over i <= k of (ran_i - bumps_i))
+    SELECT running.*,
+           CASE WHEN wins AND kind IN ('finished', 'failed')
+                THEN coalesce(duration, extract(epoch FROM at - started_before)::float8) END AS run_time,
+           max(ran - bumps) OVER (PARTITION BY job_id ORDER BY pos ROWS UNBOUNDED PRECEDING) AS ran_max,
+           max(pos) OVER job AS p_last, min(pos) OVER job AS p_first,
+           min(pos) FILTER (WHERE type IS NOT NULL) OVER job AS p_type,
+           min(pos) FILTER (WHERE func IS NOT NULL) OVER job AS p_func,
+           min(pos) FILTER (WHERE args IS NOT NULL) OVER job AS p_args,
+           min(pos) FILTER (WHERE priority IS NOT NULL) OVER job AS p_priority,
+           min(pos) FILTER (WHERE worker IS NOT NULL) OVER job AS p_worker,
+           max(pos) FILTER (WHERE wins AND kind = 'started' AND worker IS NOT NULL) OVER job AS p_runner,
+           max(pos) FILTER (WHERE wins AND kind IN ('finished', 'failed', 'canceled', 'stopped',
+                                                    'queued', 'requeued')) OVER job AS p_end,
+           max(pos) FILTER (WHERE wins AND kind IN ('failed', 'queued', 'requeued')) OVER job AS p_fail,
+           max(pos) FILTER (WHERE wins AND kind IN ('finished', 'failed')
+                            AND coalesce(duration, extract(epoch FROM at - started_before)) IS NOT NULL)
+               OVER job AS p_run_time,
+           max(pos) FILTER (WHERE wins AND kind IN ('retry', 'deferred', 'scheduled')
+                            AND scheduled_for IS NOT NULL) OVER job AS p_schedule
+    FROM running
+    WINDOW job AS (PARTITION BY job_id ORDER BY pos ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
+), folded AS (
+    SELECT job_id, row_id,
+           bool_or(wins) AS any_wins,
+           max(kind) FILTER (WHERE pos = p_last) AS last_kind,
+           min(at) AS first_at, max(at) AS last_at,
+           max(type) FILTER (WHERE pos = p_type) AS first_type,
+           max(func) FILTER (WHERE pos = p_first) AS opening_func,
+           max(func) FILTER (WHERE pos = p_func) AS first_func,
+           max(args) FILTER (WHERE pos = p_args) AS first_args,
+           max(priority) FILTER (WHERE pos = p_priority) AS first_priority,
+           max(worker) FILTER (WHERE pos = p_worker) AS first_worker,
+           max(worker) FILTER (WHERE pos = p_runner) AS runner,
+           max(at) FILTER (WHERE wins AND kind = 'started') AS last_start,
+           min(at) FILTER (WHERE kind = 'started') AS first_start,
+           max(p_end) IS NOT NULL AS ends,
+           max(at) FILTER (WHERE pos = p_end AND kind IN ('finished', 'failed', 'canceled', 'stopped')) AS end_at,
+           max(p_fail) IS NOT NULL AS fails,
+           max(at) FILTER (WHERE pos = p_fail AND kind = 'failed') AS fail_at,
+           max(run_time) FILTER (WHERE pos = p_run_time) AS run_time,
+           max(scheduled_for) FILTER (WHERE pos = p_schedule) AS scheduled_for,
+           max(bumps) AS bumps, max(ran - bumps) AS ran_max
+    FROM marked
+    GROUP BY job_id, row_id
+), updated AS (
+    UPDATE jobs j SET
+        status = CASE WHEN NOT f.any_wins THEN j.status
+                      WHEN f.last_kind = 'started' THEN 'processing'
+                      WHEN f.last_kind IN ('retry', 'deferred') THEN 'scheduled'
+                      WHEN f.last_kind = 'requeued' THEN 'queued'
+                      ELSE f.last_kind END,
+        updated_at = greatest(j.updated_at, f.last_at),
+        created_at = least(j.created_at, f.first_at),
+        type = CASE WHEN j.updated_at = '-infinity' THEN coalesce(f.first_type, f.opening_func, 'unknown')
+                    WHEN f.first_type IS NOT NULL AND (j.type = 'unknown' OR j.type = j.func) THEN f.first_type
+                    ELSE j.type END,
+        priority = coalesce(j.priority, f.first_priority),
+        func = coalesce(j.func, f.first_func),
+        args = coalesce(j.args, f.first_args),
+        attempts = f.bumps + greatest(j.attempts, f.ran_max),
+        worker = coalesce(f.runner, j.worker, f.first_worker),
+        started_at = coalesce(f.last_start, j.started_at, f.first_start),
+        finished_at = CASE WHEN f.ends THEN f.end_at ELSE j.finished_at END,
+        failed_at = CASE WHEN f.fails THEN f.fail_at ELSE j.failed_at END,
+        duration = coalesce(f.run_time, j.duration),
+        scheduled_for = coalesce(f.scheduled_for, j.scheduled_for)
+    FROM folded f
+    WHERE j.ctid = f.row_id  -- the row locked by apply_batch_log and read by `e`: no second index lookup
+    RETURNING j.id, j.type
+), resolved AS (
+    -- open failures from earlier batches, each resolved by the batch's first retry at or after it
+    UPDATE failed_jobs o SET retried_at = r.at
+    FROM (SELECT DISTINCT ON (x.id) x.id, u.at
+          FROM history_batch u
+          JOIN failed_jobs x ON x.job_id = u.job_id AND x.failed_at <= u.at AND x.retried_at IS NULL
+          WHERE u.kind = 'requeued'
+          ORDER BY x.id, u.at) AS r
+    WHERE o.id = r.id AND o.retried_at IS NULL
+)
+INSERT INTO failed_jobs (event_id, job_id, type, queue, error_class, error_message, traceback,
+                         fingerprint, failed_at, attempts, retried_at)
+SELECT m.event_id, m.job_id,
+       coalesce(m.type, CASE WHEN NOT (m.neutral AND m.pos = m.p_first) THEN u.type END, m.func, 'unknown'),
+       m.queue, m.error_class, m.error_message, m.traceback, m.fingerprint, m.at,
+       coalesce(m.attempt, m.bumps + greatest(m.a0, m.ran_max)),
+       (SELECT min(r.created_at) FROM job_logs r
+        WHERE r.job_id = m.job_id AND r.kind = 'requeued' AND r.created_at >= m.at)
+FROM marked m JOIN updated u ON u.id = m.job_id
+WHERE m.kind = 'failed'
+ORDER BY m.event_id
+ON CONFLICT (event_id) DO NOTHING
+
+-- ---- history: one event at a time (the reference the set-based apply is tested against) -----
+
 -- name: apply_event
 -- One event: its log row gates everything else, so an event already applied changes nothing.
 -- A stale event (older than the row's updated_at) only fills gaps; it never moves the status back.

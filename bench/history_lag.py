@@ -1,0 +1,144 @@
+"""History lag under load: how long an event takes to become a PostgreSQL row while workers run.
+
+First the durable maximum of `--processes` worker processes is measured (a backlog drained until
+every history row is in PostgreSQL, as `bench.worker_throughput --processes`). Then a producer
+dispatches no-op jobs at `--load` (default 80%) of that rate for `--seconds` into the same number
+of long-running worker processes, each with its history writer thread. It prints the lag of every
+history row (its event time to the moment the writer inserted it, stamped by a `clock_timestamp()`
+column added to this scratch database only) p50/p99/max, the largest events-stream length and
+the stream's Redis memory at that moment, and fails unless the stream is empty and every job's
+rows are in PostgreSQL within `--drain` seconds of the producer stopping.
+
+    python -m bench.history_lag --seconds 60 --own-redis
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psycopg
+import redis
+
+from bench.common import parser, scratch_database
+from bench.worker_throughput import given_redis, own_redis, processes, settings_for
+from jobengine import Engine, JobSpec, keys
+from jobengine.demo import noop
+
+
+def child(args: argparse.Namespace) -> None:
+    """One worker process: its writer thread and worker run until SIGTERM, then flush."""
+    logging.basicConfig(level=logging.WARNING)
+    with Engine(settings_for(args.redis_url, args.database_url), migrate=False) as engine:
+        writer = engine.history_writer()
+        worker = engine.worker()
+        writer.start(interval=0.05)
+        redis.Redis.from_url(args.redis_url).rpush("bench:ready", worker.name)
+        worker.work(burst=False, with_scheduler=True, logging_level="WARNING")  # until SIGTERM
+        writer.stop(flush=True)
+
+
+def produce(engine: Engine, conn: redis.Redis, rate: float, seconds: float) -> tuple[int, int, int]:
+    """Dispatch at `rate` jobs/s for `seconds` in ticks of 10 ms; returns (jobs, the largest stream
+    length seen, the stream's Redis memory in bytes at that moment)."""
+    sent, peak, peak_bytes = 0, 0, 0
+    start = time.perf_counter()
+    next_sample = start
+    while (elapsed := time.perf_counter() - start) < seconds:
+        due = int(rate * elapsed) - sent
+        if due > 0:
+            engine.dispatch_many([JobSpec(noop, priority="normal") for _ in range(due)])
+            sent += due
+        now = time.perf_counter()
+        if now >= next_sample:
+            length = int(conn.xlen(keys.EVENTS_STREAM))
+            if length > peak:
+                peak, peak_bytes = length, int(conn.memory_usage(keys.EVENTS_STREAM, samples=0) or 0)
+            next_sample = now + 0.1
+        time.sleep(max(0.0, 0.01 - (time.perf_counter() - now)))
+    return sent, peak, peak_bytes
+
+
+def finished_rows(database_url: str) -> int:
+    with psycopg.connect(database_url) as pg:
+        row = pg.execute("SELECT count(*) FROM jobs WHERE status = 'finished'").fetchone()
+    return int(row[0]) if row else 0
+
+
+def main() -> None:
+    p = parser(__doc__.splitlines()[0])
+    p.add_argument("--seconds", type=float, default=60.0, help="how long the producer dispatches")
+    p.add_argument("--load", type=float, default=0.8, help="fraction of the measured durable maximum")
+    p.add_argument("--rate", type=float, help="jobs/s to dispatch instead (skips the maximum)")
+    p.add_argument("--processes", type=int, default=2)
+    p.add_argument("--drain", type=float, default=5.0, help="seconds allowed to drain after the producer")
+    p.add_argument("--own-redis", action="store_true", help="Run against a private redis-server.")
+    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--database-url", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.child:
+        child(args)
+        return
+    logging.basicConfig(level=logging.WARNING)
+    with (own_redis() if args.own_redis else given_redis(args.redis_url)) as redis_url, \
+            scratch_database(args.pg_url) as database_url:
+        Engine(settings_for(redis_url, database_url)).close()  # migrate once
+        conn = redis.Redis.from_url(redis_url)
+        rate = args.rate
+        if rate is None:
+            with tempfile.TemporaryDirectory() as tmp:
+                best = processes(conn, redis_url, database_url, 6000, args.processes, Path(tmp))
+            rate = best.durable_rate * args.load
+            print(f"durable maximum, {args.processes} processes: {best.durable_rate:,.0f} jobs/s; "
+                  f"dispatching {rate:,.0f} jobs/s ({args.load:.0%}) for {args.seconds:g} s")
+        conn.flushdb()
+        with psycopg.connect(database_url, autocommit=True) as pg:
+            pg.execute("TRUNCATE jobs, job_logs, failed_jobs")
+            pg.execute("ALTER TABLE job_logs ADD COLUMN IF NOT EXISTS applied_at timestamptz "
+                       "DEFAULT clock_timestamp()")
+        env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+        argv = [sys.executable, "-m", "bench.history_lag", "--child", "--redis-url", redis_url,
+                "--database-url", database_url]
+        workers = [subprocess.Popen(argv, env=env) for _ in range(args.processes)]
+        try:
+            while conn.llen("bench:ready") < args.processes:
+                time.sleep(0.05)
+            with Engine(settings_for(redis_url, database_url), migrate=False) as engine:
+                sent, peak, peak_bytes = produce(engine, conn, rate, args.seconds)
+            stopped = time.perf_counter()
+            while (conn.xlen(keys.EVENTS_STREAM) or finished_rows(database_url) < sent) \
+                    and time.perf_counter() - stopped < args.drain + 30:
+                time.sleep(0.02)
+            drained = time.perf_counter() - stopped
+        finally:
+            for w in workers:
+                w.send_signal(signal.SIGTERM)
+            for w in workers:
+                w.wait(timeout=60)
+        with psycopg.connect(database_url) as pg:
+            lag = pg.execute("""
+                SELECT count(*),
+                       percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM applied_at - created_at)),
+                       percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM applied_at - created_at)),
+                       max(extract(epoch FROM applied_at - created_at))
+                FROM job_logs""").fetchone()
+        assert lag is not None
+        print(f"dispatched {sent:,} jobs in {args.seconds:g} s ({sent / args.seconds:,.0f} jobs/s) into "
+              f"{args.processes} worker processes")
+        print(f"history lag over {lag[0]:,} rows: p50 {lag[1] * 1000:.0f} ms, p99 {lag[2] * 1000:.0f} ms, "
+              f"max {lag[3] * 1000:.0f} ms")
+        print(f"largest stream length {peak:,} entries ({peak_bytes / 1024:,.0f} KiB of Redis memory)")
+        print(f"stream drained and every row in PostgreSQL {drained:.2f} s after the producer stopped")
+        if drained > args.drain:
+            raise SystemExit(f"FAIL: not drained within {args.drain:g} s")
+
+
+if __name__ == "__main__":
+    main()
