@@ -225,7 +225,7 @@ class PostgresStore:
                     self.transient_retries += 1
                     continue
                 if not _is_connection_error(exc):
-                    data = _is_data_error(exc)
+                    data = _is_data_error(exc) and refused is not StoreUnavailable
                     raise (refused if data else StoreUnavailable)(
                         f"PostgreSQL refused {name}{' as data' if data else ''}: "
                         f"{self._scrub(_first_line(str(exc)))}") from None

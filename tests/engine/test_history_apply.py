@@ -268,7 +268,7 @@ def test_rejected_values_raise_a_data_error_and_change_nothing(store: PostgresSt
     good = JobEvent(event_id="1-0", kind=EventKind.STARTED, job_id="ok", at=T0, queue="default", attempt=1)
     poison = JobEvent(event_id="2-0", kind=EventKind.FAILED, job_id="bad", at=T0, queue="default", attempt=1,
                       error_class="ValueError", error_message="nul \x00 byte")
-    with pytest.raises(HistoryDataError, match=r"^PostgreSQL refused apply_events: .*(NUL|0x00)") as err:
+    with pytest.raises(HistoryDataError, match=r"^PostgreSQL refused apply_events as data: .*(NUL|0x00)") as err:
         store.apply_events([good, poison])
     assert isinstance(err.value, StoreUnavailable) and "\n" not in str(err.value)
     assert snapshot(database_url)["job_logs"] == []  # one transaction: the good event is not in either
