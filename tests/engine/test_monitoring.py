@@ -136,7 +136,7 @@ def test_rules_fire_as_their_unit_tests_expect() -> None:
 
 def test_configured_rules_pass_promtool_check(tmp_path: Path) -> None:
     settings = Settings(failed_per_hour=7, stuck_after=600.0, long_running=12.5, history_batch=100,
-                        queue_size={"default": 1000, 'odd "name"': 5})
+                        queue_size={"default": 1000, "mail.out:eu-1": 5}, queues_extra=["mail.out:eu-1"])
     path = tmp_path / "rules.yml"
     path.write_text(rules_text(settings), encoding="utf-8")
     assert "SUCCESS: 12 rules found" in _promtool("check", "rules", str(path))
@@ -204,7 +204,7 @@ def test_rules_and_dashboard_read_only_exported_series(scraped_engine: Engine) -
     assert {"jobs_processed_total", "jobs_failed_total", "jobs_duration_seconds_bucket", "queue_size",
             "queue_rate_limit", "workers", "history_backlog"} <= samples  # the scrape is a real one
 
-    in_rules = set().union(*map(metric_names, rule_exprs(rules_text(Settings(queue_size={"q": 1}))).values()))
+    in_rules = set().union(*map(metric_names, rule_exprs(rules_text(Settings(queue_size={"low": 1}))).values()))
     dashboard = json.loads(grafana_json())
     in_dashboard = set().union(*map(metric_names, dashboard_exprs(dashboard))) | dashboard_variable_metrics(dashboard)
     assert len(in_rules) >= 7 and len(in_dashboard) >= 12  # the readers found the references
