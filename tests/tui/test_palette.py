@@ -92,6 +92,7 @@ async def _fresh_screens(app: JobTUI) -> None:
     await app.switch_mode("dashboard")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("where", SCREENS)
 async def test_the_palette_opens_and_runs_each_command_on_every_screen(where: str, make_app: AppFactory) -> None:
     """Each command the palette lists there, chosen in the palette, on a fresh copy of the screen."""
