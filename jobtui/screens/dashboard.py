@@ -47,9 +47,7 @@ class DashboardScreen(BaseScreen):
         if snap is None:
             return
         colors, narrow, needle = self.colors, self.narrow, self.needle.lower()
-        self.query_one(LanesTable).show(
-            snap.queues, colors, narrow=narrow, width=self.app.size.width, needle=needle
-        )
+        self.query_one(LanesTable).show(snap.queues, colors, needle=needle)
         self.query_one(ThroughputChart).show(snap.throughput, self.tz, dark=self.app.current_theme.dark)
         self.query_one(WorkersTable).show(snap.workers, self.now, colors, narrow=narrow, needle=needle)
         over = sum(1 for q in snap.queues if q.over_threshold)

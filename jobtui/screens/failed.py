@@ -22,30 +22,30 @@ from jobtui.widgets.table import Column, KeyedTable, Row
 
 MARK = "●"
 DETAIL_CACHE = 200
+ERROR_WIDTH = 30
+"""The widest an exception's class name gets in the tables (the detail pane shows it whole)."""
+MESSAGE_CAP = 200
+"""Messages are put on one line and cut here; the table shortens them further to its width."""
 
 
-TYPE_WIDTH = 22
-"""The widest the Type column gets; it is as wide as the longest type loaded, the message gets the rest."""
-
-
-def _flat_columns(width: int, narrow: bool, type_width: int = TYPE_WIDTH) -> tuple[Column, ...]:
-    fixed = [Column("mark", " ", 1), Column("when", "Failed", 11), Column("job", "Job", 8)]
-    if not narrow:
-        fixed += [Column("type", "Type", type_width), Column("queue", "Queue", 8)]
-    fixed += [Column("error", "Exception", 14 if narrow else 16)]
-    if not narrow:
-        fixed += [Column("attempts", "Att", 3)]
-    used = sum((c.width or 0) + 2 for c in fixed) + 4
-    return (*fixed, Column("message", "Message", max(12, width - used)))
-
-
-def _group_columns(width: int, narrow: bool) -> tuple[Column, ...]:
-    fixed = [Column("count", "Count", 6), Column("error", "Exception", 16 if narrow else 30)]
-    if not narrow:
-        fixed += [Column("first", "First seen", 11)]
-    fixed += [Column("last", "Last seen", 11)]
-    used = sum((c.width or 0) + 2 for c in fixed) + 4
-    return (*fixed[:2], Column("message", "Sample message", max(12, width - used)), *fixed[2:])
+FLAT_COLUMNS = (
+    Column("mark", " ", 1),
+    Column("when", "Failed"),
+    Column("job", "Job", 8, priority=4),
+    Column("type", "Type", priority=1, min_width=14, cut="middle"),
+    Column("queue", "Queue", priority=2, min_width=8),
+    Column("error", "Exception", min_width=14),
+    Column("attempts", "Att", 3, priority=3),
+    Column("message", "Message", min_width=14, flex=True),
+)
+"""At 80 columns the job id and the attempts give way (the detail pane below shows both)."""
+GROUP_COLUMNS = (
+    Column("count", "Count", 6),
+    Column("error", "Exception", min_width=14),
+    Column("message", "Sample message", min_width=14, flex=True),
+    Column("first", "First seen", priority=2),
+    Column("last", "Last seen", priority=1),
+)
 
 
 def short_class(error_class: str) -> str:
@@ -72,7 +72,6 @@ class FailedScreen(BaseScreen):
         self._detail_key: str | None = None
         self._search_shown: str | None = None
         self._keys_state: tuple[bool, bool] | None = None
-        self._type_width = TYPE_WIDTH
 
     def compose_body(self) -> ComposeResult:
         with Vertical(id="failed-main"):
@@ -133,25 +132,21 @@ class FailedScreen(BaseScreen):
         self.pages.refresh_first(page, total)
 
     def _render_table(self) -> None:
-        width, narrow = self.app.size.width, self.narrow
         table = self.table
         if self.grouped:
-            table.set_columns(_group_columns(width, narrow))
-            table.sync(self._group_rows(width, narrow))
+            table.set_columns(GROUP_COLUMNS)
+            table.sync(self._group_rows())
         else:
             self.by_key = {str(r.id): r for r in self.pages.rows}
-            self._type_width = min(TYPE_WIDTH, max([4, *(len(r.type) for r in self.by_key.values())]))
-            table.set_columns(self._columns(width, narrow))
+            table.set_columns(FLAT_COLUMNS)
             self.marked &= set(self.by_key)
-            table.sync(self._flat_rows(width, narrow))
+            table.sync(self._flat_rows())
         self._render_status()
         self._follow_cursor()
         self._refresh_keys()
 
-    def _flat_rows(self, width: int, narrow: bool) -> list[Row]:
+    def _flat_rows(self) -> list[Row]:
         now, colors = self.now, self.colors
-        columns = self._columns(width, narrow)
-        message_width = columns[-1].width or 20
         rows: list[Row] = []
         for r in self.by_key.values():
             key = str(r.id)
@@ -159,32 +154,27 @@ class FailedScreen(BaseScreen):
                 "mark": Text(MARK if key in self.marked else " ", style=colors.accent),
                 "when": Text(relative(r.failed_at, now, compact=True)),
                 "job": Text(short_id(r.job_id)),
-                "type": Text(ellipsize(r.type, self._type_width)),
+                "type": Text(r.type),
                 "queue": Text(r.queue),
-                "error": Text(ellipsize(short_class(r.error_class), 16), style=colors.error),
+                "error": Text(ellipsize(short_class(r.error_class), ERROR_WIDTH), style=colors.error),
                 "attempts": Text(str(r.attempts), justify="right"),
-                "message": Text(ellipsize(r.error_message, message_width)),
+                "message": Text(ellipsize(r.error_message, MESSAGE_CAP)),
             }
-            rows.append((key, [cells[c.key] for c in columns]))
+            rows.append((key, [cells[c.key] for c in FLAT_COLUMNS]))
         return rows
 
-    def _columns(self, width: int, narrow: bool) -> tuple[Column, ...]:
-        return _flat_columns(width, narrow, self._type_width)
-
-    def _group_rows(self, width: int, narrow: bool) -> list[Row]:
+    def _group_rows(self) -> list[Row]:
         now, colors = self.now, self.colors
-        columns = _group_columns(width, narrow)
-        message_width = next(c.width for c in columns if c.key == "message") or 20
         rows: list[Row] = []
         for g in self.shown_groups():
             cells = {
                 "count": Text(count(g.count), justify="right", style="bold"),
-                "error": Text(ellipsize(short_class(g.error_class), 30), style=colors.error),
-                "message": Text(ellipsize(g.sample_message, message_width)),
+                "error": Text(ellipsize(short_class(g.error_class), ERROR_WIDTH), style=colors.error),
+                "message": Text(ellipsize(g.sample_message, MESSAGE_CAP)),
                 "first": Text(relative(g.first_seen, now, compact=True)),
                 "last": Text(relative(g.last_seen, now, compact=True)),
             }
-            rows.append((g.fingerprint, [cells[c.key] for c in columns]))
+            rows.append((g.fingerprint, [cells[c.key] for c in GROUP_COLUMNS]))
         return rows
 
     def _render_status(self) -> None:

@@ -43,7 +43,8 @@ class HelpScreen(ModalScreen[None]):
                 table.add_row("", "", "")
             table.add_row("", Text(title, style="bold underline"), "")
             for spec in specs:
-                table.add_row(key_label(spec), spec.description, spec.tooltip)
+                # Text, not str: Rich would read a '[' in the registry's text as markup.
+                table.add_row(Text(key_label(spec)), Text(spec.description), Text(spec.tooltip))
         return table
 
     def action_dismiss_dialog(self) -> None:

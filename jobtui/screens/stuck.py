@@ -10,7 +10,7 @@ from textual.widgets import DataTable, Static
 
 from jobengine.models import JobRecord
 from jobtui.actions import ALL, bindings_for
-from jobtui.format import absolute, duration, ellipsize, relative, short_id
+from jobtui.format import absolute, duration, relative, short_id
 from jobtui.messages import DetailLoaded, Operation, Outcome, ViewState
 from jobtui.screens.base import BaseScreen
 from jobtui.screens.confirm import ConfirmScreen
@@ -18,22 +18,15 @@ from jobtui.widgets.detail import JobDetailView
 from jobtui.widgets.table import Column, KeyedTable, Row
 
 MARK = "●"
-WIDE = (
+COLUMNS = (
     Column("mark", " ", 1),
-    Column("job", "Job", 8),
-    Column("type", "Type"),
-    Column("queue", "Queue"),
-    Column("worker", "Worker"),
-    Column("started", "Started"),
+    Column("job", "Job", 8, priority=3),
+    Column("type", "Type", priority=1, min_width=14, cut="middle"),
+    Column("queue", "Queue", priority=4, min_width=8),
+    Column("worker", "Worker", priority=2, min_width=16, cut="middle"),
+    Column("started", "Started", priority=5),
     Column("elapsed", "Elapsed"),
-    Column("attempts", "Att"),
-)
-NARROW = (
-    Column("mark", " ", 1),
-    Column("job", "Job", 8),
-    Column("type", "Type"),
-    Column("worker", "Worker"),
-    Column("elapsed", "Elapsed"),
+    Column("attempts", "Att", priority=6),
 )
 
 
@@ -77,9 +70,8 @@ class StuckScreen(BaseScreen):
         ]
         self.jobs = {r.id: r for r in shown}
         self.marked &= set(self.jobs)
-        columns = NARROW if self.narrow else WIDE
-        self.table.set_columns(columns)
-        self.table.sync(self._rows(shown, columns))
+        self.table.set_columns(COLUMNS)
+        self.table.sync(self._rows(shown))
         status = f"{len(stuck)} job{'' if len(stuck) == 1 else 's'} processing longer than the threshold"
         if snap is None:
             status = "waiting for the first poll…"
@@ -91,7 +83,7 @@ class StuckScreen(BaseScreen):
             self._any_marked = bool(self.marked)
             self.refresh_bindings()
 
-    def _rows(self, records: list[JobRecord], columns: tuple[Column, ...]) -> list[Row]:
+    def _rows(self, records: list[JobRecord]) -> list[Row]:
         now, colors = self.now, self.colors
         rows: list[Row] = []
         for r in records:
@@ -99,14 +91,14 @@ class StuckScreen(BaseScreen):
             cells = {
                 "mark": Text(MARK if r.id in self.marked else " ", style=colors.accent),
                 "job": Text(short_id(r.id)),
-                "type": Text(ellipsize(r.type, 28)),
+                "type": Text(r.type),
                 "queue": Text(r.queue),
                 "worker": Text(r.worker or "—"),
                 "started": Text(relative(r.started_at, now, compact=True)),
                 "elapsed": Text(duration(elapsed), style=f"bold {colors.warning}", justify="right"),
                 "attempts": Text(str(r.attempts), justify="right"),
             }
-            rows.append((r.id, [cells[c.key] for c in columns]))
+            rows.append((r.id, [cells[c.key] for c in COLUMNS]))
         return rows
 
     def _render_hint(self) -> None:

@@ -9,50 +9,48 @@ from rich.text import Text
 from jobengine.models import QueueStats
 from jobtui.format import count, duration, rate_use, sparkline
 from jobtui.widgets.colors import Palette
-from jobtui.widgets.table import Column, KeyedTable, Row
+from jobtui.widgets.table import Column, Fill, KeyedTable, Row
 
-WIDE = (
-    Column("name", "Queue"),
+COLUMNS = (
+    Column("name", "Queue", min_width=8, cut="middle"),
     Column("size", "Size"),
-    Column("scheduled", "Scheduled"),
-    Column("running", "Running"),
-    Column("failed", "Failed"),
-    Column("wait", "Oldest wait"),
-    Column("rate", "Rate limit/min"),
-    Column("spark", "Processed/min, last hour"),
+    Column("scheduled", "Scheduled", short_label="Sched", priority=3),
+    Column("running", "Running", short_label="Run", priority=2),
+    Column("failed", "Failed", short_label="Fail", priority=1),
+    Column("wait", "Oldest wait", short_label="Wait", priority=2),
+    Column("rate", "Rate limit/min", short_label="Rate", priority=4),
+    Column("spark", "Processed/min, last hour", short_label="Processed/min", priority=5, min_width=10, flex=True),
 )
-NARROW = (
-    Column("name", "Queue"),
-    Column("size", "Size"),
-    Column("scheduled", "Sched"),
-    Column("running", "Run"),
-    Column("failed", "Fail"),
-    Column("wait", "Wait"),
-    Column("rate", "Rate"),
-    Column("spark", "Processed/min"),
-)
+"""Narrow terminals get the short labels first, then lose the sparkline, the rate limit, ..."""
+SPARK_MAX = 40
+"""The most minutes-buckets a sparkline gets (the column may be wider)."""
 
 
 def _num(value: str, style: str = "") -> Text:
     return Text(value, style=style, justify="right")
 
 
-def spark_width(width: int, narrow: bool) -> int:
-    """Cells left for the sparkline once the other columns have their share of `width`."""
-    return max(6, min(40, width - (64 if narrow else 92)))
+def spark_cell(q: QueueStats, colors: Palette) -> Fill:
+    """The sparkline cell, drawn for its column's width: bars, then the last minute's count."""
+    last = q.processed_per_minute[-1] if q.processed_per_minute else 0
+    suffix = f" {count(last)}"
+
+    def draw(width: int) -> Text:
+        bars = max(1, min(SPARK_MAX, width - len(suffix)))
+        text = Text(sparkline(q.processed_per_minute, bars), style=colors.primary)
+        text.append(suffix, style="")
+        return text
+
+    return draw
 
 
-def lane_rows(queues: Sequence[QueueStats], colors: Palette, *, narrow: bool, width: int) -> list[Row]:
+def lane_rows(queues: Sequence[QueueStats], colors: Palette) -> list[Row]:
     """Rows for `KeyedTable.sync`, keyed by queue name."""
-    spark_cells = spark_width(width, narrow)
     rows: list[Row] = []
     for q in queues:
         hot = f"bold {colors.error}" if q.over_threshold else ""
         name = Text(("▲ " if q.over_threshold else "  ") + q.name, style=hot)
         full = q.rate_limit is not None and q.rate_used >= q.rate_limit
-        last = q.processed_per_minute[-1] if q.processed_per_minute else 0
-        spark = Text(sparkline(q.processed_per_minute, spark_cells), style=colors.primary)
-        spark.append(f" {count(last)}", style="")
         rows.append(
             (
                 q.name,
@@ -64,7 +62,7 @@ def lane_rows(queues: Sequence[QueueStats], colors: Palette, *, narrow: bool, wi
                     _num(count(q.failed), colors.error if q.failed else colors.muted),
                     _num(duration(q.oldest_wait)),
                     _num(rate_use(q.rate_used, q.rate_limit), colors.warning if full else ""),
-                    spark,
+                    spark_cell(q, colors),
                 ],
             )
         )
@@ -72,11 +70,9 @@ def lane_rows(queues: Sequence[QueueStats], colors: Palette, *, narrow: bool, wi
 
 
 class LanesTable(KeyedTable):
-    """Render only: `show(queues, colors, narrow=..., width=..., needle=...)`."""
+    """Render only: `show(queues, colors, needle=...)`; the table fits the columns to its width."""
 
-    def show(
-        self, queues: Sequence[QueueStats], colors: Palette, *, narrow: bool, width: int, needle: str = ""
-    ) -> None:
-        self.set_columns(NARROW if narrow else WIDE)
+    def show(self, queues: Sequence[QueueStats], colors: Palette, *, needle: str = "") -> None:
+        self.set_columns(COLUMNS)
         shown = [q for q in queues if not needle or needle in q.name.lower()]
-        self.sync(lane_rows(shown, colors, narrow=narrow, width=width))
+        self.sync(lane_rows(shown, colors))

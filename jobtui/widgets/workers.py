@@ -16,23 +16,16 @@ from jobtui.format import relative, short_id
 from jobtui.widgets.colors import Palette
 from jobtui.widgets.table import Column, KeyedTable, Row
 
-WIDE = (
-    Column("name", "Worker"),
-    Column("host", "Host"),
-    Column("pid", "PID"),
+COLUMNS = (
+    Column("name", "Worker", min_width=16, cut="middle"),
+    Column("host", "Host", priority=3, min_width=8, cut="middle"),
+    Column("pid", "PID", priority=4),
     Column("state", "State"),
-    Column("job", "Current job"),
-    Column("queues", "Queues"),
-    Column("beat", "Heartbeat"),
+    Column("job", "Current job", short_label="Job", priority=2),
+    Column("queues", "Queues", priority=1, min_width=9),
+    Column("beat", "Heartbeat", short_label="Beat"),
 )
-NARROW = (
-    Column("name", "Worker"),
-    Column("host", "Host"),
-    Column("state", "State"),
-    Column("job", "Job"),
-    Column("queues", "Queues"),
-    Column("beat", "Beat"),
-)
+"""Long worker names (RQ's are host-pid-uuid) shorten in the middle; PID and host give way first."""
 STALE_AFTER = 60.0
 """Seconds without a heartbeat after which a worker is `stale`.
 
@@ -70,7 +63,6 @@ def worker_rows(
     workers: Sequence[WorkerInfo], now: datetime, colors: Palette, *, narrow: bool
 ) -> list[Row]:
     rows: list[Row] = []
-    columns = NARROW if narrow else WIDE
     for w in workers:
         stale = is_stale(w, now)
         late = w.last_heartbeat is None or (now - w.last_heartbeat).total_seconds() > STALE_AFTER
@@ -89,17 +81,18 @@ def worker_rows(
             "queues": Text(queues, style=dim),
             "beat": Text(relative(w.last_heartbeat, now, compact=True), style=f"bold {colors.warning}" if late else ""),
         }
-        rows.append((w.name, [cells[c.key] for c in columns]))
+        rows.append((w.name, [cells[c.key] for c in COLUMNS]))
     return rows
 
 
 class WorkersTable(KeyedTable):
-    """Render only: `show(workers, now, colors, narrow=..., needle=...)`."""
+    """Render only: `show(workers, now, colors, narrow=..., needle=...)` (narrow: queue names
+    abbreviated); the table fits the columns to its width."""
 
     def show(
         self, workers: Sequence[WorkerInfo], now: datetime, colors: Palette, *, narrow: bool, needle: str = ""
     ) -> None:
-        self.set_columns(NARROW if narrow else WIDE)
+        self.set_columns(COLUMNS)
         shown = [
             w for w in workers
             if not needle or any(needle in v.lower() for v in (w.name, w.host, shown_state(w, now), *w.queues))

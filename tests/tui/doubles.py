@@ -3,9 +3,10 @@
 `FakeEngine` implements `jobengine.api.EngineAPI` with fixed data computed from a fixed clock
 (`NOW`): four lanes, three workers (four with `dead_worker=True`), a health verdict, ~120
 failures in four exception groups, two stuck jobs, a few scheduled/queued jobs, details with
-tracebacks and logs. `retry`,
-`cancel` and `retry_group` record their calls and change the double's state; `outage = True`
-makes `snapshot()` raise `UnavailableError`, `partial_outages` simulates a partial outage.
+tracebacks and logs; `long_names=True` gives workers 32-character names and some job types
+40-odd characters. `retry`, `cancel` and `retry_group` record their calls and change the double's
+state; `outage = True` makes `snapshot()` raise `UnavailableError`, `partial_outages` simulates a
+partial outage.
 No randomness and no wall clock: the same inputs give the same screens.
 """
 
@@ -55,6 +56,20 @@ GROUPS: tuple[tuple[str, str, str, str], ...] = (
     ("KeyError", "'customer_id'", "mail.send_welcome", "none"),
 )
 _GROUP_OF = (0, 0, 0, 0, 0, 1, 1, 1, 2, 2, 2, 3)
+LONG_WORKERS = {
+    "w-api-1": "worker-api-7f3c9a2b1e4d5f60-0001",
+    "w-api-2": "worker-api-7f3c9a2b1e4d5f60-0002",
+    "w-batch-1": "worker-batch-0c41d2e9b7a35f18-11",
+    "w-batch-2": "worker-batch-0c41d2e9b7a35f18-12",
+}
+"""`long_names=True`: 32-character worker names (hostname-pid-uuid style, as RQ makes them)."""
+LONG_TYPES = {
+    "billing.send_invoice": "billing.invoices.send_monthly_statement",
+    "reports.build_daily": "reports.warehouse.build_daily_revenue_rollup",
+    "reports.export_ledger": "reports.finance.export_general_ledger_csv",
+    "sync.reindex_catalog": "sync.search.reindex_full_product_catalog",
+}
+"""`long_names=True`: job types of 39-44 characters."""
 _QUEUE_OF = ("default", "default", "high", "default", "low", "default", "critical", "default", "high", "low")
 
 
@@ -87,9 +102,16 @@ class FakeEngine:
     """EngineAPI with fixed data, a fixed clock, recorded calls and switchable outages."""
 
     def __init__(
-        self, *, failures: int = 120, read_only: bool = False, snapshot_delay: float = 0.0, dead_worker: bool = False
+        self,
+        *,
+        failures: int = 120,
+        read_only: bool = False,
+        snapshot_delay: float = 0.0,
+        dead_worker: bool = False,
+        long_names: bool = False,
     ) -> None:
         self.read_only = read_only
+        self.long_names = long_names
         # dead_worker: also list w-api-2, idle, last heartbeat 3 min ago (SIGKILLed, key not yet expired)
         self.dead_worker = dead_worker
         self.outage = False
@@ -103,6 +125,8 @@ class FakeEngine:
         self._jobs: dict[str, JobRecord] = {}
         self._failure_of: dict[str, FailedJob] = {}
         self._build(failures)
+        if long_names:
+            self._lengthen_names()
 
     # ---- fixture data ---------------------------------------------------------------------
     def _build(self, failures: int) -> None:
@@ -172,6 +196,17 @@ class FakeEngine:
                 func="app.jobs.mail.send_digest",
                 args=f'{{"user": {77 + n}}}',
             )
+
+    def _lengthen_names(self) -> None:
+        def worker(name: str | None) -> str | None:
+            return LONG_WORKERS.get(name, name) if name else name
+
+        self._failures = [replace(r, type=LONG_TYPES.get(r.type, r.type)) for r in self._failures]
+        self._failure_of = {r.job_id: r for r in self._failures}
+        self._jobs = {
+            jid: replace(r, type=LONG_TYPES.get(r.type, r.type), worker=worker(r.worker))
+            for jid, r in self._jobs.items()
+        }
 
     @staticmethod
     def _priority(queue: str) -> Priority | None:
@@ -243,7 +278,14 @@ class FakeEngine:
         )
 
     def _workers(self, stuck: tuple[JobRecord, ...]) -> tuple[WorkerInfo, ...]:
-        current = {r.worker: r.id for r in stuck}
+        workers = self._short_workers(stuck)
+        if not self.long_names:
+            return workers
+        return tuple(replace(w, name=LONG_WORKERS.get(w.name, w.name)) for w in workers)
+
+    def _short_workers(self, stuck: tuple[JobRecord, ...]) -> tuple[WorkerInfo, ...]:
+        short = {long: name for name, long in LONG_WORKERS.items()}
+        current = {short.get(r.worker or "", r.worker): r.id for r in stuck}
         dead = (
             (WorkerInfo("w-api-2", "web-02", 4243, "idle", None, ("critical", "high"), NOW - timedelta(minutes=3)),)
             if self.dead_worker else ()

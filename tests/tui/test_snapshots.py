@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import pytest
 from textual.pilot import Pilot
 
 from jobengine.models import Outage
@@ -103,3 +104,21 @@ def test_partial_outage_banner_80x24(snap_compare: Compare) -> None:
     engine = FakeEngine()
     engine.partial_outages = (Outage("postgres", "PostgreSQL unreachable: connection refused"),)
     assert snap_compare(app(engine), terminal_size=SMALL, run_before=keys("2"))
+
+
+# ---- every screen at 80x24, 100x30 and 120x40, with 32-character worker names and long job types
+SIZES = {"80x24": (80, 24), "100x30": (100, 30), "120x40": (120, 40)}
+SCREENS = {
+    "dashboard": (),
+    "failed": ("2",),
+    "failed-grouped": ("2", "g"),
+    "stuck": ("3",),
+    "job": ("3", "enter"),
+}
+
+
+@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("screen", SCREENS)
+def test_each_screen_at_each_size_with_long_names(snap_compare: Compare, screen: str, size: str) -> None:
+    engine = FakeEngine(long_names=True, dead_worker=True)
+    assert snap_compare(app(engine), terminal_size=SIZES[size], run_before=keys(*SCREENS[screen]))

@@ -14,7 +14,8 @@ from jobtui.messages import ViewState
 from jobtui.screens.confirm import ConfirmScreen
 from jobtui.widgets.colors import Palette
 from jobtui.widgets.table import KeyedTable
-from jobtui.widgets.workers import STALE_AFTER, WIDE, is_stale, worker_rows
+from jobtui.widgets.workers import COLUMNS as WIDE
+from jobtui.widgets.workers import STALE_AFTER, is_stale, worker_rows
 from tests.tui.conftest import failed_screen, settle, shown_failures, wait_until
 from tests.tui.doubles import NOW, FakeEngine
 
