@@ -264,7 +264,8 @@ class Dispatcher:
         with self.connection.pipeline() as pipe:
             for p in prepared:
                 job_id = p.record.id
-                pipe.hset(f"{Queue.job_class.redis_job_namespace_prefix}{job_id}", mapping=self._job_hash(p, stamp))
+                pipe.hset(f"{Queue.job_class.redis_job_namespace_prefix}{job_id}",
+                          mapping=self._job_hash(p, stamp))  # type: ignore[arg-type]  # redis-py's Mapping is invariant
                 if p.delay > 0:
                     assert p.record.scheduled_for is not None
                     schedules.setdefault(p.queue, {})[job_id] = calendar.timegm(p.record.scheduled_for.utctimetuple())

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 
 APP = "app"
 """Scope of actions on the App (work on every screen)."""
@@ -133,7 +133,7 @@ HELP_SCOPES = ("dashboard", "failed", "stuck", "job", ALL, APP, "confirm")
 """The scopes the help screen lists, in this order (the current screen's first)."""
 
 
-def bindings_for(scope: str) -> list[Binding]:
+def bindings_for(scope: str) -> list[BindingType]:
     """The BINDINGS of the App (`APP`), of every base screen (`ALL`) or of one screen."""
     return [spec.binding() for spec in ACTIONS if spec.bound and scope in spec.scopes]
 

@@ -454,7 +454,7 @@ class PostgresStore:
                 if count > 1:
                     many = f"more than {PREFIX_MATCH_CAP}" if count > PREFIX_MATCH_CAP else str(count)
                     raise JobNotFound(f"prefix {key!r} matches {many} jobs; type more of the id")
-                if count == 0:
+                if count == 0 or match is None:
                     return None
                 row = conn.execute(_q("job_by_id"), {"id": match["id"]}).fetchone()
                 if row is None:
@@ -545,7 +545,8 @@ class PostgresStore:
             return self._run("prune", count)
 
         totals = {"jobs": 0, "job_logs": 0, "failed_jobs": 0}
-        params = {**base, "batch": max(1, batch_size)}
+        batch = max(1, batch_size)
+        params = {**base, "batch": batch}
         while True:
             row = self._run("prune", lambda c: c.execute(_q("prune_jobs_batch"), params).fetchone())
             jobs, logs = (int(row["jobs"]), int(row["job_logs"])) if row else (0, 0)
@@ -553,13 +554,13 @@ class PostgresStore:
             totals["job_logs"] += logs
             if progress is not None and jobs:
                 progress(sum(totals.values()))
-            if jobs < params["batch"]:
+            if jobs < batch:
                 break
         while True:
             gone = self._run("prune", lambda c: c.execute(_q("prune_failed_batch"), params).rowcount)
             totals["failed_jobs"] += max(gone, 0)
             if progress is not None and gone > 0:
                 progress(sum(totals.values()))
-            if gone < params["batch"]:
+            if gone < batch:
                 break
         return totals

@@ -91,7 +91,8 @@ class BaseScreen(Screen[None], inherit_bindings=False):
         return self.now.tzinfo
 
     @property
-    def colors(self) -> Palette:
+    def theme_palette(self) -> Palette:
+        """Our palette for the current theme (DOMNode.colors is Textual's own)."""
         return palette(self.app)
 
     @property

@@ -46,7 +46,7 @@ class DashboardScreen(BaseScreen):
         self.query_one(HealthBar).show(snap.health if snap else None, stale=state.stale)
         if snap is None:
             return
-        colors, narrow, needle = self.colors, self.narrow, self.needle.lower()
+        colors, narrow, needle = self.theme_palette, self.narrow, self.needle.lower()
         self.query_one(LanesTable).show(snap.queues, colors, needle=needle)
         self.query_one(ThroughputChart).show(snap.throughput, self.tz, dark=self.app.current_theme.dark)
         self.query_one(WorkersTable).show(snap.workers, self.now, colors, narrow=narrow, needle=needle)

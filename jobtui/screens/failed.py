@@ -146,7 +146,7 @@ class FailedScreen(BaseScreen):
         self._refresh_keys()
 
     def _flat_rows(self) -> list[Row]:
-        now, colors = self.now, self.colors
+        now, colors = self.now, self.theme_palette
         rows: list[Row] = []
         for r in self.by_key.values():
             key = str(r.id)
@@ -164,7 +164,7 @@ class FailedScreen(BaseScreen):
         return rows
 
     def _group_rows(self) -> list[Row]:
-        now, colors = self.now, self.colors
+        now, colors = self.now, self.theme_palette
         rows: list[Row] = []
         for g in self.shown_groups():
             cells = {
@@ -213,7 +213,7 @@ class FailedScreen(BaseScreen):
         if self.grouped:
             group = self._group(key)
             if group is not None:
-                self.detail.show_group(group, self.now, self.tz, self.colors)
+                self.detail.show_group(group, self.now, self.tz, self.theme_palette)
             else:
                 self.detail.show_text("No failure groups." if self.groups is not None else "Loading groups…")
             return
@@ -265,7 +265,7 @@ class FailedScreen(BaseScreen):
         self._detail_key = key
         cached = self._details.get(row.job_id)
         if cached is not None:
-            self.detail.show_detail(cached, self.now, self.tz, self.colors)
+            self.detail.show_detail(cached, self.now, self.tz, self.theme_palette)
             return
         self.detail.show_text(f"Loading {short_id(row.job_id)}…")
         self.fetch_detail(key, row.job_id)
@@ -280,7 +280,7 @@ class FailedScreen(BaseScreen):
         if len(self._details) >= DETAIL_CACHE:
             self._details.pop(next(iter(self._details)))
         self._details[message.detail.record.id] = message.detail
-        self.detail.show_detail(message.detail, self.now, self.tz, self.colors)
+        self.detail.show_detail(message.detail, self.now, self.tz, self.theme_palette)
 
     @on(DataTable.RowSelected, "#failed-table")
     def _selected(self, event: DataTable.RowSelected) -> None:

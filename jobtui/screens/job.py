@@ -37,7 +37,7 @@ class JobScreen(BaseScreen):
         if job is None:
             view.show_text("No job yet. Press j to look one up by its id or a prefix of it.")
             return
-        view.show_detail(job, self.now, self.tz, self.colors)
+        view.show_detail(job, self.now, self.tz, self.theme_palette)
 
     def _act(self, verb: str) -> None:
         job = self.jobapp.current_job

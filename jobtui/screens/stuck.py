@@ -84,7 +84,7 @@ class StuckScreen(BaseScreen):
             self.refresh_bindings()
 
     def _rows(self, records: list[JobRecord]) -> list[Row]:
-        now, colors = self.now, self.colors
+        now, colors = self.now, self.theme_palette
         rows: list[Row] = []
         for r in records:
             elapsed = (now - r.started_at).total_seconds() if r.started_at else None
@@ -124,7 +124,7 @@ class StuckScreen(BaseScreen):
         if message.detail is None:
             view.show_text(message.error or "This job is gone.", style="italic")
         else:
-            view.show_detail(message.detail, self.now, self.tz, self.colors)
+            view.show_detail(message.detail, self.now, self.tz, self.theme_palette)
 
     @on(DataTable.RowHighlighted, "#stuck-table")
     def _highlighted(self, event: DataTable.RowHighlighted) -> None:
