@@ -269,8 +269,9 @@ def _check_alert_lists(urls: Any, events: Any) -> None:
     if not isinstance(urls, tuple | list):
         raise ConfigError(f"alerts.urls: expected a list of apprise URLs, got {type(urls).__name__}")
     for i, url in enumerate(urls):
-        if not isinstance(url, str) or "://" not in url or len(url) > v.MAX_URL or "\x00" in url \
-                or not url.partition("://")[0].strip():
+        templated = isinstance(url, str) and "${" in url  # checked once expanded (jobengine.alerts.notify)
+        if not isinstance(url, str) or len(url) > v.MAX_URL or "\x00" in url \
+                or not (templated or ("://" in url and url.partition("://")[0].strip())):
             raise ConfigError(f"alerts.urls: entry {i + 1} is not an apprise URL like 'json://host/path' or "
                               "'slack://...' (its text is not shown: it may hold a secret)")
     if events is not None:

@@ -225,6 +225,49 @@ def test_names_missing_from_a_scrape_are_caught(scraped_engine: Engine) -> None:
         "queue_oldest_wait_second", "jobs_stuck_total"}
 
 
+def _samples(text: str, name: str) -> dict[str, float]:
+    """queue label (or "") -> value of one exported gauge."""
+    return {s.labels.get("queue", ""): s.value for f in text_string_to_metric_families(text)
+            for s in f.samples if s.name == name}
+
+
+def test_stuck_jobs_and_oldest_waits_are_exported_from_redis(redis_url: str, database_url: str) -> None:
+    """A job running longer than stuck_after counts in jobs_stuck while it runs (RQ's started registry
+    and the job hash's started_at); a queue nobody takes shows its oldest wait."""
+    import signal
+    import sys
+    import time
+
+    settings = Settings.load(env={}, redis_url=redis_url, database_url=database_url, lanes=dict(ZERO_DELAY_LANES),
+                             stuck_after=0.5)
+    root = Path(__file__).resolve().parents[2]
+    with Engine(settings) as engine:
+        engine.dispatch_many([JobSpec(jobs.sleepy, (3.0,)), JobSpec(jobs.noop, priority="low")])
+        before = engine.metrics_text()
+        assert _samples(before, "jobs_stuck") == {"": 0.0}
+        env = {k: v for k, v in os.environ.items() if not k.startswith("JOBENGINE_")}
+        env["PYTHONPATH"] = str(root)
+        worker = subprocess.Popen([sys.executable, "-m", "jobtui.cli", "--redis-url", redis_url, "--database-url",
+                                   database_url, "worker", "--queues", "default"], env=env, cwd=root,
+                                  stderr=subprocess.DEVNULL)
+        try:
+            deadline, stuck = time.monotonic() + 30, 0.0
+            while stuck < 1:
+                assert time.monotonic() < deadline and worker.poll() is None
+                time.sleep(0.1)
+                during = engine.metrics_text()
+                stuck = _samples(during, "jobs_stuck")[""]
+            waits = _samples(during, "queue_oldest_wait_seconds")
+            assert waits["default"] == 0.0 and waits["low"] > 0.5  # nobody takes low
+            while _samples(engine.metrics_text(), "queue_running")["default"]:
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+            assert _samples(engine.metrics_text(), "jobs_stuck") == {"": 0.0}  # it ended
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            worker.wait(timeout=30)
+
+
 # ---- the dashboard --------------------------------------------------------------------------
 
 def test_dashboard_is_a_grafana_model_on_a_datasource_variable() -> None:
