@@ -396,6 +396,10 @@ def test_jobtui_alerts_test_delivers(redis_url: str, database_url: str, receiver
     done = cli(redis_url, database_url, "test")
     assert done.returncode == 2 and "no alert URL is configured" in done.stderr
 
+    done = cli(redis_url, database_url, "test", env={"JOBENGINE_ALERT_URLS": "json://${HOOK_HOST}/s3cret"})
+    assert done.returncode == 2 and "${HOOK_HOST} is not set in the environment" in done.stderr
+    assert "s3cret" not in done.stderr
+
     done = cli(redis_url, database_url, "recent", "--json")
     data = json.loads(done.stdout)
     assert [r["status"] for r in data["recent"]] == ["test", "test"]
