@@ -36,6 +36,7 @@ from jobengine.alerts.notify import Delivery, Notifier
 from jobengine.alerts.state import AlertRecord, KeyState, load_states, now_utc, recent, record, save_states
 from jobengine.config import ALERT_EVENTS, Settings
 from jobengine.errors import StoreUnavailable
+from jobengine.health import ago
 from jobengine.monitor import Monitor, deployment_queues
 
 if TYPE_CHECKING:
@@ -195,7 +196,7 @@ class Alerter:
                  readings: Readings, now: float) -> list[AlertRecord]:
         out = []
         for event, group in _by_event([states[k] for k in resolve], resolve):
-            lines = [f"Resolved after {_ago(now - st.since)}: {st.title}." for st, _ in group]
+            lines = [f"Resolved after {ago(now - st.since)}: {st.title}." for st, _ in group]
             if event == "health" and readings.health is not None:
                 lines.append(f"Health is {readings.health.verdict} now: " + " ".join(readings.health.reasons))
             first = group[0][0].title
@@ -247,12 +248,6 @@ def _join(parts: list[str]) -> str:
     shown = parts[:MAX_LISTED]
     more = f"\n\n… and {len(parts) - MAX_LISTED} more" if len(parts) > MAX_LISTED else ""
     return "\n\n".join(shown) + more
-
-
-def _ago(seconds: float) -> str:
-    from jobengine.health import ago
-
-    return ago(seconds)
 
 
 class AlertTimer:
