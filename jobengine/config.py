@@ -21,6 +21,8 @@ from jobengine.retry.strategies import STRATEGIES
 from jobengine.types import Priority
 
 OPERATOR_ACTIONS = ("dispatch", "retry", "cancel", "limit", "prune", "reconcile", "pause", "resume")
+#: what `[alerts] events` may name (jobengine.alerts); none given: every one
+ALERT_EVENTS = ("health", "failures", "stuck", "long_wait", "dead_letters", "redis_reset")
 _DAY = 86400
 # Settings field -> (kind, low, high); floats > low when low is 0 and marked "pos"
 _RULES: dict[str, tuple[str, float, float]] = {
@@ -33,6 +35,10 @@ _RULES: dict[str, tuple[str, float, float]] = {
     "job_timeout": ("int", 1, 30 * _DAY), "result_ttl": ("int", 0, 366 * _DAY),
     "failure_ttl": ("int", 1, 366 * _DAY), "history_batch": ("int", 1, 100_000),
     "refresh": ("float", 0.1, 3600), "read_only": ("bool", 0, 0),
+    "long_wait": ("pos", 0, 366 * _DAY),
+    "alerts_enabled": ("bool", 0, 0), "alert_interval": ("float", 1, 366 * _DAY),
+    "alert_check_every": ("float", 1, _DAY), "alert_burst_count": ("int", 1, v.MAX_COUNT),
+    "alert_burst_minutes": ("float", 0.1, 7 * 24 * 60),
 }
 # the TOML key a field is read from (for error lines about the Settings object)
 _KEYS = {"redis_url": "redis.url", "database_url": "database.url", "long_running": "thresholds.long_running",
@@ -43,7 +49,11 @@ _KEYS = {"redis_url": "redis.url", "database_url": "database.url", "long_running
          "job_timeout": "worker.job_timeout", "result_ttl": "worker.result_ttl",
          "failure_ttl": "worker.failure_ttl", "history_batch": "worker.history_batch", "refresh": "console.refresh",
          "worker_queues": "worker.queues", "queues_extra": "queues.extra", "dispatch_allow": "dispatch.allow",
-         "permissions": "permissions.allow"}
+         "permissions": "permissions.allow", "long_wait": "thresholds.long_wait",
+         "queue_wait": "thresholds.queue_wait", "alerts_enabled": "alerts.enabled", "alert_urls": "alerts.urls",
+         "alert_interval": "alerts.interval", "alert_check_every": "alerts.check_every",
+         "alert_burst_count": "alerts.burst.count", "alert_burst_minutes": "alerts.burst.minutes",
+         "alert_events": "alerts.events"}
 
 
 def check_value(name: str, value: Any, where: str, *, parse: bool = False) -> Any:
@@ -109,6 +119,8 @@ class Settings:
     history_lag_warning: float = 60.0  # the oldest event waiting for PostgreSQL: warning, then failing
     history_lag_failing: float = 300.0
     queue_size: dict[str, int] = field(default_factory=dict)
+    long_wait: float = 300.0  # a queue's oldest job waiting longer raises an alert ([thresholds.queue_wait] per queue)
+    queue_wait: dict[str, int] = field(default_factory=dict)
     # cache TTLs (seconds)
     cache_job_status: int = 300
     cache_stats: int = 1800
@@ -132,6 +144,14 @@ class Settings:
     dispatch_allow: tuple[str, ...] | None = None
     # operator actions allowed ([permissions] allow); None: all (read_only refuses every one)
     permissions: tuple[str, ...] | None = None
+    # notifications through apprise ([alerts]); the URLs hold secrets: never in a repr
+    alerts_enabled: bool = True
+    alert_urls: tuple[str, ...] = field(default=(), repr=False)
+    alert_interval: float = 900.0  # each alert key at most once per interval
+    alert_check_every: float = 30.0  # workers evaluate this often (one process at a time)
+    alert_burst_count: int = 10  # this many failures of one failure group ...
+    alert_burst_minutes: float = 5.0  # ... within this many minutes is a burst
+    alert_events: tuple[str, ...] | None = None  # None: every one of ALERT_EVENTS
 
     def __post_init__(self) -> None:
         """Check every field (one line naming the field's TOML key and what is expected)."""
@@ -154,7 +174,8 @@ class Settings:
             for q in value:
                 v.queue_name(q, _KEYS[name], None if name == "queues_extra" else self.known_queues,
                              error=ConfigError)
-        for table, values in (("limits", self.limits), ("thresholds.queue_size", self.queue_size)):
+        for table, values in (("limits", self.limits), ("thresholds.queue_size", self.queue_size),
+                              ("thresholds.queue_wait", self.queue_wait)):
             if not isinstance(values, dict):
                 raise ConfigError(f"{table}: expected a table of queue = number, got {v.show(values)}")
             for q, n in values.items():
@@ -172,6 +193,7 @@ class Settings:
                 if action not in OPERATOR_ACTIONS:
                     raise ConfigError(f"permissions.allow: unknown action {v.show(action)} "
                                       f"(expected some of {', '.join(OPERATOR_ACTIONS)})")
+        _check_alert_lists(self.alert_urls, self.alert_events)
 
     # ---- derived -------------------------------------------------------------------------
     def lane(self, priority: str | Priority) -> Lane:
@@ -208,6 +230,10 @@ class Settings:
         """Whether operators may `action` (see OPERATOR_ACTIONS): never when read-only."""
         return not self.read_only and (self.permissions is None or action in self.permissions)
 
+    def wait_threshold(self, queue: str) -> float:
+        """Seconds a queue's oldest job may wait before the long-wait alert ([thresholds.queue_wait])."""
+        return float(self.queue_wait.get(queue, self.long_wait))
+
     @property
     def embedded(self) -> bool:
         """True when neither server URL is configured: the embedded servers stand in."""
@@ -238,6 +264,25 @@ class Settings:
             raise ConfigError(f"invalid setting: {exc}") from None
 
 
+def _check_alert_lists(urls: Any, events: Any) -> None:
+    """`alerts.urls`: apprise URLs (the text is never shown: it may hold a secret); `alerts.events`."""
+    if not isinstance(urls, tuple | list):
+        raise ConfigError(f"alerts.urls: expected a list of apprise URLs, got {type(urls).__name__}")
+    for i, url in enumerate(urls):
+        templated = isinstance(url, str) and "${" in url  # checked once expanded (jobengine.alerts.notify)
+        if not isinstance(url, str) or len(url) > v.MAX_URL or "\x00" in url \
+                or not (templated or ("://" in url and url.partition("://")[0].strip())):
+            raise ConfigError(f"alerts.urls: entry {i + 1} is not an apprise URL like 'json://host/path' or "
+                              "'slack://...' (its text is not shown: it may hold a secret)")
+    if events is not None:
+        if not isinstance(events, tuple | list):
+            raise ConfigError(f"alerts.events: expected a list of events, got {v.show(events)}")
+        for event in events:
+            if event not in ALERT_EVENTS:
+                raise ConfigError(f"alerts.events: unknown event {v.show(event)} "
+                                  f"(expected some of {', '.join(ALERT_EVENTS)})")
+
+
 def _find_config(config_path: str | os.PathLike[str] | None, env: dict[str, str]) -> Path | None:
     if config_path:
         path = Path(config_path)
@@ -264,6 +309,7 @@ _SCALARS: dict[str, dict[str, tuple[str, type]]] = {
         "stuck_after": ("stuck_after", float),
         "history_lag_warning": ("history_lag_warning", float),
         "history_lag_failing": ("history_lag_failing", float),
+        "long_wait": ("long_wait", float),
     },
     "cache": {
         "job_status": ("cache_job_status", int),
@@ -277,9 +323,15 @@ _SCALARS: dict[str, dict[str, tuple[str, type]]] = {
         "history_batch": ("history_batch", int),
     },
     "console": {"refresh": ("refresh", float)},
+    "alerts": {
+        "enabled": ("alerts_enabled", bool),
+        "interval": ("alert_interval", float),
+        "check_every": ("alert_check_every", float),
+    },
+    "alerts.burst": {"count": ("alert_burst_count", int), "minutes": ("alert_burst_minutes", float)},
 }
-_TABLES = {"lanes", "limits", "thresholds.queue_size", "worker.queues", "queues.extra", "dispatch.allow",
-           "permissions.allow"}
+_TABLES = {"lanes", "limits", "thresholds.queue_size", "thresholds.queue_wait", "worker.queues", "queues.extra",
+           "dispatch.allow", "permissions.allow", "alerts.urls", "alerts.events"}
 
 
 def _typed(where: str, value: Any, expected: type, field_name: str | None = None) -> Any:
@@ -338,13 +390,20 @@ def _apply_toml(settings: Settings, path: Path) -> Settings:
 def _table(path: Path, name: str, value: Any, settings: Settings) -> dict[str, Any]:
     where = f"{path}: {name}"
     lists = {"worker.queues": ("worker_queues", "queue names"), "queues.extra": ("queues_extra", "queue names"),
-             "dispatch.allow": ("dispatch_allow", "function patterns"), "permissions.allow": ("permissions", "actions")}
+             "dispatch.allow": ("dispatch_allow", "function patterns"), "permissions.allow": ("permissions", "actions"),
+             "alerts.urls": ("alert_urls", "apprise URLs"), "alerts.events": ("alert_events", "events")}
     if name in lists:
         field_name, what = lists[name]
         if not isinstance(value, list) or not all(isinstance(q, str) for q in value):
             raise ConfigError(f"{where}: expected a list of {what}, got {v.show(value)}")
         if field_name == "worker_queues" and not value:
             raise ConfigError(f"{where}: expected at least one queue (leave the key out for every lane)")
+        if field_name in ("alert_urls", "alert_events"):
+            try:
+                _check_alert_lists(value, None) if field_name == "alert_urls" else _check_alert_lists((), value)
+            except ConfigError as exc:
+                raise ConfigError(f"{path}: {exc}") from None
+            return {field_name: tuple(value)}
         for q in value:
             if field_name in ("worker_queues", "queues_extra"):
                 v.queue_name(q, where, error=ConfigError)
@@ -366,11 +425,11 @@ def _table(path: Path, name: str, value: Any, settings: Settings) -> dict[str, A
             v.number(delay, f"{where}.{lane}.delay", 0, v.MAX_DELAY, error=ConfigError)
             lanes[lane] = (queue, delay)
         return {"lanes": lanes}
-    ints: dict[str, int] = {}  # limits, thresholds.queue_size
+    ints: dict[str, int] = {}  # limits, thresholds.queue_size, thresholds.queue_wait
     for q, n in value.items():
         v.queue_name(q, f"{where}.{q}", error=ConfigError)
         ints[q] = v.integer(_typed(f"{where}.{q}", n, int), f"{where}.{q}", 0, v.MAX_COUNT, error=ConfigError)
-    return {"limits": ints} if name == "limits" else {"queue_size": ints}
+    return {{"limits": "limits", "thresholds.queue_size": "queue_size"}.get(name, "queue_wait"): ints}
 
 
 def _retry(path: Path, value: Any, settings: Settings) -> dict[str, Any]:
@@ -414,8 +473,16 @@ def _apply_env(settings: Settings, env: dict[str, str]) -> Settings:
         "JOBENGINE_STUCK_AFTER": "stuck_after",
         "JOBENGINE_FAILED_PER_HOUR": "failed_per_hour",
         "JOBENGINE_READ_ONLY": "read_only",
+        "JOBENGINE_ALERTS_ENABLED": "alerts_enabled",
     }
     changes: dict[str, Any] = {}
+    if env.get("JOBENGINE_ALERT_URLS"):  # comma-separated; replaces alerts.urls (secrets stay out of files)
+        urls = tuple(u.strip() for u in env["JOBENGINE_ALERT_URLS"].split(",") if u.strip())
+        try:
+            _check_alert_lists(urls, None)
+        except ConfigError as exc:
+            raise ConfigError(f"JOBENGINE_ALERT_URLS: {str(exc).removeprefix('alerts.urls: ')}") from None
+        changes["alert_urls"] = urls
     for var, name in {**text, **parsed}.items():
         if env.get(var):
             kind = _RULES[name][0]

@@ -367,6 +367,19 @@ class Engine:
 
         return Reconciler(self.connection, self.store, self.settings, guard=self.guard, **options)
 
+    def alerter(self) -> Any:
+        """A jobengine.alerts.Alerter on this engine's servers (`run_once`, `send_test`)."""
+        from jobengine.alerts import Alerter
+
+        return Alerter(self.connection, self.store, self.settings, monitor=self.monitor)
+
+    def recent_alerts(self, limit: int = 20) -> list[Any]:
+        """The last alert notices sent (jobengine.alerts.AlertRecord), newest first: one Redis read."""
+        from jobengine.alerts.state import recent
+
+        v.integer(limit, "limit", 1, 1000)
+        return self._redis_call(lambda: recent(self.connection, limit))
+
     # ---- workers and history -------------------------------------------------------------
     def history_writer(self) -> HistoryWriter:
         """This engine's writer (one consumer, so a batch that failed is retried by the same one)."""

@@ -4,6 +4,10 @@
 probed at scrape time by the monitor's `QueueRead` (the same read the snapshot and the health
 check use): one pipelined Redis read per scrape after listing the queues, never PostgreSQL, so
 scraping costs the same with a million jobs in history.
+
+`jobs_stuck` counts the jobs processing longer than `thresholds.stuck_after` from Redis alone:
+the members of RQ's started registries (`job_id:execution_id`) and their job hashes'
+`started_at` (a small Lua script in the same pipeline; the work is one HGET per running job).
 """
 
 from __future__ import annotations
@@ -16,11 +20,26 @@ import redis
 from prometheus_client import CollectorRegistry, generate_latest, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
+from rq.utils import utcparse
 
 from jobengine import keys
 from jobengine.config import Settings
 from jobengine.metrics import DURATION_BUCKETS, labels_of
 from jobengine.monitor import QueueRead, deployment_queues
+
+#: The started_at of every job in the started registries (KEYS: started registries; ARGV[1]:
+#: RQ's job key prefix). Members are `job_id:execution_id`; a job whose hash is gone is skipped.
+_STARTED = """
+local out = {}
+for _, key in ipairs(KEYS) do
+  for _, member in ipairs(redis.call('ZRANGE', key, 0, -1)) do
+    local id = string.match(member, '^(.*):[^:]*$') or member
+    local at = redis.call('HGET', ARGV[1] .. id, 'started_at')
+    if at then out[#out + 1] = at end
+  end
+end
+return out
+"""
 
 _GAUGES = (
     ("queue_size", "Jobs waiting on the queue."),
@@ -65,9 +84,12 @@ class DeploymentCollector(Collector):
                 pipe.hgetall(name)
             pipe.scard(keys.RQ_WORKERS)
             pipe.xlen(keys.EVENTS_STREAM)
+            if read.queues:
+                pipe.eval(_STARTED, len(read.queues), *map(keys.rq_started_key, read.queues), keys.RQ_JOB_PREFIX)
             raw = pipe.execute()
         probes = read.parse(raw[:len(read)])
-        processed, failed, duration, deferred, workers, backlog = raw[len(read):]
+        processed, failed, duration, deferred, workers, backlog = raw[len(read):len(read) + 6]
+        started = raw[len(read) + 6] if read.queues else []
         gauges = {name: GaugeMetricFamily(name, doc, labels=["queue"]) for name, doc in _GAUGES}
         limit_family = GaugeMetricFamily("queue_rate_limit", "Effective rate limit, jobs per minute.",
                                          labels=["queue"])
@@ -77,7 +99,12 @@ class DeploymentCollector(Collector):
                 family.add_metric([p.name], float(value))
             if p.rate_limit is not None:
                 limit_family.add_metric([p.name], float(p.rate_limit))
-        families: list[Metric] = [*gauges.values(), limit_family]
+        wait_family = GaugeMetricFamily("queue_oldest_wait_seconds",
+                                        "Seconds the queue's oldest waiting job has waited (0: none waits).",
+                                        labels=["queue"])
+        for p in probes:
+            wait_family.add_metric([p.name], float(p.oldest_wait or 0.0))
+        families: list[Metric] = [*gauges.values(), limit_family, wait_family]
         families.append(_counter("jobs_processed", "Job runs ended, by type, queue and status.",
                                  ["type", "queue", "status"], processed))
         families.append(_counter("jobs_failed", "Job runs that raised, by type and exception class.",
@@ -91,7 +118,23 @@ class DeploymentCollector(Collector):
         families.append(GaugeMetricFamily("workers", "Registered RQ workers.", value=float(workers)))
         families.append(GaugeMetricFamily("history_backlog", "Job events not yet written to PostgreSQL.",
                                           value=float(backlog)))
+        families.append(GaugeMetricFamily("jobs_stuck", "Jobs processing longer than thresholds.stuck_after.",
+                                          value=float(stuck_count(started, read.now, self.settings.stuck_after))))
         return families
+
+
+def stuck_count(started_at: list[bytes | str], now: float, stuck_after: float) -> int:
+    """How many of these RQ `started_at` stamps are older than `stuck_after` seconds."""
+    n = 0
+    for raw in started_at:
+        text = _text(raw)
+        if not text:
+            continue
+        try:
+            n += now - utcparse(text).timestamp() > stuck_after
+        except ValueError:
+            continue
+    return n
 
 
 def _counter(name: str, doc: str, labels: list[str], raw: Mapping[bytes, bytes]) -> CounterMetricFamily:

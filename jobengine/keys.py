@@ -177,6 +177,17 @@ OVER_THRESHOLD = f"{PREFIX}:monitor:over-threshold"
 #: Lock held by the one process pruning the deployment.
 PRUNE_LOCK = f"{PREFIX}:prune:lock"
 
+# ---- alerts (jobengine.alerts) -------------------------------------------------------------
+
+#: Lock held by the one process evaluating and sending alerts.
+ALERTS_LOCK = f"{PREFIX}:alerts:lock"
+#: Set while the last evaluation is fresher than `[alerts] check_every` (expires then).
+ALERTS_DUE = f"{PREFIX}:alerts:checked"
+#: Hash alert key -> JSON state (active since, notified, last sent): no resend after a restart.
+ALERTS_STATE = f"{PREFIX}:alerts:state"
+#: List of the notices sent, newest first (JSON; capped).
+ALERTS_SENT = f"{PREFIX}:alerts:sent"
+
 
 # ---- reconcile (Redis data loss, see jobengine.reconcile) ----------------------------------
 

@@ -40,6 +40,7 @@ def _substitutions(settings: Settings) -> list[tuple[str, str, int]]:
     stuck = _seconds(settings.stuck_after)
     slow = _number(settings.long_running)
     backlog = str(BACKLOG_BATCHES * settings.history_batch)
+    wait = _seconds(settings.long_wait)
     return [
         ("thresholds are the configuration defaults (README, Configuration):",
          "thresholds are this configuration's values:", 1),
@@ -56,7 +57,33 @@ def _substitutions(settings: Settings) -> list[tuple[str, str, int]]:
         ("history_backlog > 5000", f"history_backlog > {backlog}", 2),
         ("More than 5000 job events", f"More than {backlog} job events", 1),
         ("over 5000 and growing", f"over {backlog} and growing", 1),
+        ("thresholds.long_wait = 300 s", f"thresholds.long_wait = {wait} s", 1),
+        ("queue_oldest_wait_seconds > 300", f"queue_oldest_wait_seconds{_not_queues(settings)} > {wait}", 1),
+        ("has waited more than 300 s", f"has waited more than {wait} s", 1),
     ]
+
+
+def _not_queues(settings: Settings) -> str:
+    """The label matchers leaving out the queues with their own `thresholds.queue_wait`."""
+    if not settings.queue_wait:
+        return ""
+    return "{" + ",".join(f"queue!={json.dumps(q)}" for q in sorted(settings.queue_wait)) + "}"
+
+
+def _queue_wait_rule(queue: str, threshold: int) -> str:
+    label = json.dumps(queue)
+    summary = json.dumps(f"The oldest job on queue {queue} has waited more than {threshold} s")
+    description = json.dumps(f"The oldest waiting job on {queue} has waited {{{{ $value | humanizeDuration }}}} "
+                             f"(thresholds.queue_wait.{queue} = {threshold} s).")
+    return (f"\n      - alert: QueueWaitLong\n"
+            f"        expr: queue_oldest_wait_seconds{{queue={label}}} > {threshold}\n"
+            f"        for: 1m\n"
+            f"        labels:\n"
+            f"          severity: warning\n"
+            f"          queue: {label}\n"
+            f"        annotations:\n"
+            f"          summary: {summary}\n"
+            f"          description: {description}\n")
 
 
 def _queue_size_rule(queue: str, threshold: int) -> str:
@@ -77,7 +104,8 @@ def _queue_size_rule(queue: str, threshold: int) -> str:
 
 def rules_text(settings: Settings | None = None) -> str:
     """rules.yml; with `settings`, its thresholds replace the defaults and every
-    `thresholds.queue_size.QUEUE` adds a QueueSizeHigh rule for that queue."""
+    `thresholds.queue_size.QUEUE` adds a QueueSizeHigh rule for that queue, every
+    `thresholds.queue_wait.QUEUE` a QueueWaitLong rule (the general one leaves that queue out)."""
     text = RULES_PATH.read_text(encoding="utf-8")
     if settings is None:
         return text
@@ -88,6 +116,8 @@ def rules_text(settings: Settings | None = None) -> str:
         text = text.replace(old, new)
     for queue, threshold in sorted(settings.queue_size.items()):
         text = text.rstrip("\n") + "\n" + _queue_size_rule(queue, threshold)
+    for queue, threshold in sorted(settings.queue_wait.items()):
+        text = text.rstrip("\n") + "\n" + _queue_wait_rule(queue, threshold)
     return text
 
 

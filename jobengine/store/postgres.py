@@ -412,6 +412,13 @@ class PostgresStore:
         params = {"limit": limit, "days": days, **search_params(search)}
         return [_group(r) for r in self._rows("failure_groups", params)]
 
+    def recent_failure_groups(self, since: datetime, limit: int = 100,
+                              days: int = 7) -> list[tuple[FailureGroup, bool]]:
+        """Groups with failures since `since` (retried ones too), counted in that window, biggest
+        first, each with whether it is new (no open failure of it in the `days` before)."""
+        rows = self._rows("recent_failure_groups", {"since": since, "limit": limit, "days": days})
+        return [(_group(r), bool(r["is_new"])) for r in rows]
+
     def failed_job_ids_in_group(self, fingerprint: str, limit: int = 10000) -> list[str]:
         """Distinct job ids with a failure of this fingerprint, most recent failure first."""
         rows = self._rows("failed_job_ids_in_group", {"fingerprint": fingerprint, "limit": limit})

@@ -64,11 +64,13 @@ def worker(ctx: Context, queues: str | None, burst: bool, processes: int, fork: 
 
 
 def start_worker_extras(engine: Engine, metrics_port: int | None, prune_every: float | None) -> Callable[[], None]:
-    """`--metrics-port` / `--prune-every`: start them; returns a function stopping both."""
+    """`--metrics-port` / `--prune-every` and the `[alerts]` timer: start them; returns a function
+    stopping them."""
     from jobengine.exporter import serve
     from jobengine.prune import DEFAULT_KEEP_FAILED, DEFAULT_OLDER_THAN, PruneTimer
 
     server = timer = None
+    alerts = _alert_timer(engine)
     if metrics_port:
         try:
             server = serve(engine.connection, engine.settings, metrics_port)
@@ -79,12 +81,28 @@ def start_worker_extras(engine: Engine, metrics_port: int | None, prune_every: f
         timer.start()
 
     def stop() -> None:
+        if alerts is not None:
+            alerts.stop()
         if timer is not None:
             timer.stop()
         if server is not None:
             server.shutdown()
 
     return stop
+
+
+def _alert_timer(engine: Engine) -> Any:
+    """`[alerts]`: every worker evaluates alerts every `check_every` seconds (a Redis lock and gate
+    make it one round for the deployment); none without URLs or with `enabled = false`."""
+    from jobengine.alerts import AlertTimer
+
+    if not (engine.settings.alerts_enabled and engine.settings.alert_urls):
+        return None
+    alerter = engine.alerter()
+    alerter.notifier  # noqa: B018 - a ${VAR} missing from the environment stops the worker here, named
+    timer = AlertTimer(alerter)
+    timer.start()
+    return timer
 
 
 def _run_worker_pool(ctx: Context, processes: int, queues: list[str] | None, burst: bool,

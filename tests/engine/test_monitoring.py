@@ -90,7 +90,7 @@ def test_metric_names_reads_only_series() -> None:
 def test_every_rule_is_read() -> None:
     text = RULES_PATH.read_text(encoding="utf-8")
     exprs = rule_exprs(text)
-    assert len(exprs) == text.count("- alert: ") == 10
+    assert len(exprs) == text.count("- alert: ") == 12
     assert all(metric_names(e) for e in exprs.values())  # each rule reads at least one series
     blocks = [e for e in exprs.values() if "unless on (queue)" in e]
     assert len(blocks) == 2 and all(e.endswith("> 0") for e in blocks)  # `expr: |` blocks read whole
@@ -136,10 +136,11 @@ def test_rules_fire_as_their_unit_tests_expect() -> None:
 
 def test_configured_rules_pass_promtool_check(tmp_path: Path) -> None:
     settings = Settings(failed_per_hour=7, stuck_after=600.0, long_running=12.5, history_batch=100,
-                        queue_size={"default": 1000, "mail.out:eu-1": 5}, queues_extra=["mail.out:eu-1"])
+                        queue_size={"default": 1000, "mail.out:eu-1": 5}, queues_extra=["mail.out:eu-1"],
+                        queue_wait={"high": 30, "mail.out:eu-1": 900}, long_wait=120.0)
     path = tmp_path / "rules.yml"
     path.write_text(rules_text(settings), encoding="utf-8")
-    assert "SUCCESS: 12 rules found" in _promtool("check", "rules", str(path))
+    assert "SUCCESS: 16 rules found" in _promtool("check", "rules", str(path))
 
 
 # ---- the rules' thresholds ------------------------------------------------------------------
@@ -155,9 +156,12 @@ def test_rules_text_is_the_shipped_file_and_defaults_change_nothing() -> None:
 
 def test_rules_text_uses_the_configured_thresholds() -> None:
     settings = Settings(failed_per_hour=7, stuck_after=600.0, long_running=12.5, history_batch=100,
-                        queue_size={"default": 1000})
+                        queue_size={"default": 1000}, long_wait=45.0, queue_wait={"high": 10})
     exprs = rule_exprs(rules_text(settings))
     by_name = {k.split("#")[0]: v for k, v in exprs.items()}
+    waits = sorted(v for k, v in exprs.items() if k.startswith("QueueWaitLong#"))
+    assert waits == ['queue_oldest_wait_seconds{queue!="high"} > 45', 'queue_oldest_wait_seconds{queue="high"} > 10']
+    assert by_name["JobStuck"] == "jobs_stuck > 0"
     assert by_name["JobFailuresHigh"].endswith("[1h])) > 7")
     assert by_name["JobFailuresHighByType"].endswith("[1h])) > 7")
     assert by_name["JobsSlow"].endswith(" > 12.5")
@@ -165,6 +169,7 @@ def test_rules_text_uses_the_configured_thresholds() -> None:
     assert by_name["QueueSizeHigh"] == 'queue_size{queue="default"} > 1000'
     text = rules_text(settings)
     assert "for: 600s" in text and "7200" not in text and "> 50" not in text and "5000" not in text
+    assert "> 300" not in text and "more than 45 s" in text
 
 
 # ---- the names against a real scrape --------------------------------------------------------
@@ -204,6 +209,7 @@ def test_rules_and_dashboard_read_only_exported_series(scraped_engine: Engine) -
     assert {"jobs_processed_total", "jobs_failed_total", "jobs_duration_seconds_bucket", "queue_size",
             "queue_rate_limit", "workers", "history_backlog"} <= samples  # the scrape is a real one
 
+    assert {"queue_oldest_wait_seconds", "jobs_stuck"} <= samples
     in_rules = set().union(*map(metric_names, rule_exprs(rules_text(Settings(queue_size={"low": 1}))).values()))
     dashboard = json.loads(grafana_json())
     in_dashboard = set().union(*map(metric_names, dashboard_exprs(dashboard))) | dashboard_variable_metrics(dashboard)
@@ -215,8 +221,51 @@ def test_rules_and_dashboard_read_only_exported_series(scraped_engine: Engine) -
 
 def test_names_missing_from_a_scrape_are_caught(scraped_engine: Engine) -> None:
     exported = exported_names(scraped_engine.metrics_text())
-    assert metric_names("queue_oldest_wait_seconds > 300 and jobs_stuck > 0") - exported == {
-        "queue_oldest_wait_seconds", "jobs_stuck"}
+    assert metric_names("queue_oldest_wait_second > 300 and jobs_stuck_total > 0") - exported == {
+        "queue_oldest_wait_second", "jobs_stuck_total"}
+
+
+def _samples(text: str, name: str) -> dict[str, float]:
+    """queue label (or "") -> value of one exported gauge."""
+    return {s.labels.get("queue", ""): s.value for f in text_string_to_metric_families(text)
+            for s in f.samples if s.name == name}
+
+
+def test_stuck_jobs_and_oldest_waits_are_exported_from_redis(redis_url: str, database_url: str) -> None:
+    """A job running longer than stuck_after counts in jobs_stuck while it runs (RQ's started registry
+    and the job hash's started_at); a queue nobody takes shows its oldest wait."""
+    import signal
+    import sys
+    import time
+
+    settings = Settings.load(env={}, redis_url=redis_url, database_url=database_url, lanes=dict(ZERO_DELAY_LANES),
+                             stuck_after=0.5)
+    root = Path(__file__).resolve().parents[2]
+    with Engine(settings) as engine:
+        engine.dispatch_many([JobSpec(jobs.sleepy, (3.0,)), JobSpec(jobs.noop, priority="low")])
+        before = engine.metrics_text()
+        assert _samples(before, "jobs_stuck") == {"": 0.0}
+        env = {k: v for k, v in os.environ.items() if not k.startswith("JOBENGINE_")}
+        env["PYTHONPATH"] = str(root)
+        worker = subprocess.Popen([sys.executable, "-m", "jobtui.cli", "--redis-url", redis_url, "--database-url",
+                                   database_url, "worker", "--queues", "default"], env=env, cwd=root,
+                                  stderr=subprocess.DEVNULL)
+        try:
+            deadline, stuck = time.monotonic() + 30, 0.0
+            while stuck < 1:
+                assert time.monotonic() < deadline and worker.poll() is None
+                time.sleep(0.1)
+                during = engine.metrics_text()
+                stuck = _samples(during, "jobs_stuck")[""]
+            waits = _samples(during, "queue_oldest_wait_seconds")
+            assert waits["default"] == 0.0 and waits["low"] > 0.5  # nobody takes low
+            while _samples(engine.metrics_text(), "queue_running")["default"]:
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+            assert _samples(engine.metrics_text(), "jobs_stuck") == {"": 0.0}  # it ended
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            worker.wait(timeout=30)
 
 
 # ---- the dashboard --------------------------------------------------------------------------

@@ -343,6 +343,35 @@ CROSS JOIN LATERAL (
 ) AS s
 ORDER BY g.n DESC, g.last_seen DESC, g.fingerprint
 
+-- name: recent_failure_groups
+-- Failure groups with failures at or after `since` (failed_jobs_failed_at_idx), each with its count
+-- in that window, its newest message and whether it is new: no open failure of it in the `days`
+-- before its first one in the window (failed_jobs_open_fingerprint_idx). For jobengine.alerts.
+WITH groups AS (
+    SELECT error_class, fingerprint, count(*) AS n, min(failed_at) AS first_seen, max(failed_at) AS last_seen
+    FROM failed_jobs
+    WHERE failed_at >= %(since)s::timestamptz
+    GROUP BY error_class, fingerprint
+    ORDER BY n DESC, last_seen DESC, fingerprint
+    LIMIT %(limit)s
+)
+SELECT g.error_class, g.fingerprint, s.error_message AS sample_message, g.n, g.first_seen, g.last_seen,
+       NOT EXISTS (
+           SELECT 1 FROM failed_jobs p
+           WHERE p.retried_at IS NULL AND p.fingerprint = g.fingerprint
+             AND p.error_class IS NOT DISTINCT FROM g.error_class
+             AND p.failed_at < g.first_seen AND p.failed_at >= g.first_seen - make_interval(days => %(days)s::int)
+       ) AS is_new
+FROM groups g
+CROSS JOIN LATERAL (
+    SELECT f.error_message FROM failed_jobs f
+    WHERE f.fingerprint = g.fingerprint AND f.error_class IS NOT DISTINCT FROM g.error_class
+      AND f.failed_at >= %(since)s::timestamptz
+    ORDER BY f.failed_at DESC
+    LIMIT 1
+) AS s
+ORDER BY g.n DESC, g.last_seen DESC, g.fingerprint
+
 -- name: failed_job_ids_in_group
 SELECT job_id
 FROM failed_jobs
