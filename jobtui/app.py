@@ -17,7 +17,16 @@ from jobengine.models import JobDetail
 from jobtui.actions import APP, bindings_for
 from jobtui.commands import JobCommands
 from jobtui.format import clock_time, count
-from jobtui.messages import ActionDone, DetailLoaded, Operation, Outcome, PollPlan, SnapshotUpdated, ViewState
+from jobtui.messages import (
+    DETAIL_TEXT,
+    ActionDone,
+    DetailLoaded,
+    Operation,
+    Outcome,
+    PollPlan,
+    SnapshotUpdated,
+    ViewState,
+)
 from jobtui.poller import POLL_GROUP, PollerMixin, describe_error
 from jobtui.screens.base import BaseScreen
 from jobtui.screens.dashboard import DashboardScreen
@@ -162,7 +171,7 @@ class JobTUI(PollerMixin, App[None]):
     @work(thread=True, exclusive=True, group="open-job", exit_on_error=False)
     def _fetch_job(self, job_id: str) -> None:
         try:
-            message = DetailLoaded(job_id, self.engine.job_detail(job_id))
+            message = DetailLoaded(job_id, self.engine.job_detail(job_id, max_text=DETAIL_TEXT))
         except Exception as exc:
             message = DetailLoaded(job_id, None, error=describe_error(exc))
         if not get_current_worker().is_cancelled:

@@ -13,6 +13,12 @@ FAILED_PAGE = 50
 """Rows per page of failed jobs (keyset pagination)."""
 
 
+DETAIL_TEXT = 16 * 1024
+"""Characters of each long text (arguments, error message, traceback) a job's detail shows at
+first; `m` on the Job screen asks for eight times more, up to DETAIL_TEXT_MAX."""
+DETAIL_TEXT_MAX = 1024 * 1024
+
+
 @dataclass(frozen=True)
 class PollPlan:
     """What the active screen needs from one poll beyond `snapshot()`.
@@ -24,6 +30,7 @@ class PollPlan:
     failed_search: str | None = None
     groups: bool = False
     job_id: str | None = None
+    text_limit: int = DETAIL_TEXT
 
 
 @dataclass(frozen=True)

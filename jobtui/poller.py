@@ -51,7 +51,7 @@ def fetch_extras(engine: EngineAPI, plan: PollPlan) -> PollExtras:
             errors.append(describe_error(exc))
     if plan.job_id:
         try:
-            detail = engine.job_detail(plan.job_id)
+            detail = engine.job_detail(plan.job_id, max_text=plan.text_limit)
         except Exception as exc:
             errors.append(describe_error(exc))
     return PollExtras(plan=plan, failed=failed, groups=groups, detail=detail, errors=tuple(errors))

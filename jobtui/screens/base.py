@@ -20,7 +20,7 @@ from textual.worker import get_current_worker
 
 from jobtui.actions import ALL, spec_for
 from jobtui.format import clock_time
-from jobtui.messages import DetailLoaded, Outcome, PollPlan, ViewState
+from jobtui.messages import DETAIL_TEXT, DetailLoaded, Outcome, PollPlan, ViewState
 from jobtui.poller import describe_error
 from jobtui.widgets.banner import Banner
 from jobtui.widgets.colors import Palette, palette
@@ -192,7 +192,7 @@ class BaseScreen(Screen[None], inherit_bindings=False):
     def fetch_detail(self, key: str, job_id: str) -> None:
         """Read one job's detail off the UI thread; the answer arrives as DetailLoaded(key)."""
         try:
-            message = DetailLoaded(key, self.jobapp.engine.job_detail(job_id))
+            message = DetailLoaded(key, self.jobapp.engine.job_detail(job_id, max_text=DETAIL_TEXT))
         except Exception as exc:
             message = DetailLoaded(key, None, error=describe_error(exc))
         if not get_current_worker().is_cancelled:

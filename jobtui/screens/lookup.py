@@ -14,7 +14,7 @@ from textual.worker import get_current_worker
 from jobengine.errors import JobNotFound
 from jobengine.models import JobDetail
 from jobtui.actions import bindings_for
-from jobtui.messages import DetailLoaded
+from jobtui.messages import DETAIL_TEXT, DetailLoaded
 from jobtui.poller import describe_error
 
 if TYPE_CHECKING:
@@ -56,7 +56,7 @@ class LookupScreen(ModalScreen[JobDetail | None]):
     def _lookup(self, key: str) -> None:
         engine = cast("JobTUI", self.app).engine
         try:
-            message = DetailLoaded(key, engine.job_detail(key))
+            message = DetailLoaded(key, engine.job_detail(key, max_text=DETAIL_TEXT))
         except JobNotFound as exc:
             message = DetailLoaded(key, None, error=describe_error(exc))
         except Exception as exc:

@@ -80,7 +80,12 @@ def render_detail(detail: JobDetail, now: datetime, tz: tzinfo | None, colors: P
         if label in ("finished", "failed") and (value.plain if isinstance(value, Text) else value) == DASH:
             continue
         facts.add_row(label, value)
-    parts: list[RenderableType] = [head, facts, _section("Arguments", colors), Text(_pretty_args(r.args))]
+    parts: list[RenderableType] = [head, facts]
+    if detail.truncated:
+        names = ", ".join(n.replace("_", " ") for n in detail.truncated)
+        parts.append(Text(f"Long text cut to keep the console responsive: {names} (m loads more).",
+                          style=f"bold {colors.warning}"))
+    parts += [_section("Arguments", colors), Text(_pretty_args(r.args))]
     parts.append(_section("Retry", colors))
     if detail.retry_strategy is None:
         parts.append(Text("no retry strategy applied", style="dim"))

@@ -19,6 +19,7 @@ import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
+from jobengine.engine import bounded
 from jobengine.errors import JobNotFound, OperationRefused, UnavailableError
 from jobengine.models import (
     FailedJob,
@@ -369,7 +370,11 @@ class FakeEngine:
         with self._lock:
             return [r for r in self._jobs.values() if r.status is JobStatus.PROCESSING][:limit]
 
-    def job_detail(self, job_id_or_prefix: str) -> JobDetail | None:
+    def job_detail(self, job_id_or_prefix: str, max_text: int | None = None) -> JobDetail | None:
+        detail = self._job_detail(job_id_or_prefix)
+        return detail if detail is None or max_text is None else bounded(detail, max_text)
+
+    def _job_detail(self, job_id_or_prefix: str) -> JobDetail | None:
         with self._lock:
             self.calls.append(("job_detail", job_id_or_prefix))
             key = job_id_or_prefix.strip()

@@ -177,3 +177,38 @@ async def test_read_only_refuses_retry_and_cancel_in_the_console_and_the_engine(
         assert rq_state(live.connection, [*failed, scheduled]) == before
     assert live.connection.xlen("jobengine:events") == 0  # no history event was written either
     assert audit(database_url) == []
+
+
+async def test_a_5mb_traceback_and_a_1mb_argument_reach_the_job_view_bounded(live: Engine) -> None:
+    """The widget receives DETAIL_TEXT characters of each long text; `m` asks for eight times more.
+
+    (Arguments are stored as a short repr at dispatch; a 1 MB argument reaches the view through
+    the error message and traceback of the job it broke.)"""
+    from jobtui.messages import DETAIL_TEXT
+
+    job_id = live.dispatch(jobs.raise_message, "huge", type="huge", priority="high")
+    [arg_id] = live.dispatch_many([JobSpec(jobs.broken, ("a" * 1_000_000,), type="big-arg", priority="high")])
+    run_until_idle(live)
+    live.flush_history()
+    full = live.job_detail(job_id)
+    # the worker keeps the first and last of a 5 MB traceback (100,000 characters): still far over the view's bound
+    assert full is not None and full.failure is not None and len(full.failure.traceback or "") > 4 * DETAIL_TEXT
+    app = JobTUI(live, refresh=QUIET)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        for wanted, limit in ((arg_id, DETAIL_TEXT), (job_id, DETAIL_TEXT)):
+            await pilot.press("j", *wanted[:8], "enter")
+            await settle(pilot)
+            shown = app.current_job
+            assert shown is not None and shown.record.id == wanted and shown.truncated
+            texts = [shown.record.args or ""]
+            if shown.failure is not None:
+                texts += [shown.failure.error_message or "", shown.failure.traceback or ""]
+            assert max(len(t) for t in texts) < limit + 200  # the cut text and its marker
+            assert "m loads more" in text_of(app.screen.query_one("#detail-body", Static))
+        await pilot.press("m")
+        await settle(pilot)
+        await refresh(app, pilot)
+        shown = app.current_job  # eight times more: the whole (worker-kept) traceback now fits
+        assert shown is not None and shown.failure is not None and not shown.truncated
+        assert shown.failure.traceback == full.failure.traceback
