@@ -14,6 +14,7 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -87,7 +88,7 @@ class SentinelCluster:
 
         def settled() -> bool:  # every sentinel sees the other two and the replica
             for port in self.sentinels:
-                state = self.client(port, SENTINEL_PASSWORD).sentinel_master(SERVICE)
+                state: Any = self.client(port, SENTINEL_PASSWORD).sentinel_master(SERVICE)
                 if state["num-other-sentinels"] < 2 or state["num-slaves"] < 1:
                     return False
             return True
@@ -104,7 +105,8 @@ class SentinelCluster:
         """The master the sentinels report now (asked of the first that answers)."""
         for port in self.sentinels:
             with contextlib.suppress(redis.RedisError):
-                return int(self.client(port, SENTINEL_PASSWORD).sentinel_get_master_addr_by_name(SERVICE)[1])
+                addr: Any = self.client(port, SENTINEL_PASSWORD).sentinel_get_master_addr_by_name(SERVICE)
+                return int(addr[1])
         raise RuntimeError("no sentinel answers")
 
     def cut_replication(self) -> None:

@@ -9,6 +9,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -102,9 +103,12 @@ def test_sentinel_with_tls(tls_redis: tuple[int, Path], database_url: str) -> No
                                "tls-replication yes", f"sentinel monitor tlsmaster 127.0.0.1 {port} 1",
                                "sentinel down-after-milliseconds tlsmaster 1000"]) + "\n")
     ca = str(certs / "ca.crt")
-    proc = _start(["redis-server", str(conf), "--sentinel", *_tls_args(certs)],
-                  lambda: redis.Redis(port=sentinel_port, ssl=True, ssl_ca_certs=ca).sentinel_masters()["tlsmaster"]
-                  ["flags"] == "master")
+
+    def watching() -> bool:
+        masters: Any = redis.Redis(port=sentinel_port, ssl=True, ssl_ca_certs=ca).sentinel_masters()
+        return bool(masters["tlsmaster"]["flags"] == "master")
+
+    proc = _start(["redis-server", str(conf), "--sentinel", *_tls_args(certs)], watching)
     try:
         url = f"redis+sentinel://127.0.0.1:{sentinel_port}/tlsmaster/1?ssl=true&ssl_ca_certs={ca}"
         with Engine(Settings.load(env={}, redis_url=url, database_url=database_url)) as engine:
