@@ -73,8 +73,8 @@ def check_value(name: str, value: Any, where: str, *, parse: bool = False) -> An
         return v.text(value, where, max_len=v.MAX_PATH, error=ConfigError)
     url = v.text(value, where, max_len=v.MAX_URL, error=ConfigError).strip()
     scheme = url.partition("://")[0].lower() if "://" in url else ""
-    if kind == "redis_url" and scheme not in ("redis", "rediss", "unix"):
-        raise ConfigError(f"{where}: expected a redis://, rediss:// or unix:// URL, got {v.show(url)}")
+    if kind == "redis_url":
+        v.redis_url(url, where, error=ConfigError)
     if kind == "database_url" and scheme not in ("postgresql", "postgres") and not (not scheme and "=" in url):
         raise ConfigError(f"{where}: expected a postgresql:// URL (or a 'key=value' DSN), got {v.show(url)}")
     if any(c.isspace() for c in url) and scheme:

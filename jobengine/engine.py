@@ -19,6 +19,7 @@ import redis
 from jobengine import validate as v
 from jobengine.cache import TAG_CONFIG, TAG_JOBS, TAG_STATS, TaggedCache
 from jobengine.config import Settings
+from jobengine.connection import redis_from_url, where
 from jobengine.dispatch import Dispatcher, JobSpec
 from jobengine.errors import ConfigError, RedisUnavailable, StoreUnavailable, ValidationError
 from jobengine.history.writer import HistoryWriter
@@ -51,8 +52,8 @@ class Engine:
             raise ConfigError(f"Engine needs a Settings, got {type(settings).__name__}")
         self.settings = settings
         self.embedded = embedded
-        self.connection = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=3,
-                                               socket_timeout=10, health_check_interval=30)
+        self.connection = redis_from_url(settings.redis_url, socket_connect_timeout=3,
+                                         socket_timeout=10, health_check_interval=30)
         self.store = PostgresStore(settings.database_url)
         self.policy = RetryPolicy.from_settings(settings)
         self.dispatcher = Dispatcher(settings, self.connection, self.store)
@@ -440,8 +441,7 @@ class Engine:
             ) from None
 
     def _redis_where(self) -> str:
-        kw = self.connection.connection_pool.connection_kwargs
-        return kw.get("path") or f"{kw.get('host', '?')}:{kw.get('port', '?')}/{kw.get('db', 0)}"
+        return where(self.connection)
 
 
 TEXT_FIELDS = ("args", "error_message", "traceback")

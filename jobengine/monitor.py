@@ -27,6 +27,7 @@ from rq.utils import utcparse
 from jobengine import keys, metrics
 from jobengine.cache import TAG_SNAPSHOT, TaggedCache
 from jobengine.config import Settings
+from jobengine.connection import where
 from jobengine.errors import StoreUnavailable
 from jobengine.health import verdict
 from jobengine.models import (
@@ -145,8 +146,7 @@ class Monitor:
         self.cache = cache or TaggedCache(connection)
 
     def redis_where(self) -> str:
-        kw = self.connection.connection_pool.connection_kwargs
-        return kw.get("path") or f"{kw.get('host', '?')}:{kw.get('port', '?')}/{kw.get('db', 0)}"
+        return where(self.connection)
 
     # ---- Redis ---------------------------------------------------------------------------
     def probe(self, queues: Sequence[str] | None = None, now: float | None = None) -> list[QueueProbe]:

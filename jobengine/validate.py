@@ -11,7 +11,8 @@ import fnmatch
 import math
 import re
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
+from urllib.parse import unquote, urlsplit
 
 from jobengine.errors import JobEngineError, JobFunctionError, ValidationError
 
@@ -245,3 +246,84 @@ def function_allowed(name: str, patterns: Iterable[str] | None) -> bool:
 def check_allowed(name: str, patterns: Iterable[str] | None, what: str = "job function") -> None:
     if not function_allowed(name, patterns):
         raise JobFunctionError(f"{what} {show(name)} is not in [dispatch] allow ({', '.join(patterns or ())})")
+
+
+# ---- Redis URLs ----------------------------------------------------------------------------
+SENTINEL_SCHEME = "redis+sentinel"
+SENTINEL_PORT = 26379
+SENTINEL_FORM = "redis+sentinel://[:password@]host1:26379,host2:26379/mymaster[/db][?sentinel_password=...&ssl=true]"
+_SERVICE = re.compile(r"[A-Za-z0-9_.\-]{1,200}")
+
+
+class SentinelURL(NamedTuple):
+    """The parts of a redis+sentinel:// URL (the query is redis-py's, plus our own keys)."""
+
+    sentinels: list[tuple[str, int]]
+    service: str
+    db: int | None  # from the path; None when absent
+    username: str | None  # for the Redis servers (the sentinels' come from the query)
+    password: str | None
+    query: str  # raw, still percent-encoded
+
+
+def masked(url: str) -> str:
+    """`url` with the password of its user part replaced by ***."""
+    head, sep, rest = url.partition("://")
+    user, at, hosts = rest.rpartition("@")
+    if not sep or not at or ":" not in user:
+        return url
+    return f"{head}://{user.partition(':')[0]}:***@{hosts}"
+
+
+def _host_port(item: str) -> tuple[str, int]:
+    """One `host[:port]` of a sentinel list (IPv6 in brackets); ValueError on a bad one."""
+    host, port = item, str(SENTINEL_PORT)
+    if item.startswith("["):
+        host, _, rest = item[1:].partition("]")
+        if rest:
+            if not rest.startswith(":"):
+                raise ValueError(item)
+            port = rest[1:]
+    elif ":" in item:
+        host, _, port = item.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(item)
+    return host, int(port)
+
+
+def sentinel_url(url: str) -> SentinelURL:
+    """Split a redis+sentinel:// URL; ValueError naming what is wrong."""
+    parts = urlsplit(url)
+    userinfo, _, hosts = parts.netloc.rpartition("@")
+    items = [h.strip() for h in hosts.split(",")]
+    if not hosts or not all(items):
+        raise ValueError("names no sentinel host")
+    try:
+        sentinels = [_host_port(h) for h in items]
+    except ValueError as exc:
+        raise ValueError(f"bad sentinel address {exc.args[0]!r} (host:port, port 1-65535)") from None
+    path = [unquote(p) for p in parts.path.split("/")[1:]]
+    if not path or not path[0]:
+        raise ValueError("names no service (the master name, e.g. /mymaster)")
+    if not _SERVICE.fullmatch(path[0]):
+        raise ValueError(f"bad service name {path[0]!r} (letters, digits, '_', '.', '-')")
+    if len(path) > 2 or (len(path) == 2 and path[1] and not (path[1].isdigit() and len(path[1]) < 6)):
+        raise ValueError("the path is /service or /service/db (db a number)")
+    db = int(path[1]) if len(path) == 2 and path[1] else None
+    user, colon, password = userinfo.partition(":")
+    return SentinelURL(sentinels, path[0], db, unquote(user) or None,
+                       unquote(password) if colon and password else None, parts.query)
+
+
+def redis_url(value: str, what: str, *, error: Err = ValidationError) -> str:
+    """A redis://, rediss://, unix:// or redis+sentinel:// URL (the sentinel form checked whole)."""
+    scheme = value.partition("://")[0].lower() if "://" in value else ""
+    if scheme not in ("redis", "rediss", "unix", SENTINEL_SCHEME):
+        raise error(f"{what}: expected a redis://, rediss://, unix:// or {SENTINEL_SCHEME}:// URL, "
+                    f"got {show(masked(value))}")
+    if scheme == SENTINEL_SCHEME:
+        try:
+            sentinel_url(value)
+        except ValueError as exc:
+            raise error(f"{what}: {exc}; expected {SENTINEL_FORM}, got {show(masked(value), 120)}") from None
+    return value

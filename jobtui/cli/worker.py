@@ -109,15 +109,14 @@ def _run_worker_pool(ctx: Context, processes: int, queues: list[str] | None, bur
                      fork: bool, metrics_port: int | None = None, extra: list[str] | None = None) -> None:
     """N worker processes sharing the resolved servers; SIGTERM/SIGINT reach every one.
     The parent serves `metrics_port` (deployment-wide metrics); children get `extra` flags."""
-    import redis
-
+    from jobengine.connection import redis_from_url
     from jobengine.embedded import resolve
     from jobengine.exporter import serve
 
     settings, embedded = resolve(ctx.settings())
     if metrics_port:
         try:
-            serve(redis.Redis.from_url(settings.redis_url or ""), settings, metrics_port)
+            serve(redis_from_url(settings.redis_url or ""), settings, metrics_port)
         except OSError as exc:
             fail(f"--metrics-port {metrics_port}: cannot listen ({exc.strerror})")
     env = dict(os.environ, JOBENGINE_REDIS_URL=settings.redis_url or "",
