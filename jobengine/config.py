@@ -34,6 +34,7 @@ _RULES: dict[str, tuple[str, float, float]] = {
     "cache_config": ("int", 1, 30 * _DAY),
     "job_timeout": ("int", 1, 30 * _DAY), "result_ttl": ("int", 0, 366 * _DAY),
     "failure_ttl": ("int", 1, 366 * _DAY), "history_batch": ("int", 1, 100_000),
+    "reconcile_every": ("float", 0, 30 * _DAY),
     "refresh": ("float", 0.1, 3600), "read_only": ("bool", 0, 0),
     "long_wait": ("pos", 0, 366 * _DAY),
     "alerts_enabled": ("bool", 0, 0), "alert_interval": ("float", 1, 366 * _DAY),
@@ -48,6 +49,7 @@ _KEYS = {"redis_url": "redis.url", "database_url": "database.url", "long_running
          "cache_job_status": "cache.job_status", "cache_stats": "cache.stats", "cache_config": "cache.config",
          "job_timeout": "worker.job_timeout", "result_ttl": "worker.result_ttl",
          "failure_ttl": "worker.failure_ttl", "history_batch": "worker.history_batch", "refresh": "console.refresh",
+         "reconcile_every": "worker.reconcile_every",
          "worker_queues": "worker.queues", "queues_extra": "queues.extra", "dispatch_allow": "dispatch.allow",
          "permissions": "permissions.allow", "long_wait": "thresholds.long_wait",
          "queue_wait": "thresholds.queue_wait", "alerts_enabled": "alerts.enabled", "alert_urls": "alerts.urls",
@@ -136,6 +138,7 @@ class Settings:
     result_ttl: int = 500
     failure_ttl: int = 7 * 24 * 3600
     history_batch: int = 500
+    reconcile_every: float = 30.0  # workers check for a Redis reset this often and reconcile it; 0: never
     refresh: float = 1.0
     read_only: bool = False
     # queues beyond the lanes that workers, limits and thresholds may name ([queues] extra)
@@ -321,6 +324,7 @@ _SCALARS: dict[str, dict[str, tuple[str, type]]] = {
         "result_ttl": ("result_ttl", int),
         "failure_ttl": ("failure_ttl", int),
         "history_batch": ("history_batch", int),
+        "reconcile_every": ("reconcile_every", float),
     },
     "console": {"refresh": ("refresh", float)},
     "alerts": {

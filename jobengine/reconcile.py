@@ -29,6 +29,7 @@ from __future__ import annotations
 import calendar
 import logging
 import secrets
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -41,6 +42,7 @@ from rq.utils import utcformat
 from jobengine import keys
 from jobengine.config import Settings
 from jobengine.dispatch import rq_job_hash
+from jobengine.errors import StoreUnavailable
 from jobengine.history import add_event
 from jobengine.models import RestorableJob
 from jobengine.operations import actor
@@ -357,3 +359,39 @@ class Reconciler:
             # Released only if still ours (a run longer than the TTL may have lost it).
             self.connection.eval("if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) "
                                  "end return 0", 1, keys.RECONCILE_LOCK, token)
+
+
+class ReconcileTimer:
+    """`jobtui worker`: a daemon thread that checks for a Redis reset every `[worker]
+    reconcile_every` seconds and, when one is found, reconciles it (`run_if_reset`: under a Redis
+    lock, so one process in the deployment does it), without waiting for an operator."""
+
+    def __init__(self, reconciler: Reconciler, every: float) -> None:
+        self.reconciler = reconciler
+        self.every = every
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="reconcile-timer", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.every):
+            try:
+                report = self.reconciler.run_if_reset()
+            except (redis.RedisError, StoreUnavailable) as exc:  # a server away: the next round tries again
+                log.debug("reconcile check skipped: %s", exc)
+                continue
+            except Exception:
+                log.exception("reconcile check failed")
+                continue
+            if report is not None:
+                log.warning("Redis was reset: reconciled (%s)%s", report.summary(),
+                            "" if report.reset_cleared else "; some jobs wait for the next round")
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None

@@ -64,13 +64,17 @@ def worker(ctx: Context, queues: str | None, burst: bool, processes: int, fork: 
 
 
 def start_worker_extras(engine: Engine, metrics_port: int | None, prune_every: float | None) -> Callable[[], None]:
-    """`--metrics-port` / `--prune-every` and the `[alerts]` timer: start them; returns a function
-    stopping them."""
+    """`--metrics-port` / `--prune-every`, the `[alerts]` timer and the reconcile check after a
+    Redis reset (`[worker] reconcile_every`): start them; returns a function stopping them."""
     from jobengine.exporter import serve
     from jobengine.prune import DEFAULT_KEEP_FAILED, DEFAULT_OLDER_THAN, PruneTimer
+    from jobengine.reconcile import ReconcileTimer
 
-    server = timer = None
+    server = timer = reconciling = None
     alerts = _alert_timer(engine)
+    if engine.settings.reconcile_every > 0:
+        reconciling = ReconcileTimer(engine.reconciler(), engine.settings.reconcile_every)
+        reconciling.start()
     if metrics_port:
         try:
             server = serve(engine.connection, engine.settings, metrics_port)
@@ -81,6 +85,8 @@ def start_worker_extras(engine: Engine, metrics_port: int | None, prune_every: f
         timer.start()
 
     def stop() -> None:
+        if reconciling is not None:
+            reconciling.stop()
         if alerts is not None:
             alerts.stop()
         if timer is not None:

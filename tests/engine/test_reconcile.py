@@ -382,3 +382,31 @@ def test_read_only_refuses_an_operators_reconcile_but_not_the_workers_own(lost_e
         assert not read_only.reconciler().detect_reset().reset
     finally:
         read_only.close()
+
+
+def test_a_running_jobtui_worker_reconciles_a_reset_by_itself(lost_engine: Engine, database_url: str,
+                                                               tmp_path: Path) -> None:
+    engine, conn = lost_engine, lost_engine.connection
+    config = tmp_path / "jobtui.toml"
+    config.write_text("[worker]\nreconcile_every = 0.5\n")
+    ids = engine.dispatch_many([JobSpec("jobengine.demo:noop", delay=3600, priority="low") for _ in range(4)])
+    with engine.store._pool.connection() as pg:  # older than reconcile's 60 s grace for fresh dispatches
+        pg.execute("UPDATE jobs SET created_at = created_at - interval '5 minutes'")
+    worker = subprocess.Popen([sys.executable, "-m", "jobtui.cli", "--config", str(config), "--redis-url",
+                               engine.settings.redis_url or "", "--database-url", database_url, "worker"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while engine.store.redis_epoch() is None and time.monotonic() < deadline:
+            time.sleep(0.1)  # the worker records the epoch when it starts
+        conn.flushall()
+        assert engine.health().verdict == "failing"
+        while sorted(_scheduled(conn, "low")) != sorted(ids) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert sorted(_scheduled(conn, "low")) == sorted(ids)
+        assert not any("reconcile" in r for r in engine.health().reasons)
+    finally:
+        worker.terminate()
+        _, err = worker.communicate(timeout=30)
+    assert worker.returncode == 0, err
+    assert "Redis was reset: reconciled" in err
