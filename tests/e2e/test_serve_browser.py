@@ -295,7 +295,7 @@ def test_allow_actions_lets_a_browser_retry(browser: Any, serve: Callable[..., S
     assert consoles and all("--read-only" not in p.cmdline() for p in consoles)
     served.proc.send_signal(signal.SIGTERM)  # the server alone: it ends its sessions, their consoles quit
     assert served.proc.wait(timeout=20) == 0
-    gone, alive = psutil.wait_procs(consoles, timeout=10)
+    _, alive = psutil.wait_procs(consoles, timeout=10)
     assert not alive, f"consoles left running after the server stopped: {alive}"
 
 
