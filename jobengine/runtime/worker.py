@@ -53,15 +53,30 @@ class EngineWorkerMixin:
     _ordered_queues: list[Queue]
     _stopped_job_id: str | None
 
-    def configure(self, settings: Settings, policy: RetryPolicy, limiter: RateLimiter | None = None) -> None:
-        self.settings = settings
-        self.policy = policy
-        self.gate = QueueGate(limiter or RateLimiter.from_settings(self.connection, settings))
-        self.worker_ttl = min(self.worker_ttl, WORKER_TTL)
+    def __init__(self, *args: Any, worker_ttl: int | None = None, **kwargs: Any) -> None:
+        """RQ's worker arguments. Without a `worker_ttl`, `configure` sets our WORKER_TTL (60 s)."""
+        self._ttl_given = bool(worker_ttl or kwargs.get("default_worker_ttl"))
         self._last_exc: BaseException | None = None
         self._pending_event: records.Entry | None = None
         self._current: Job | None = None
         self._lmoved = False  # the job came through RQ's intermediate queue (one queue listened to)
+        super().__init__(*args, worker_ttl=worker_ttl, **kwargs)  # type: ignore[call-arg]
+
+    def __getattr__(self, name: str) -> Any:
+        """A worker built by RQ (`rq worker -w ...JobWorker`, RQ's API) and never configured takes
+        its settings from the configuration file and environment on first use."""
+        if name in ("settings", "policy", "gate") and "connection" in self.__dict__ and "settings" not in self.__dict__:
+            settings = Settings.load()
+            self.configure(settings, RetryPolicy.from_settings(settings))
+            return self.__dict__[name]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def configure(self, settings: Settings, policy: RetryPolicy, limiter: RateLimiter | None = None) -> None:
+        self.settings = settings
+        self.policy = policy
+        self.gate = QueueGate(limiter or RateLimiter.from_settings(self.connection, settings))
+        if not self._ttl_given:  # a worker_ttl the user chose is kept
+            self.worker_ttl = WORKER_TTL
         self.push_exc_handler(abandoned_job_recorder(self.connection, self.name))  # type: ignore[attr-defined]
 
     # ---- rate-limit gate -----------------------------------------------------------------
