@@ -130,7 +130,7 @@ class FastWorker(Outcomes, BaseWorker):
     def __init__(self, *args: Any, worker_ttl: int | None = None, **kwargs: Any) -> None:
         """RQ's worker arguments. Without a `worker_ttl`, `configure` sets our WORKER_TTL (60 s)."""
         self._ttl_given = bool(worker_ttl or kwargs.get("default_worker_ttl"))
-        super().__init__(*args, worker_ttl=worker_ttl, **kwargs)
+        super().__init__(*args, worker_ttl=worker_ttl, **kwargs)  # type: ignore[misc]
 
     def configure(self, settings: Settings, policy: RetryPolicy, limiter: RateLimiter | None = None) -> None:
         self.settings, self.policy, self.gate = settings, policy, QueueGate(limiter)
@@ -516,7 +516,8 @@ class FastWorker(Outcomes, BaseWorker):
         for job in jobs:
             if job.has_rate_limit:
                 try:
-                    release_slot(job)
+                    if release_slot(job):  # jobs waiting for the slot were enqueued
+                        self._more = True
                 except Exception:
                     log.exception("worker %s: failed to release the rate-limit slot of job %s", self.name, job.id)
 
