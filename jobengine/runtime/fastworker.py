@@ -38,7 +38,6 @@ from rq.exceptions import StopRequested
 from rq.executions import Execution, ExecutionRegistry
 from rq.job import Job, JobStatus, Retry
 from rq.queue import Queue
-from rq.rate_limit import release_slot
 from rq.registry import ScheduledJobRegistry
 from rq.serializers import PickleSerializer
 from rq.timeouts import JobTimeoutException, UnixSignalDeathPenalty
@@ -499,27 +498,6 @@ class FastWorker(Outcomes, BaseWorker):
                 self._queue(name)._enqueue_rate_limited_job(job, pipeline=p, at_front=job.should_enqueue_at_front())
                 p.execute()
         return replies[len(replies) - sent.tail:]
-
-    def _enqueue_dependents(self, job: Job, refresh: bool = True) -> None:
-        """RQ's `enqueue_dependents` after `job`'s outcome is committed (a finished job's status is
-        known here: it may be gone from Redis, result_ttl=0). Errors are logged, as RQ's worker does."""
-        try:
-            if self._queue(job.origin).enqueue_dependents(job, refresh_job_status=refresh):
-                self._more = True
-            if not refresh and job.get_result_ttl(self.default_result_ttl) == 0:
-                self.connection.delete(job.dependents_key)  # as RQ's job.delete(), after the move
-        except Exception:
-            log.exception("worker %s: failed to enqueue dependents of job %s", self.name, job.id)
-
-    def _release_slots(self, jobs: Sequence[Job]) -> None:
-        """RQ rate limits: the slots of jobs that ended a run (release_slot keeps a requeued job's)."""
-        for job in jobs:
-            if job.has_rate_limit:
-                try:
-                    if release_slot(job):  # jobs waiting for the slot were enqueued
-                        self._more = True
-                except Exception:
-                    log.exception("worker %s: failed to release the rate-limit slot of job %s", self.name, job.id)
 
     # ---- watcher thread ---------------------------------------------------------------------
     def _watch(self) -> None:

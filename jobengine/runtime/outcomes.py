@@ -16,6 +16,7 @@ import threading
 import time
 from base64 import b64encode
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -26,6 +27,7 @@ from rq.executions import Execution
 from rq.job import Job, JobStatus, Retry
 from rq.job_lifecycle import format_exc_info
 from rq.queue import Queue
+from rq.rate_limit import release_slot
 from rq.utils import now
 
 from jobengine import keys
@@ -225,6 +227,27 @@ class Outcomes:
         record(self._recorder, entry.kind, job.id, item.queue, **entry.fields)
         if entry.log:
             log.info(*entry.log)
+
+    def _enqueue_dependents(self, job: Job, refresh: bool = True) -> None:
+        """RQ's `enqueue_dependents` after `job`'s outcome is committed (a finished job's status is
+        known here: it may be gone from Redis, result_ttl=0). Errors are logged, as RQ's worker does."""
+        try:
+            if self._queue(job.origin).enqueue_dependents(job, refresh_job_status=refresh):
+                self._more = True
+            if not refresh and job.get_result_ttl(self.default_result_ttl) == 0:
+                self.connection.delete(job.dependents_key)  # as RQ's job.delete(), after the move
+        except Exception:
+            log.exception("worker %s: failed to enqueue dependents of job %s", self.name, job.id)
+
+    def _release_slots(self, jobs: Sequence[Job]) -> None:
+        """RQ rate limits: the slots of jobs that ended a run (release_slot keeps a requeued job's)."""
+        for job in jobs:
+            if job.has_rate_limit:
+                try:
+                    if release_slot(job):  # jobs waiting for the slot were enqueued
+                        self._more = True
+                except Exception:
+                    log.exception("worker %s: failed to release the rate-limit slot of job %s", self.name, job.id)
 
     def _defer(self, item: Held, delay: float) -> None:
         """Back to the scheduled registry until the queue has a slot: not run, not an attempt.
