@@ -6,11 +6,14 @@
 --
 -- KEYS: rq:queue:<name>, highest priority first
 -- ARGV: 1 how many, 2 worker name, 3 started_at (RQ's utcformat), 4 now (epoch seconds),
---       5 execution id prefix (24 hex), 6 a job id already popped (BLPOP) from KEYS[1], or ''
+--       5 execution id prefix (24 hex), 6 a job id already popped (BLPOP) from KEYS[1], or '',
+--       7-9 key prefixes: the worker's job class's job key prefix, RQ's started-registry prefix,
+--       the worker's queue class's queue key prefix
 -- Returns false when every queue is empty, else one flat array: the queue name, then per job
 -- its id, execution id, field count and the hash's non-empty fields.
 local count = tonumber(ARGV[1])
 local now = tonumber(ARGV[4])
+local jprefix, wprefix, qprefix = ARGV[7], ARGV[8], ARGV[9]
 for _, qkey in ipairs(KEYS) do
   local ids
   if ARGV[6] ~= '' then
@@ -19,12 +22,12 @@ for _, qkey in ipairs(KEYS) do
     ids = redis.call('LPOP', qkey, count)
   end
   if ids then
-    local name = string.sub(qkey, 10)
+    local name = string.sub(qkey, #qprefix + 1)
     local out = {name}
     local wip = {}
     local function put(value) out[#out + 1] = value end
     for i, id in ipairs(ids) do
-      local jkey = 'rq:job:' .. id
+      local jkey = jprefix .. id
       local h = redis.call('HGETALL', jkey)
       local timeout, ttl, data, fields = nil, nil, false, {}
       for j = 1, #h, 2 do  -- empty fields mean "unset" to RQ's Job.restore: not worth the bytes
@@ -50,7 +53,7 @@ for _, qkey in ipairs(KEYS) do
         for _, value in ipairs(fields) do put(value) end
       end
     end
-    if #wip > 0 then redis.call('ZADD', 'rq:wip:' .. name, unpack(wip)) end
+    if #wip > 0 then redis.call('ZADD', wprefix .. name, unpack(wip)) end
     return out
   end
 end

@@ -36,14 +36,13 @@ from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT as DATE_FORMAT
 from rq.defaults import DEFAULT_LOGGING_FORMAT as LOG_FORMAT
 from rq.exceptions import StopRequested
 from rq.executions import Execution, ExecutionRegistry
-from rq.job import Job, JobStatus
+from rq.job import Job, JobStatus, Retry
 from rq.queue import Queue
-from rq.rate_limit import release_slot
 from rq.registry import ScheduledJobRegistry
 from rq.serializers import PickleSerializer
 from rq.timeouts import JobTimeoutException, UnixSignalDeathPenalty
 from rq.utils import import_attribute, now
-from rq.worker import BaseWorker, WorkerStatus
+from rq.worker import BaseWorker, DequeueStrategy, WorkerStatus
 
 from jobengine import keys
 from jobengine.config import Settings
@@ -93,6 +92,8 @@ class _Sent:
     ended: list[Job]
     finished: list[Job]
     after: list[tuple[str, str]]
+    retried: list[Job]
+    exc_strings: dict[str, str]
 
 
 @dataclass
@@ -126,9 +127,15 @@ class FastWorker(Outcomes, BaseWorker):
     _timeout: float
     _watcher: threading.Thread
 
+    def __init__(self, *args: Any, worker_ttl: int | None = None, **kwargs: Any) -> None:
+        """RQ's worker arguments. Without a `worker_ttl`, `configure` sets our WORKER_TTL (60 s)."""
+        self._ttl_given = bool(worker_ttl or kwargs.get("default_worker_ttl"))
+        super().__init__(*args, worker_ttl=worker_ttl, **kwargs)  # type: ignore[misc]
+
     def configure(self, settings: Settings, policy: RetryPolicy, limiter: RateLimiter | None = None) -> None:
         self.settings, self.policy, self.gate = settings, policy, QueueGate(limiter)
-        self.worker_ttl = min(self.worker_ttl, WORKER_TTL)
+        if not self._ttl_given:  # a worker_ttl the user chose is kept
+            self.worker_ttl = WORKER_TTL
         self.push_exc_handler(abandoned_job_recorder(self.connection, self.name))
 
     def before_run(self, job: Job) -> float | None:
@@ -143,6 +150,12 @@ class FastWorker(Outcomes, BaseWorker):
         """Run until stopped (or until the lanes are empty with `burst`); True if any job ran."""
         self._setup(with_scheduler)
         self._max_jobs = max_jobs
+        self._dequeue_strategy = dequeue_strategy or DequeueStrategy.DEFAULT
+        if self._dequeue_strategy not in ("default", "random", "round_robin"):
+            raise ValueError(f"Dequeue strategy {self._dequeue_strategy} is not allowed. "
+                             "Use `default`, `random` or `round_robin`.")
+        if self._dequeue_strategy == DequeueStrategy.ROUND_ROBIN:
+            self.max_batch = 1  # one job per queue in turn, as RQ
         self.bootstrap(logging_level or "INFO", date_format, log_format)
         self._install_signal_handlers()
         self._watcher.start()
@@ -186,8 +199,9 @@ class FastWorker(Outcomes, BaseWorker):
             ask, self._ahead = self._ahead, None
         batch = self._take(ask) if ask is not None else self._fetch(limit)
         if batch is None:
-            if burst:
-                return None
+            if burst:  # dependents (or due jobs) the last block released run before the worker leaves
+                more, self._more = self._more, False
+                return 0 if more else None
             opens_in = self.gate.opens_in()
             if opens_in is not None and not self._open_keys():  # every lane is at its rate limit
                 self._flush()
@@ -207,6 +221,11 @@ class FastWorker(Outcomes, BaseWorker):
         self._ended: list[Job] = []  # failed, stopped, repeating: written by RQ's helpers in the block
         self._finished: list[Job] = []  # finished: written by one finish.lua call (_finish_args)
         self._finish_args: tuple[Any, ...] = ()
+        self._retried: list[Job] = []  # retried (our policy or RQ's Retry): their RQ rate-limit slot is released
+        self._exc_strings: dict[str, str] = {}  # failed jobs' exc_string, for their `failed` webhooks
+        self._rq_way: list[tuple[Held, Any]] = []  # outcomes left to RQ's own handlers (outcomes.py)
+        self._more = False  # the last block released dependents: a burst worker looks again
+        self._shutdown_noted = False
         self._after: list[tuple[str, str]] = []  # RQ rate-limited jobs come due: enqueued RQ's way
         self._in_hand: deque[Held] = deque()
         self._ahead = None  # the next batch, asked for while this one runs
@@ -221,6 +240,10 @@ class FastWorker(Outcomes, BaseWorker):
         self._by_name = {q.name: q for q in self.queues}
         self._shas = {name: self.connection.script_load(_script(name)) for name in SCRIPTS}
         self._job_type = _cached_functions(self.job_class)
+        jobs, queues = self.job_class.redis_job_namespace_prefix, self.queue_class.redis_queue_namespace_prefix
+        self._dequeue_prefixes = (jobs, keys.rq_started_key(""), queues)  # the Lua scripts' key prefixes
+        self._finish_prefixes = (jobs, keys.rq_results_key(""), keys.rq_finished_key(""), keys.rq_started_key(""))
+        self._promote_prefixes = (jobs, keys.rq_scheduled_key(""), keys.rq_scheduler_lock_key(""))
         self._ser = None if self.serializer is PickleSerializer else self.serializer  # skips RQ's slow re-check
         self._closing = threading.Event()
         self._watcher = threading.Thread(target=self._watch, name=f"fastworker-{self.name[:8]}", daemon=True)
@@ -232,7 +255,7 @@ class FastWorker(Outcomes, BaseWorker):
     def _open_keys(self) -> list[str]:
         """The keys of the lanes the gate lets this worker take from now, in priority order."""
         closed = self.gate.closed()
-        return [q.key for q in self.queues if q.name not in closed]
+        return [q.key for q in self._ordered_queues if q.name not in closed]
 
     # ---- dequeue ----------------------------------------------------------------------------
     def _fetch(self, limit: int, claimed: tuple[str, str] | None = None) -> list[Held] | None:
@@ -247,11 +270,13 @@ class FastWorker(Outcomes, BaseWorker):
         clock, started = time.monotonic(), now()
         if clock >= self._next_promote:
             self._next_promote = clock + self.promote_every
-            names = [q.name for q in self.queues]
-            scripts.append(("promote.lua", 0, int(time.time()), 1000, stamp(started), *names))
+            queues = [part for q in self.queues for part in (q.name, q.key)]
+            scripts.append(("promote.lua", 0, int(time.time()), 1000, stamp(started), *self._promote_prefixes,
+                            *queues))
         if keys:
             scripts.append(("dequeue.lua", len(keys), *keys, limit, self.name, stamp(started),
-                            f"{time.time():.6f}", os.urandom(12).hex(), claimed[1] if claimed else ""))
+                            f"{time.time():.6f}", os.urandom(12).hex(), claimed[1] if claimed else "",
+                            *self._dequeue_prefixes))
         return _Ask(self._send(scripts), started, bool(keys))
 
     def _take(self, ask: _Ask) -> list[Held] | None:
@@ -269,13 +294,16 @@ class FastWorker(Outcomes, BaseWorker):
             raw, i = tokens[i + 3:i + 3 + n], i + 3 + n
             job = self._job_type(job_id, connection=self.connection, serializer=self._ser)
             fields = dict(zip(raw[::2], raw[1::2], strict=True))
+            requeued = b"worker_name" in fields and b"started_at" not in fields  # RQ's requeue clears the run
             stamps = fields.pop(b"created_at", None), fields.pop(b"enqueued_at", None)  # RQ parses them slowly
             job.restore(fields)
             job.created_at = datetime.fromisoformat(stamps[0].decode()) if stamps[0] else job.created_at
             job.enqueued_at = datetime.fromisoformat(stamps[1].decode()) if stamps[1] else None
             job.worker_name, job.started_at, job.last_heartbeat = self.name, started, started
             job._status = JobStatus.STARTED
-            held.append(Held(job, queue, exec_id))
+            held.append(Held(job, queue, exec_id, requeued=requeued))
+        if self._dequeue_strategy != DequeueStrategy.DEFAULT and queue in self._by_name:
+            self.reorder_queues(self._by_name[queue])
         return held
 
     def _block(self) -> tuple[str, str] | None:
@@ -325,6 +353,9 @@ class FastWorker(Outcomes, BaseWorker):
         item.since = item.beat = time.monotonic()
         with self._lock:
             self._running = item
+            if item.requeued:  # a failure put back through RQ's API: it leaves our failed list
+                record(self._recorder, EventKind.REQUEUED, job.id, item.queue, at=job.enqueued_at or job.started_at,
+                       type=job_type(job), message="requeued through RQ")
             record(self._recorder, EventKind.STARTED, job.id, item.queue, at=job.started_at, type=job_type(job),
                    attempt=attempt_of(job), worker=self.name)
             item.started_entry = (self._recorder, self._recorder.last_entry)
@@ -348,7 +379,9 @@ class FastWorker(Outcomes, BaseWorker):
                     value = job.perform()
             self._in_perform = False
             job.ended_at = now()
-            execute_success_callback(job, self.death_penalty_class, value)
+            if not isinstance(value, Retry):  # as RQ: a returned Retry runs no success callback
+                job._status = JobStatus.FINISHED  # what the callback reads, as in RQ
+                execute_success_callback(job, self.death_penalty_class, value)
         except BaseException:  # noqa: B036 - the job's failure (JobStopped, SystemExit included) is recorded
             exc_info = sys.exc_info()
         finally:
@@ -361,6 +394,8 @@ class FastWorker(Outcomes, BaseWorker):
                 self._succeeded(item, value)
             else:
                 self._failed(item, exc_info)
+        if self._rq_way:
+            self._settle_rq_way()
         duration = (job.ended_at - job.started_at).total_seconds()
         if duration > self.settings.long_running:
             log.warning("long-running job %s (type %s) took %.1fs (threshold %.0fs)", job.id, job_type(job),
@@ -414,15 +449,21 @@ class FastWorker(Outcomes, BaseWorker):
                 recorder, self._recorder = self._recorder, Recorder()
                 ended, finished, args = self._ended, self._finished, self._finish_args
                 self._ended, self._finished, self._finish_args = [], [], ()
+                retried, self._retried = self._retried, []
+                exc_strings, self._exc_strings = self._exc_strings, {}
                 after, self._after = self._after, []
-            scripts = ([("finish.lua", 0, self.name, int(time.time()), *args)] if finished else []) + list(tail)
+            scripts = ([("finish.lua", 0, self.name, int(time.time()), *self._finish_prefixes, *args)]
+                       if finished else []) + list(tail)
             if not pipe.command_stack and not len(recorder) and not scripts:
+                if retried:  # their writes went with an earlier block (RQ's handlers)
+                    self._release_slots(retried)
                 return None
             commands = [args for args, _ in pipe.command_stack] + recorder.commands()
             if ended:
                 commands.append(("EXISTS", *[j.dependents_key for j in ended]))
             commands += [("EVALSHA", self._shas[name], *rest) for name, *rest in scripts]
-            return _Sent(Block(self.connection, commands), scripts, len(tail), ended, finished, after)
+            return _Sent(Block(self.connection, commands), scripts, len(tail), ended, finished, after, retried,
+                         exc_strings)
 
     def _receive(self, sent: _Sent) -> list[Any]:
         """Read a sent block's replies, then do what RQ does once an outcome is committed;
@@ -438,14 +479,20 @@ class FastWorker(Outcomes, BaseWorker):
         if errors:
             raise errors[0]
         ended, finished = sent.ended, sent.finished
-        if (replies[ours - 1] if ended else 0) + (replies[ours] if finished else 0):
-            for job in ended + finished:  # as RQ: dependents are enqueued once the outcome is committed
-                self._queue(job.origin).enqueue_dependents(job)
+        if ended and replies[ours - 1]:  # as RQ: a failed job's dependents once its failure is committed
+            for job in ended:
+                self._enqueue_dependents(job)
+        if finished and replies[ours]:  # finish.lua: the finished jobs with dependents, and their status before
+            before = dict(zip(replies[ours][::2], replies[ours][1::2], strict=True))
+            for job in finished:
+                status = before.get(job.id.encode())
+                # canceled (or stopped) while it ran: its dependents stay deferred, as with RQ's worker
+                if status is not None and status not in (b"canceled", b"stopped"):
+                    self._enqueue_dependents(job, refresh=False)
         for job in ended + finished:
-            if job.webhooks:
-                job.send_webhooks(job.get_status(refresh=False))
-            if job.has_rate_limit:
-                release_slot(job)
+            if job.webhooks and job.get_status(refresh=False) != JobStatus.STOPPED:
+                job.send_webhooks(job.get_status(refresh=False), exc_string=sent.exc_strings.get(job.id))
+        self._release_slots(ended + finished + sent.retried)
         for name, job_id in sent.after:  # RQ rate-limited jobs came due: RQ's own enqueue takes their slot
             job = self.job_class.fetch(job_id, connection=self.connection, serializer=self.serializer)
             with self.connection.pipeline() as p:
@@ -463,6 +510,9 @@ class FastWorker(Outcomes, BaseWorker):
                 log.warning("worker %s watcher: %s", self.name, exc)
 
     def _watch_once(self, clock: float) -> None:
+        if self._shutdown_requested_date is not None and not self._shutdown_noted:  # as RQ, in Redis
+            self._shutdown_noted = True
+            self.set_shutdown_requested_date()
         if clock >= self._next_beat:
             self._next_beat = clock + self.heartbeat_every
             with self.connection.pipeline() as pipe:
@@ -555,6 +605,12 @@ class FastWorker(Outcomes, BaseWorker):
     def _teardown(self) -> None:
         try:
             self._release_in_hand(ahead=True)
+            with self._lock:  # as RQ's worker after its last job: idle (then dead)
+                self._state = WorkerStatus.IDLE
+                self._pending.hset(self.key, "state", WorkerStatus.IDLE.value)
+                if self._shutdown_requested_date is not None and not self._shutdown_noted:
+                    self._shutdown_noted = True
+                    self._pending.hset(self.key, "shutdown_requested_date", stamp(self._shutdown_requested_date))
             self._flush()
         except redis.RedisError as exc:
             log.error("worker %s could not write its last jobs' bookkeeping: %s", self.name, exc)

@@ -20,7 +20,7 @@ import os
 import signal
 import time
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rq import Queue
 from rq.executions import Execution
@@ -63,15 +63,32 @@ class EngineWorkerMixin:
     _ordered_queues: list[Queue]
     _stopped_job_id: str | None
 
-    def configure(self, settings: Settings, policy: RetryPolicy, limiter: RateLimiter | None = None) -> None:
-        self.settings = settings
-        self.policy = policy
-        self.gate = QueueGate(limiter or RateLimiter.from_settings(self.connection, settings))
-        self.worker_ttl = min(self.worker_ttl, WORKER_TTL)
+    def __init__(self, *args: Any, worker_ttl: int | None = None, **kwargs: Any) -> None:
+        """RQ's worker arguments. Without a `worker_ttl`, `configure` sets our WORKER_TTL (60 s)."""
+        self._ttl_given = bool(worker_ttl or kwargs.get("default_worker_ttl"))
         self._last_exc: BaseException | None = None
         self._pending_event: records.Entry | None = None
         self._current: Job | None = None
         self._lmoved = False  # the job came through RQ's intermediate queue (one queue listened to)
+        super().__init__(*args, worker_ttl=worker_ttl, **kwargs)  # type: ignore[call-arg]
+
+    if not TYPE_CHECKING:  # (hidden from the type checker: every attribute would become Any)
+        def __getattr__(self, name: str) -> Any:
+            """A worker built by RQ (`rq worker -w ...JobWorker`, RQ's API) and never configured
+            takes its settings from the configuration file and environment on first use."""
+            if name in ("settings", "policy", "gate") and "connection" in self.__dict__ \
+                    and "settings" not in self.__dict__:
+                settings = Settings.load()
+                self.configure(settings, RetryPolicy.from_settings(settings))
+                return self.__dict__[name]
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def configure(self, settings: Settings, policy: RetryPolicy, limiter: RateLimiter | None = None) -> None:
+        self.settings = settings
+        self.policy = policy
+        self.gate = QueueGate(limiter or RateLimiter.from_settings(self.connection, settings))
+        if not self._ttl_given:  # a worker_ttl the user chose is kept
+            self.worker_ttl = WORKER_TTL
         self.push_exc_handler(abandoned_job_recorder(self.connection, self.name))  # type: ignore[attr-defined]
 
     # ---- rate-limit gate -----------------------------------------------------------------
@@ -153,7 +170,11 @@ class EngineWorkerMixin:
     def prepare_job_execution(self, job: Job, remove_from_intermediate_queue: bool = False) -> None:
         """RQ's bookkeeping before a run, plus the `started` event, in the same pipeline."""
         self._current = job
+        requeued = bool(job.worker_name) and job.started_at is None  # ran before; RQ's requeue cleared the run
         with self.connection.pipeline() as pipeline:
+            if requeued:  # a failure put back through RQ's API (rq-dashboard, `rq requeue`): off our failed list
+                record(pipeline, EventKind.REQUEUED, job.id, job.origin, at=job.enqueued_at, type=job_type(job),
+                       message="requeued through RQ")
             heartbeat_ttl = self.get_heartbeat_ttl(job)  # type: ignore[attr-defined]
             self.heartbeat(heartbeat_ttl, pipeline=pipeline)  # type: ignore[attr-defined]
             job.heartbeat(now(), heartbeat_ttl, pipeline=pipeline)
