@@ -68,6 +68,8 @@ class Settings:
     result_ttl: int = 500
     failure_ttl: int = 7 * 24 * 3600
     history_batch: int = 500
+    # a worker silent this long is declared dead; its jobs go back to their queues (runtime/recovery)
+    recovery_after: float = 45.0
     refresh: float = 1.0
     read_only: bool = False
 
@@ -159,6 +161,7 @@ _SCALARS: dict[str, dict[str, tuple[str, type]]] = {
         "result_ttl": ("result_ttl", int),
         "failure_ttl": ("failure_ttl", int),
         "history_batch": ("history_batch", int),
+        "recovery_after": ("recovery_after", float),
     },
     "console": {"refresh": ("refresh", float)},
 }
