@@ -3,6 +3,9 @@
 Failing (exit 1): more final failures in the last hour than `thresholds.failed_per_hour`, or a
 job processing longer than `thresholds.stuck_after` (named). Warning (exit 0): a queue over its
 size threshold, a worker whose heartbeat is overdue (named), jobs waiting with no worker.
+Worker death: a dead worker whose jobs are being recovered is a warning ("recovery in
+progress"); one left unrecovered well past `worker.recovery_after` (no live worker runs
+recovery) is failing; a live worker whose RQ registration vanished is a warning.
 Unknown (exit 2): Redis or PostgreSQL cannot be reached, so the checks cannot run. Every reason
 is a plain sentence.
 
@@ -16,7 +19,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from jobengine.config import Settings
-from jobengine.models import HealthReport, JobRecord, Outage, QueueStats, StaleWorker, WorkerInfo
+from jobengine.models import HealthReport, JobRecord, Outage, QueueStats, StaleWorker, WorkerInfo, WorkerLiveness
 
 MAX_NAMED = 5
 
@@ -47,7 +50,7 @@ def _names(items: Sequence[str]) -> str:
 
 def verdict(settings: Settings, now: datetime, *, queues: Sequence[QueueStats], workers: Sequence[WorkerInfo],
             stale: Sequence[StaleWorker], stuck: Sequence[JobRecord], failures_hour: int,
-            outages: Sequence[Outage]) -> HealthReport:
+            outages: Sequence[Outage], liveness: WorkerLiveness | None = None) -> HealthReport:
     """The report from what the checks read (pure: no I/O); any outage makes it "unknown"."""
     if outages:
         redis_ok = not any(o.component == "redis" for o in outages)
@@ -72,6 +75,8 @@ def verdict(settings: Settings, now: datetime, *, queues: Sequence[QueueStats], 
         beat = f"last sent a heartbeat {ago((now - w.last_heartbeat).total_seconds())} ago" \
             if w.last_heartbeat else "has never sent a heartbeat"
         warnings.append(f"Worker {w.name} on {w.host} (pid {w.pid}) {beat}.")
+    if liveness is not None:
+        _death(settings, liveness, failing, warnings)
     if not workers and any(q.size for q in queues):
         warnings.append("No worker is running but jobs are waiting.")
     if failing or warnings:
@@ -83,3 +88,22 @@ def verdict(settings: Settings, now: datetime, *, queues: Sequence[QueueStats], 
                         True, True, failures_last_hour=failures_hour, stuck_jobs=tuple(j.id for j in stuck),
                         workers=len(workers))
 
+
+def _death(settings: Settings, liveness: WorkerLiveness, failing: list[str], warnings: list[str]) -> None:
+    """Dead workers awaiting recovery (overdue: failing) and workers whose registration vanished."""
+    window = settings.recovery_after
+    overdue = [(n, s) for n, s in liveness.dead if s is None or s > 2 * window + 15]
+    recovering = [(n, s) for n, s in liveness.dead if (n, s) not in overdue]
+    if overdue:
+        named = [n + (f" (last heartbeat {ago(s)} ago)" if s is not None else "") for n, s in overdue]
+        failing.append(f"{_plural(len(overdue), 'dead worker')} still {'holds' if len(overdue) == 1 else 'hold'} "
+                       f"jobs nobody recovered: {_names(named)}; start a worker (recovery runs in every worker) "
+                       "or run `jobtui reconcile`.")
+    if recovering:
+        named = [n + (f" (last heartbeat {ago(s)} ago)" if s is not None else "") for n, s in recovering]
+        its = "its" if len(recovering) == 1 else "their"
+        warnings.append(f"Recovery in progress: {_plural(len(recovering), 'worker')} stopped sending heartbeats: "
+                        f"{_names(named)}; {its} jobs go back to their queues within {window:.0f} s of {its} death.")
+    if liveness.unregistered:
+        warnings.append(f"The RQ registration of {_plural(len(liveness.unregistered), 'worker')} vanished (a Redis "
+                        f"reset?): {_names(list(liveness.unregistered))}; each registers again at its next heartbeat.")

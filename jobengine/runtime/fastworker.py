@@ -352,7 +352,8 @@ class FastWorker(Outcomes, Liveness, BaseWorker):
             item.started_entry = (self._recorder, self._recorder.last_entry)
             suspect = bool(job.meta.get(SUSPECT))
             if suspect:  # its last worker died within `hold` of taking it: mark it before it runs
-                self._mark(item)
+                self._pending.hset(self._held_key, "running", item.member)
+                self._marked = item
         if suspect:
             self._flush()
         exc_info: ExcInfo | None = None

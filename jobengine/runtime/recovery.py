@@ -32,7 +32,8 @@ import logging
 import os
 import time
 import zlib
-from collections.abc import Iterable, Sequence
+from base64 import b64decode
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -45,6 +46,7 @@ from rq.job_lifecycle import record_job_failure
 from rq.queue import Queue
 from rq.serializers import resolve_serializer
 from rq.utils import now as rq_now
+from rq.utils import utcformat
 from rq.worker_registration import WORKERS_BY_QUEUE_KEY
 
 from jobengine import keys
@@ -125,13 +127,19 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def _exc_text(raw: bytes | None) -> str:
+def _abandoned_failure(status: bytes | None, results: Any) -> bool:
+    """A job failed by RQ's cleanup: status failed, its latest Result (XREVRANGE ... COUNT 1) a
+    failure whose text names AbandonedJobError."""
+    if status != b"failed" or not results:
+        return False
+    raw = results[0][1].get(b"exc_string")
     if not raw:
-        return ""
+        return False
     try:
-        return zlib.decompress(raw).decode("utf-8", "replace")
-    except zlib.error:
-        return raw.decode("utf-8", "replace")
+        text = zlib.decompress(b64decode(raw)).decode("utf-8", "replace")
+    except (ValueError, zlib.error):
+        text = raw.decode("utf-8", "replace")
+    return "AbandonedJobError" in text
 
 
 class Recovery:
@@ -209,7 +217,8 @@ class Recovery:
         with self.connection.pipeline(transaction=False) as read:
             for h in held:
                 read.zscore(keys.rq_started_key(h.queue), h.member)
-                read.hmget(keys.rq_job_key(h.job_id), "status", "worker_name", "exc_info", "started_at")
+                read.hmget(keys.rq_job_key(h.job_id), "status", "worker_name", "started_at")
+                read.xrevrange(keys.rq_results_key(h.job_id), count=1)
             read.hget(keys.rq_worker_key(name), "queues")
             read.smembers(keys.rq_worker_executions_key(name))
             replies = read.execute()
@@ -218,10 +227,10 @@ class Recovery:
         live: list[_Held] = []
         swept: list[tuple[_Held, bytes | None]] = []
         for i, h in enumerate(held):
-            score, (status, worker, exc, started) = states[2 * i], states[2 * i + 1]
+            score, (status, worker, started), results = states[3 * i:3 * i + 3]
             if score is not None and status == b"started" and (worker or b"").decode() == name:
                 live.append(h)
-            elif status == b"failed" and "AbandonedJobError" in _exc_text(exc):
+            elif score is None and _abandoned_failure(status, results):
                 swept.append((h, started))  # RQ's sweep got there first: record it in our history
         jobs = {j.id: j for j in Job.fetch_many([h.job_id for h in live], self.connection, self.serializer) if j}
         live = [h for h in live if h.job_id in jobs]
@@ -284,6 +293,8 @@ class Recovery:
                 pipe.hset(job.key, "status", JobStatus.QUEUED.value)
                 fronts.setdefault(h.queue, []).append(job.id)
         else:
+            if job.started_at is not None:  # recorded here: RQ's sweep watch must not record it again
+                pipe.set(keys.abandoned_recorded_key(job.id, utcformat(job.started_at)), 1, ex=7 * 24 * 3600)
             job.ended_at = rq_now()
             record_job_failure(job, f"{AbandonedJobError.__name__}: {entry.fields['error_message']}", pipe)
         record(pipe, entry.kind, job.id, h.queue, **entry.fields)
@@ -326,13 +337,14 @@ class Recovery:
         if gone:
             with self.connection.pipeline(transaction=False) as pipe:
                 for m, q in gone:
+                    job_id = m.rpartition(":")[0]
                     pipe.zscore(keys.rq_started_key(q), m)
-                    pipe.hmget(keys.rq_job_key(m.rpartition(":")[0]), "status", "exc_info", "started_at",
-                               "worker_name")
+                    pipe.hmget(keys.rq_job_key(job_id), "status", "started_at", "worker_name")
+                    pipe.xrevrange(keys.rq_results_key(job_id), count=1)
                 replies = pipe.execute()
             for i, (m, q) in enumerate(gone):
-                score, (status, exc, started, worker) = replies[2 * i], replies[2 * i + 1]
-                if score is None and status == b"failed" and "AbandonedJobError" in _exc_text(exc):
+                score, (status, started, worker), results = replies[3 * i:3 * i + 3]
+                if score is None and _abandoned_failure(status, results):
                     swept += self._record_sweep(m.rpartition(":")[0], q, started, (worker or b"").decode())
         if watched != soon:
             with self.connection.pipeline() as pipe:
@@ -355,33 +367,3 @@ def recover(connection: redis.Redis, settings: Settings, policy: RetryPolicy | N
             who: str = "reconcile") -> RecoveryReport:
     """Recover every dead worker now and record RQ's sweeps (for `jobtui reconcile`)."""
     return Recovery(connection, settings, policy or RetryPolicy.from_settings(settings), who=who).run()
-
-
-@dataclass(frozen=True)
-class WorkerLiveness:
-    """What health reads about worker death (see `read_liveness`)."""
-
-    dead: tuple[tuple[str, float | None], ...] = ()  #: (name, seconds since its last heartbeat) awaiting recovery
-    unregistered: tuple[str, ...] = ()  #: alive, but RQ's registration vanished (re-registers at its next beat)
-
-
-def read_liveness(connection: redis.Redis, now: float | None = None) -> WorkerLiveness:
-    """Dead workers not yet recovered and live ones whose RQ registration vanished: two round trips."""
-    now = time.time() if now is None else now
-    names: Sequence[str] = sorted(_text(n) for n in connection.smembers(keys.WORKERS))
-    if not names:
-        return WorkerLiveness()
-    with connection.pipeline(transaction=False) as pipe:
-        for name in names:
-            pipe.exists(keys.worker_alive_key(name))
-            pipe.hget(keys.worker_held_key(name), "beat")
-            pipe.exists(keys.rq_worker_key(name))
-        raw = pipe.execute()
-    dead, unregistered = [], []
-    for i, name in enumerate(names):
-        alive, beat, registered = raw[3 * i:3 * i + 3]
-        if not alive:
-            dead.append((name, now - float(beat) if beat else None))
-        elif not registered:
-            unregistered.append(name)
-    return WorkerLiveness(tuple(dead), tuple(unregistered))

@@ -27,6 +27,7 @@ from rq.executions import Execution
 from rq.job import Job
 from rq.utils import get_version, now
 from rq.worker import SimpleWorker, Worker
+from rq.worker_registration import register as rq_register
 
 from jobengine.config import Settings
 from jobengine.ratelimit import RateLimiter
@@ -35,6 +36,7 @@ from jobengine.runtime import records
 from jobengine.runtime.bookkeeping import abandoned_job_recorder, record
 from jobengine.runtime.gate import QueueGate
 from jobengine.runtime.jobinfo import STOP_SIGNAL, WORKER_TTL, ExcInfo, JobStopped, attempt_of, job_type
+from jobengine.runtime.recovery import Recovery
 from jobengine.types import EventKind
 
 log = logging.getLogger("jobengine.worker")
@@ -63,6 +65,31 @@ class EngineWorkerMixin:
         self._current: Job | None = None
         self._lmoved = False  # the job came through RQ's intermediate queue (one queue listened to)
         self.push_exc_handler(abandoned_job_recorder(self.connection, self.name))  # type: ignore[attr-defined]
+        self.recovery = Recovery(self.connection, settings, policy, who=self.name,
+                                 serializer=getattr(self, "serializer", None))
+
+    # ---- maintenance: recovery of dead fast workers, registration -------------------------
+    def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
+        """RQ's heartbeat; the worker registers again if its registration vanished (a Redis
+        reset), and recovery of dead fast workers runs when due (runtime/recovery.py)."""
+        if pipeline is not None:  # RQ's maintain_heartbeats re-creates a vanished hash itself
+            super().heartbeat(timeout, pipeline)  # type: ignore[misc]
+            rq_register(self, pipeline)  # type: ignore[arg-type]
+        else:
+            with self.connection.pipeline() as pipe:
+                super().heartbeat(timeout, pipe)  # type: ignore[misc]
+                new = pipe.execute()[0]  # HSET last_heartbeat: 1 when the hash was gone
+            if new:
+                log.warning("worker %s: its RQ registration was gone; registering again", self.name)
+                with self.connection.pipeline() as pipe:
+                    pipe.hset(self.key, mapping=self.serialize())  # type: ignore[attr-defined]
+                    pipe.expire(self.key, timeout or self.worker_ttl + 60)  # type: ignore[attr-defined]
+                    rq_register(self, pipe)  # type: ignore[arg-type]
+                    pipe.execute()
+        try:
+            self.recovery.maybe_run()
+        except Exception as exc:  # recovery must never stop the worker; the next heartbeat tries again
+            log.warning("worker %s: recovery failed: %s", self.name, exc)
 
     # ---- rate-limit gate -----------------------------------------------------------------
     def before_run(self, job: Job) -> float | None:
@@ -137,7 +164,7 @@ class EngineWorkerMixin:
             if left <= 0:
                 return
             time.sleep(min(left, 5.0))
-            self.heartbeat()  # type: ignore[attr-defined]
+            self.heartbeat()
 
     # ---- start ---------------------------------------------------------------------------
     def prepare_job_execution(self, job: Job, remove_from_intermediate_queue: bool = False) -> None:
@@ -145,7 +172,7 @@ class EngineWorkerMixin:
         self._current = job
         with self.connection.pipeline() as pipeline:
             heartbeat_ttl = self.get_heartbeat_ttl(job)  # type: ignore[attr-defined]
-            self.heartbeat(heartbeat_ttl, pipeline=pipeline)  # type: ignore[attr-defined]
+            self.heartbeat(heartbeat_ttl, pipeline=pipeline)
             job.heartbeat(now(), heartbeat_ttl, pipeline=pipeline)
             job.prepare_for_execution(self.name, pipeline=pipeline)
             pipeline.persist(job.key)
