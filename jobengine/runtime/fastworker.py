@@ -104,6 +104,7 @@ class _Ask:
     sent: _Sent | None
     started: datetime
     dequeue: bool  # False: every lane was held by its rate limit, only the writes (and promote) went
+    clock: float = 0.0  # monotonic time it was sent
 
 
 class FastWorker(Outcomes, Liveness, BaseWorker):
@@ -273,10 +274,12 @@ class FastWorker(Outcomes, Liveness, BaseWorker):
             scripts.append(("dequeue.lua", len(keys), *keys, limit, self.name, stamp(started),
                             f"{time.time():.6f}", os.urandom(12).hex(), claimed[1] if claimed else "",
                             self._held_key))
-        return _Ask(self._send(scripts), started, bool(keys))
+        return _Ask(self._send(scripts), started, bool(keys), clock)
 
     def _take(self, ask: _Ask) -> list[Held] | None:
         replies = self._receive(ask.sent) if ask.sent is not None else []
+        if replies and replies[-1] and time.monotonic() - ask.clock > self.settings.recovery_after / 3:
+            self._check_fence()  # a reply this late (a cut link?): were its jobs recovered meanwhile?
         if replies and ask.sent is not None and ask.sent.scripts[-len(replies)][0] == "promote.lua":
             with self._lock:
                 self._after += [tuple(s.decode().split(" ", 1)) for s in replies[0][1]]

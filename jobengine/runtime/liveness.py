@@ -31,6 +31,7 @@ from jobengine.config import Settings
 from jobengine.runtime.bookkeeping import Recorder
 from jobengine.runtime.outcomes import Held
 from jobengine.runtime.recovery import Recovery, parse_held
+from jobengine.runtime.transport import Fenced
 
 if TYPE_CHECKING:
     from rq.job import Job
@@ -124,6 +125,13 @@ class Liveness:
         gone = [h.member for h, score in zip(held, scores, strict=True) if score is None]
         if gone:
             self.connection.hdel(self._held_key, *gone)
+
+    def _check_fence(self) -> None:
+        """Raise Fenced if this worker was declared dead (its fence key no longer holds its token)."""
+        token = self.connection.get(self._fence_key)
+        if token is None or (token.decode() if isinstance(token, bytes) else token) != self._fence_token:
+            self._fenced.set()
+            raise Fenced(f"worker {self.name} was declared dead while it waited for Redis")
 
     def _refused(self, sent: Any) -> None:
         """A block refused by the fence: this worker was declared dead and its jobs recovered."""
