@@ -157,7 +157,8 @@ class Liveness:
             for job_id in discarded:
                 log.warning("job %s: completion discarded, job was recovered (worker %s was declared dead)",
                             job_id, self.name)
-            log.warning("worker %s was declared dead and its jobs recovered elsewhere; rejoining", self.name)
+            log.warning("worker %s was declared dead and its jobs recovered elsewhere (or Redis lost its data): "
+                        "dropping what it held, rejoining", self.name)
             self._blocks.connection_pool.disconnect()
             self._fence_token = os.urandom(8).hex()
             self._join()
