@@ -605,13 +605,13 @@ class FastWorker(Outcomes, Liveness, BaseWorker):
         try:
             self._release_in_hand(ahead=True)
             self._flush()
-            with self.connection.pipeline() as pipe:  # nothing held: nothing for recovery to do
-                pipe.delete(self._held_key, self._fence_key, keys.worker_alive_key(self.name))
-                pipe.srem(keys.WORKERS, self.name)
-                pipe.execute()
+            done = True
         except redis.RedisError as exc:
             log.error("worker %s could not write its last jobs' bookkeeping: %s", self.name, exc)
+            done = False
         self._closing.set()
         if self._watcher.is_alive():
             self._watcher.join(timeout=5)
+        if done:  # nothing held: nothing left for recovery (the watcher's heartbeat has stopped)
+            self._leave()
         self.teardown()

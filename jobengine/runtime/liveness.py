@@ -94,6 +94,16 @@ class Liveness:
             pipe.sadd(keys.WORKERS, self.name)
             pipe.execute()
 
+    def _leave(self) -> None:
+        """A clean exit with nothing held: off the workers recovery watches."""
+        try:
+            with self.connection.pipeline() as pipe:
+                pipe.delete(self._held_key, self._fence_key, keys.worker_alive_key(self.name))
+                pipe.srem(keys.WORKERS, self.name)
+                pipe.execute()
+        except redis.RedisError as exc:
+            log.error("worker %s could not unregister (recovery will): %s", self.name, exc)
+
     def _beat(self) -> None:
         """RQ's heartbeat, our alive key and stamp, and RQ's registration again if it vanished
         (a Redis reset, or a recovery while this worker was cut off)."""

@@ -125,7 +125,8 @@ def abandoned_run(job: Job, worker: str, decision: RetryDecision, abandonments: 
     attempt = attempt_of(job)
     kind = job_type(job)
     times = f"{abandonments} time{'s' if abandonments != 1 else ''}"
-    fields: dict[str, Any] = {"type": kind, "attempt": attempt, "worker": worker}
+    fields: dict[str, Any] = {"type": kind, "attempt": attempt, "worker": worker,
+                              "error_class": "rq.exceptions.AbandonedJobError"}
     if decision.retry:
         when = "now" if decision.delay == 0 else f"in {decision.delay:.1f}s"
         fields["message"] = (f"abandoned: worker {worker} died while running it ({times} so far); retry {attempt + 1} "
@@ -134,7 +135,6 @@ def abandoned_run(job: Job, worker: str, decision: RetryDecision, abandonments: 
             fields["delay"] = f"{decision.delay:.3f}"
         return Entry(EventKind.RETRY if decision.delay else EventKind.REQUEUED, fields, None,
                      ("job %s (%s) %s", job.id, kind, fields["message"]))
-    fields["error_class"] = "rq.exceptions.AbandonedJobError"
     fields["error_message"] = (f"killed its worker {times} (last: {worker}, found by {sweeper}); not retried "
                                f"({decision.reason})")
     return Entry(EventKind.FAILED, fields, JobStatus.FAILED,

@@ -232,3 +232,19 @@ def test_default_recovery_window_is_within_a_minute() -> None:
     settings = Settings()
     assert settings.recovery_after + check_every(settings.recovery_after) <= 60
     assert heartbeat_every(settings.recovery_after) * 3 <= settings.recovery_after
+
+
+def test_recovery_entries_say_what_happened() -> None:
+    from jobengine.retry import RetryDecision
+    from jobengine.runtime import records
+
+    job = Job.create(jobs.noop, connection=redis.Redis(), meta={"type": "noop"})
+    lost = records.recovered(job, "w1", records.LOST, "w2")
+    assert lost.kind == "requeued" and lost.status is None and "at-least-once" in lost.fields["message"]
+    retried = records.abandoned_run(job, "w1", RetryDecision.after(0, "abandoned"), 1, "w2")
+    assert retried.kind == "requeued" and "1 time so far" in retried.fields["message"]
+    later = records.abandoned_run(job, "w1", RetryDecision.after(5, "abandoned"), 2, "w2")
+    assert later.kind == "retry" and later.fields["delay"] == "5.000"
+    final = records.abandoned_run(job, "w1", RetryDecision.give_up("abandoned", "3 of 3 attempts used"), 3, "w2")
+    assert final.kind == "failed" and final.status == "failed"
+    assert final.fields["error_message"].startswith("killed its worker 3 times (last: w1")
