@@ -463,7 +463,8 @@ class FastWorker(Outcomes, Liveness, BaseWorker):
             commands += [("EVALSHA", self._shas[name], *rest) for name, *rest in scripts]
             try:
                 block = Block(self._blocks, commands, watch=self._fence_key)
-            except Fenced:
+            except Fenced:  # a new connection found the fence gone: nothing of this block was sent
+                self._discarded(finished + ended)
                 self._fenced.set()
                 raise
             return _Sent(block, scripts, len(tail), ended, finished, after, self._life)

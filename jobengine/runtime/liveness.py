@@ -143,11 +143,14 @@ class Liveness:
             self._fenced.set()
             raise Fenced(f"worker {self.name} was declared dead while it waited for Redis")
 
-    def _refused(self, sent: Any) -> None:
-        """A block refused by the fence: this worker was declared dead and its jobs recovered."""
-        for job in sent.finished + sent.ended:
+    def _discarded(self, jobs: list[Job]) -> None:
+        for job in jobs:
             log.warning("job %s: completion discarded, job was recovered (worker %s was declared dead)",
                         job.id, self.name)
+
+    def _refused(self, sent: Any) -> None:
+        """A block refused by the fence: this worker was declared dead and its jobs recovered."""
+        self._discarded(sent.finished + sent.ended)
         if sent.life == self._life:
             self._fenced.set()
 
@@ -155,7 +158,7 @@ class Liveness:
         """After being declared dead (its jobs recovered elsewhere): drop what it holds and what
         it did not write, and register as a new life."""
         with self._flush_lock, self._lock:
-            discarded = [j.id for j in self._finished + self._ended]
+            discarded = self._finished + self._ended
             ask, self._ahead = self._ahead, None
             self._in_hand.clear()
             self._pending, self._recorder = self.connection.pipeline(), Recorder()
@@ -164,9 +167,7 @@ class Liveness:
             self._life += 1
             if ask is not None and ask.sent is not None:
                 ask.sent.block.discard()
-            for job_id in discarded:
-                log.warning("job %s: completion discarded, job was recovered (worker %s was declared dead)",
-                            job_id, self.name)
+            self._discarded(discarded)
             log.warning("worker %s was declared dead and its jobs recovered elsewhere (or Redis lost its data): "
                         "dropping what it held, rejoining", self.name)
             self._blocks.connection_pool.disconnect()

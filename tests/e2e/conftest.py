@@ -19,6 +19,9 @@ from pathlib import Path
 import pytest
 import redis
 
+from jobengine import Engine, keys
+from jobengine.history.writer import HistoryWriter
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -138,3 +141,18 @@ def wait_for(check, timeout: float, every: float = 0.1, what: str = "condition")
             raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
         time.sleep(every)
     return time.monotonic() - start
+
+
+def settle_history(engine: Engine, timeout: float = 60) -> None:
+    """Write every event to PostgreSQL, the ones a killed worker's history writer had read but not
+    written included (claimed once idle 2 s; the workers' own writers claim them after 30 s)."""
+    writer = HistoryWriter(engine.connection, engine.store, claim_idle=2.0)
+
+    def settled() -> bool:
+        writer.drain()
+        return not engine.connection.xlen(keys.EVENTS_STREAM)
+
+    try:
+        wait_for(settled, timeout, 0.5, what="every history event to reach PostgreSQL")
+    finally:
+        writer.stop(flush=False)

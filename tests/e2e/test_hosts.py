@@ -22,7 +22,7 @@ import pytest
 
 from jobengine import Engine, JobSpec, Settings, keys
 from jobengine.runtime.recovery import check_every
-from tests.e2e.conftest import Cluster, free_port, start_redis, wait_for, write_config
+from tests.e2e.conftest import Cluster, free_port, settle_history, start_redis, wait_for, write_config
 from tests.e2e.jobs import touch
 
 pytestmark = pytest.mark.slow
@@ -125,8 +125,7 @@ def test_a_host_cut_off_mid_batch_is_recovered_elsewhere_and_its_late_finish_is_
         wait_for(lambda: conn.sismember(keys.WORKERS, a), 30, what="host a to register again")
         wait_for(lambda: all(conn.llen(keys.rq_queue_key(q)) == 0 and conn.zcard(keys.rq_started_key(q)) == 0
                              for q in engine.settings.queues), 60, what="the queues to drain")
-        time.sleep(1)
-        engine.flush_history()
+        settle_history(engine)
         runs = dict(zip(ids, (int(r or 0) for r in conn.mget([f"runs:{j}" for j in ids])), strict=True))
         with psycopg.connect(database_url) as db:
             statuses = dict(db.execute("SELECT status, count(*) FROM jobs GROUP BY status").fetchall())
@@ -146,6 +145,9 @@ def test_a_host_cut_off_mid_batch_is_recovered_elsewhere_and_its_late_finish_is_
         assert all(finishes.get(j) == 1 for j in ids)  # no second finish for a job recovered and run
         assert all(r >= 1 for r in runs.values()) and twice <= recovered
         assert "declared dead" in log_a
+        discarded = {line.split(" job ", 1)[1].split(":")[0] for line in log_a.splitlines()
+                     if "completion discarded, job was recovered" in line}
+        assert twice <= discarded  # host a ran it too: its completion was discarded, and said so
     finally:
         if cluster is not None:
             cluster.stop_all()

@@ -18,7 +18,7 @@ import pytest
 
 from jobengine import Engine, JobSpec, Settings, keys
 from jobengine.runtime.recovery import check_every
-from tests.e2e.conftest import Cluster, RedisServer, wait_for, write_config
+from tests.e2e.conftest import Cluster, RedisServer, settle_history, wait_for, write_config
 from tests.e2e.jobs import touch
 
 pytestmark = pytest.mark.slow
@@ -95,7 +95,7 @@ def run_with_kills(cluster: Cluster, engine: Engine, durations: list[float], pre
     wait_for(lambda: all(conn.llen(keys.rq_queue_key(q)) == 0 and conn.zcard(keys.rq_started_key(q)) == 0
                          and conn.zcard(keys.rq_scheduled_key(q)) == 0 for q in engine.settings.queues),
              120, what="every queue to drain")
-    engine.flush_history()
+    settle_history(engine)
     clock.stop()
     runs = [int(r or 0) for r in conn.mget([f"runs:{j}" for j in ids])]
     return {"ids": ids, "runs": dict(zip(ids, runs, strict=True)), "recovery": clock.recovered,
