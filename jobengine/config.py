@@ -34,7 +34,7 @@ _RULES: dict[str, tuple[str, float, float]] = {
     "cache_config": ("int", 1, 30 * _DAY),
     "job_timeout": ("int", 1, 30 * _DAY), "result_ttl": ("int", 0, 366 * _DAY),
     "failure_ttl": ("int", 1, 366 * _DAY), "history_batch": ("int", 1, 100_000),
-    "reconcile_every": ("float", 0, 30 * _DAY),
+    "reconcile_every": ("float", 0, 30 * _DAY), "recovery_after": ("float", 3, _DAY),
     "refresh": ("float", 0.1, 3600), "read_only": ("bool", 0, 0),
     "long_wait": ("pos", 0, 366 * _DAY),
     "alerts_enabled": ("bool", 0, 0), "alert_interval": ("float", 1, 366 * _DAY),
@@ -49,7 +49,7 @@ _KEYS = {"redis_url": "redis.url", "database_url": "database.url", "long_running
          "cache_job_status": "cache.job_status", "cache_stats": "cache.stats", "cache_config": "cache.config",
          "job_timeout": "worker.job_timeout", "result_ttl": "worker.result_ttl",
          "failure_ttl": "worker.failure_ttl", "history_batch": "worker.history_batch", "refresh": "console.refresh",
-         "reconcile_every": "worker.reconcile_every",
+         "reconcile_every": "worker.reconcile_every", "recovery_after": "worker.recovery_after",
          "worker_queues": "worker.queues", "queues_extra": "queues.extra", "dispatch_allow": "dispatch.allow",
          "permissions": "permissions.allow", "long_wait": "thresholds.long_wait",
          "queue_wait": "thresholds.queue_wait", "alerts_enabled": "alerts.enabled", "alert_urls": "alerts.urls",
@@ -139,6 +139,8 @@ class Settings:
     failure_ttl: int = 7 * 24 * 3600
     history_batch: int = 500
     reconcile_every: float = 30.0  # workers check for a Redis reset this often and reconcile it; 0: never
+    # a worker silent this long is declared dead; its jobs go back to their queues (runtime/recovery)
+    recovery_after: float = 45.0
     refresh: float = 1.0
     read_only: bool = False
     # queues beyond the lanes that workers, limits and thresholds may name ([queues] extra)
@@ -325,6 +327,7 @@ _SCALARS: dict[str, dict[str, tuple[str, type]]] = {
         "failure_ttl": ("failure_ttl", int),
         "history_batch": ("history_batch", int),
         "reconcile_every": ("reconcile_every", float),
+        "recovery_after": ("recovery_after", float),
     },
     "console": {"refresh": ("refresh", float)},
     "alerts": {

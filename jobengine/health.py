@@ -5,8 +5,10 @@ the last hour than `thresholds.failed_per_hour`, a job processing longer than
 `thresholds.stuck_after` (named), or history more than `thresholds.history_lag_failing` behind.
 Warning (exit 0): history more than `thresholds.history_lag_warning` behind, dead letters, a
 queue over its size threshold, a worker whose heartbeat is overdue (named), jobs waiting with no
-worker. Unknown (exit 2): Redis cannot be reached, so the checks cannot run. Every reason is a
-plain sentence.
+worker. Unknown (exit 2): Redis cannot be reached, so the checks cannot run. Worker death: a
+dead worker whose jobs are being recovered is a warning ("recovery in progress"); one left
+unrecovered well past `worker.recovery_after` (no live worker runs recovery) is failing; a live
+worker whose RQ registration vanished is a warning. Every reason is a plain sentence.
 
 `verdict` is pure: `jobengine.monitor` reads (`Monitor.health`, `Monitor.compute_snapshot`) and
 hands it the data; this module imports no reader.
@@ -26,6 +28,7 @@ from jobengine.models import (
     QueueStats,
     StaleWorker,
     WorkerInfo,
+    WorkerLiveness,
 )
 
 MAX_NAMED = 5
@@ -82,7 +85,7 @@ def _history(settings: Settings, history: HistoryProgress, failing: list[str], w
 def verdict(settings: Settings, now: datetime, *, queues: Sequence[QueueStats], workers: Sequence[WorkerInfo],
             stale: Sequence[StaleWorker], stuck: Sequence[JobRecord], failures_hour: int,
             outages: Sequence[Outage], history: HistoryProgress | None = None,
-            redis_reset: bool = False) -> HealthReport:
+            redis_reset: bool = False, liveness: WorkerLiveness | None = None) -> HealthReport:
     """The report from what the checks read (pure: no I/O). Redis down makes it "unknown" (nothing
     can be checked); PostgreSQL down alone makes it "failing", with the Redis checks still run."""
     redis_ok = not any(o.component == "redis" for o in outages)
@@ -113,6 +116,8 @@ def verdict(settings: Settings, now: datetime, *, queues: Sequence[QueueStats], 
         beat = f"last sent a heartbeat {ago((now - w.last_heartbeat).total_seconds())} ago" \
             if w.last_heartbeat else "has never sent a heartbeat"
         warnings.append(f"Worker {w.name} on {w.host} (pid {w.pid}) {beat}.")
+    if liveness is not None:
+        _death(settings, liveness, failing, warnings)
     if not workers and any(q.size for q in queues):
         warnings.append("No worker is running but jobs are waiting.")
     history = history or HistoryProgress()
@@ -127,3 +132,22 @@ def verdict(settings: Settings, now: datetime, *, queues: Sequence[QueueStats], 
                         workers=len(workers), history_backlog=history.backlog, history_lag=history.oldest_age,
                         dead_letters=history.dead_letters)
 
+
+def _death(settings: Settings, liveness: WorkerLiveness, failing: list[str], warnings: list[str]) -> None:
+    """Dead workers awaiting recovery (overdue: failing) and workers whose registration vanished."""
+    window = settings.recovery_after
+    overdue = [(n, s) for n, s in liveness.dead if s is None or s > 2 * window + 15]
+    recovering = [(n, s) for n, s in liveness.dead if (n, s) not in overdue]
+    if overdue:
+        named = [n + (f" (last heartbeat {ago(s)} ago)" if s is not None else "") for n, s in overdue]
+        failing.append(f"{_plural(len(overdue), 'dead worker')} still {'holds' if len(overdue) == 1 else 'hold'} "
+                       f"jobs nobody recovered: {_names(named)}; start a worker (recovery runs in every worker) "
+                       "or run `jobtui reconcile`.")
+    if recovering:
+        named = [n + (f" (last heartbeat {ago(s)} ago)" if s is not None else "") for n, s in recovering]
+        its = "its" if len(recovering) == 1 else "their"
+        warnings.append(f"Recovery in progress: {_plural(len(recovering), 'worker')} stopped sending heartbeats: "
+                        f"{_names(named)}; {its} jobs go back to their queues within {window:.0f} s of {its} death.")
+    if liveness.unregistered:
+        warnings.append(f"The RQ registration of {_plural(len(liveness.unregistered), 'worker')} vanished (a Redis "
+                        f"reset?): {_names(list(liveness.unregistered))}; each registers again at its next heartbeat.")

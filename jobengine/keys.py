@@ -198,3 +198,36 @@ REDIS_EPOCH = f"{PREFIX}:epoch"
 RECONCILE_RESTORED = f"{PREFIX}:reconcile:restored"
 #: Lock held by the one process running reconcile after a detected reset.
 RECONCILE_LOCK = f"{PREFIX}:reconcile:lock"
+
+# ---- worker death and recovery (jobengine.runtime.recovery) ----------------------------------
+
+#: Set of the names of every fast worker that may hold jobs (registered at start, removed by
+#: its clean exit or by the recovery of its death).
+WORKERS = f"{PREFIX}:workers"
+#: Lock held by the one process running recovery at a time.
+RECOVERY_LOCK = f"{PREFIX}:recovery:lock"
+#: Hash member -> queue: the started-registry entries about to expire, watched for RQ's own sweep.
+RECOVERY_WATCH = f"{PREFIX}:recovery:watch"
+
+
+def worker_held_key(name: str) -> str:
+    """Hash of the jobs a fast worker holds: `{job id}:{execution id}` -> "{taken at} {index} {queue}"
+    (written by dequeue.lua), plus `running` (the member it runs, once it runs past `hold`) and
+    `beat` (its last heartbeat, epoch seconds)."""
+    return f"{PREFIX}:worker:{name}:held"
+
+
+def worker_alive_key(name: str) -> str:
+    """Present while a worker is alive: its heartbeat sets it with a TTL of `recovery_after`."""
+    return f"{PREFIX}:worker:{name}:alive"
+
+
+def worker_fence_key(name: str) -> str:
+    """The worker's token; recovery deletes it, so a block the worker sent before it knew it was
+    declared dead is refused by WATCH (see FastWorker)."""
+    return f"{PREFIX}:worker:{name}:fence"
+
+
+def abandoned_recorded_key(job_id: str, run: str) -> str:
+    """Set (NX) by whoever records an abandoned run first: the run's outcome is recorded once."""
+    return f"{PREFIX}:abandoned:{job_id}:{run}"

@@ -225,6 +225,16 @@ class Outage:
         return self.message
 
 
+@dataclass(frozen=True)
+class WorkerLiveness:
+    """Worker death as health sees it (`monitor.read_liveness`)."""
+
+    #: fast workers whose alive key expired, not recovered yet: (name, seconds since their last heartbeat)
+    dead: tuple[tuple[str, float | None], ...] = ()
+    #: alive, but their RQ registration vanished (a Redis reset): they register again at their next heartbeat
+    unregistered: tuple[str, ...] = ()
+
+
 Verdict = Literal["healthy", "warning", "failing", "unknown"]
 
 

@@ -41,6 +41,7 @@ from jobengine.models import (
     StaleWorker,
     ThroughputPoint,
     WorkerInfo,
+    WorkerLiveness,
 )
 from jobengine.ratelimit.limit import effective_limits, parse_overrides
 from jobengine.ratelimit.storage import RedisWindowStorage
@@ -133,6 +134,30 @@ def probe_queues(connection: redis.Redis, settings: Settings, queues: Sequence[s
     with connection.pipeline(transaction=False) as pipe:
         read.append(pipe)
         return read.parse(pipe.execute())
+
+
+def read_liveness(connection: redis.Redis, now: float | None = None) -> WorkerLiveness:
+    """Dead fast workers not recovered yet, and live ones whose RQ registration vanished: two
+    round trips (see jobengine.runtime.recovery)."""
+    now = datetime.now(UTC).timestamp() if now is None else now
+    names = sorted(_text(n) or "" for n in connection.smembers(keys.WORKERS))
+    if not names:
+        return WorkerLiveness()
+    with connection.pipeline(transaction=False) as pipe:
+        for name in names:
+            pipe.exists(keys.worker_alive_key(name))
+            pipe.hget(keys.worker_held_key(name), "beat")
+            pipe.exists(keys.rq_worker_key(name))
+        raw = pipe.execute()
+    dead: list[tuple[str, float | None]] = []
+    unregistered: list[str] = []
+    for i, name in enumerate(names):
+        alive, beat, registered = raw[3 * i:3 * i + 3]
+        if not alive:
+            dead.append((name, max(0.0, now - float(beat)) if beat else None))
+        elif not registered:
+            unregistered.append(name)
+    return WorkerLiveness(tuple(dead), tuple(unregistered))
 
 
 class Monitor:
@@ -262,10 +287,12 @@ class Monitor:
         workers: list[WorkerInfo] = []
         stale: list[StaleWorker] = []
         history = None
+        liveness = WorkerLiveness()
         try:
             queues, throughput = self._queues_and_throughput(now)
             workers, stale = self.worker_beats(now)
             history = self.history_progress()
+            liveness = read_liveness(self.connection, now.timestamp())
         except redis.RedisError as exc:
             outages.append(Outage("redis", f"Redis unreachable: {exc}"))
         failed, failed_total, stuck = [], 0, []
@@ -279,7 +306,7 @@ class Monitor:
             outages.append(Outage("postgres", str(exc)))
         health = verdict(self.settings, now, queues=queues, workers=workers, stale=stale, stuck=stuck,
                          failures_hour=failures_hour, outages=outages, history=history,
-                         redis_reset=self.redis_reset())
+                         redis_reset=self.redis_reset(), liveness=liveness)
         return Snapshot(taken_at=now, queues=tuple(queues), throughput=tuple(throughput),
                         workers=tuple(workers), health=health, failed=tuple(failed),
                         failed_total=failed_total, stuck=tuple(stuck), outages=tuple(outages))
@@ -293,11 +320,13 @@ class Monitor:
         workers: list[WorkerInfo] = []
         stale: list[StaleWorker] = []
         history = None
+        liveness = WorkerLiveness()
         try:
             self.connection.ping()
             queues = self.queue_stats(now)
             workers, stale = self.worker_beats(now)
             history = self.history_progress()
+            liveness = read_liveness(self.connection, now.timestamp())
         except redis.RedisError as exc:
             outages.append(Outage("redis", f"Redis at {self.redis_where()} is unreachable: {exc}"))
         stuck: list[JobRecord] = []
@@ -309,7 +338,7 @@ class Monitor:
             outages.append(Outage("postgres", str(exc)))
         return verdict(self.settings, now, queues=queues, workers=workers, stale=stale, stuck=stuck,
                        failures_hour=failures_hour, outages=outages, history=history,
-                       redis_reset=self.redis_reset())
+                       redis_reset=self.redis_reset(), liveness=liveness)
 
     def history_progress(self) -> HistoryProgress:
         """The history stream's backlog and the age of its oldest entry (by Redis' clock: entry
@@ -347,4 +376,5 @@ class Monitor:
         return current is None or (current.decode() if isinstance(current, bytes) else current) != recorded
 
 
-__all__ = ["STALE_GRACE", "Monitor", "QueueRead", "ThroughputPoint", "deployment_queues", "probe_queues"]
+__all__ = ["STALE_GRACE", "Monitor", "QueueRead", "ThroughputPoint", "deployment_queues", "probe_queues",
+           "read_liveness"]

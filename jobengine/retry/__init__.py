@@ -3,6 +3,7 @@
 from jobengine.retry.policy import RetryPolicy, build_strategies, build_strategy, strategy_class
 from jobengine.retry.strategies import (
     STRATEGIES,
+    AbandonedRetry,
     ExponentialBackoff,
     FixedDelay,
     LinearBackoff,
@@ -12,5 +13,6 @@ from jobengine.retry.strategies import (
     register,
 )
 
-__all__ = ["STRATEGIES", "ExponentialBackoff", "FixedDelay", "LinearBackoff", "NoRetry", "RetryDecision",
-           "RetryPolicy", "RetryStrategy", "build_strategies", "build_strategy", "register", "strategy_class"]
+__all__ = ["STRATEGIES", "AbandonedRetry", "ExponentialBackoff", "FixedDelay", "LinearBackoff", "NoRetry",
+           "RetryDecision", "RetryPolicy", "RetryStrategy", "build_strategies", "build_strategy", "register",
+           "strategy_class"]

@@ -294,6 +294,16 @@ class RetryPolicy:
         """The decision for failed attempt `attempt` (1 for the first run) that raised `exc`."""
         return self.strategy_for(exc).decide(attempt)
 
+    def abandoned(self, abandonments: int) -> RetryDecision:
+        """The decision for a job whose worker died while running it, for the `abandonments`-th
+        time (1 for the first): the `abandoned` strategy (`[retry.abandoned]`)."""
+        strategy = self._named.get("abandoned")
+        if strategy is None:
+            from jobengine.retry.strategies import AbandonedRetry
+
+            strategy = self._named["abandoned"] = AbandonedRetry()
+        return strategy.decide(abandonments)
+
     def __repr__(self) -> str:
         rules = ", ".join(f"{k if isinstance(k, str) else dotted_name(k)}={s.name}" for k, s in self._mapping.items())
         return f"RetryPolicy({rules}; default={self.default.name})"

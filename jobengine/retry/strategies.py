@@ -189,3 +189,17 @@ class FixedDelay:
         if _attempt(attempt) >= self.max_attempts:
             return _exhausted(self.name, attempt, self.max_attempts)
         return RetryDecision.after(self.delays[min(attempt, len(self.delays)) - 1], self.name)
+
+
+@register
+@dataclass(frozen=True)
+class AbandonedRetry(FixedDelay):
+    """For a job whose worker died while running it (SIGKILL, OOM, a lost host): `attempt` counts
+    its abandonments. Default: straight back to the front of its queue, and the third abandonment
+    is a final failure (a poison job that keeps killing workers stops there). `[retry.abandoned]`
+    sets `delay` / `max_attempts`, or `class = "exponential"` (etc.) with that class's keys."""
+
+    delay: float | Sequence[float] = 0.0
+    max_attempts: int = 3
+
+    name = "abandoned"

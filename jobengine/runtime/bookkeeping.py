@@ -9,7 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 from rq.exceptions import AbandonedJobError
+from rq.utils import utcformat
 
+from jobengine import keys
 from jobengine.cache import invalidate_job_status
 from jobengine.history.events import add_event
 from jobengine.metrics import record_metrics
@@ -88,20 +90,31 @@ class Recorder:
         return out + [entry for entry in self._entries if entry]
 
 
+def record_abandoned_once(connection: Any, job: Any, run: str, sweeper: str) -> bool:
+    """Append the `failed` event of a run RQ's cleanup found abandoned, unless someone already did
+    (`run`: the run's started_at as the job hash holds it); True when this call recorded it."""
+    if not connection.set(keys.abandoned_recorded_key(job.id, run), 1, nx=True, ex=7 * 24 * 3600):
+        return False
+    with connection.pipeline(transaction=False) as pipe:
+        entry = abandoned(job, sweeper)
+        record(pipe, entry.kind, job.id, job.origin, **entry.fields)
+        pipe.execute()
+    return True
+
+
 def abandoned_job_recorder(connection: Any, worker_name: str) -> Any:
     """An RQ exception handler that writes the history of jobs RQ finds abandoned.
 
     A worker that dies (SIGKILL, OOM, a lost machine) cannot record the end of its job. RQ's
     registry sweep (run by every worker's maintenance) moves such a job to the failed registry and
     calls the sweeping worker's exception handlers with `AbandonedJobError`; this one appends the
-    job's `failed` event, so the history and the console stop showing it as processing.
+    job's `failed` event (once: recovery's watch of RQ's sweeps may see the same run), so the
+    history and the console stop showing it as processing.
     """
     def handler(job: Any, exc_type: type[BaseException], exc_value: BaseException | None, tb: Any) -> bool:
         if isinstance(exc_type, type) and issubclass(exc_type, AbandonedJobError):
-            with connection.pipeline(transaction=False) as pipe:
-                entry = abandoned(job, worker_name)
-                record(pipe, entry.kind, job.id, job.origin, **entry.fields)
-                pipe.execute()
+            run = utcformat(job.started_at) if job.started_at else ""
+            record_abandoned_once(connection, job, run, worker_name)
         return True  # the next handler runs too
 
     return handler

@@ -2,13 +2,16 @@
 -- each started the way RQ's SimpleWorker does: status, started_at, last_heartbeat and
 -- worker_name on the job hash, and a `job_id:execution_id` entry in the queue's started
 -- registry (rq:wip:<queue>) scored now + heartbeat TTL (job timeout + 60 s, as SimpleWorker).
--- Atomic: a job is either still on its queue or started by exactly one worker.
+-- Atomic: a job is either still on its queue or started by exactly one worker. The worker's
+-- held hash (ARGV[10], keys.worker_held_key) gets one field per job taken, in the same call, so
+-- the recovery of a worker that dies knows what it held (runtime/recovery.py).
 --
 -- KEYS: rq:queue:<name>, highest priority first
 -- ARGV: 1 how many, 2 worker name, 3 started_at (RQ's utcformat), 4 now (epoch seconds),
 --       5 execution id prefix (24 hex), 6 a job id already popped (BLPOP) from KEYS[1], or '',
 --       7-9 key prefixes: the worker's job class's job key prefix, RQ's started-registry prefix,
 --       the worker's queue class's queue key prefix
+--       10 the worker's held hash
 -- Returns false when every queue is empty, else one flat array: the queue name, then per job
 -- its id, execution id, field count and the hash's non-empty fields.
 local count = tonumber(ARGV[1])
@@ -24,7 +27,7 @@ for _, qkey in ipairs(KEYS) do
   if ids then
     local name = string.sub(qkey, #qprefix + 1)
     local out = {name}
-    local wip = {}
+    local wip, held = {}, {}
     local function put(value) out[#out + 1] = value end
     for i, id in ipairs(ids) do
       local jkey = jprefix .. id
@@ -47,13 +50,18 @@ for _, qkey in ipairs(KEYS) do
         local exec = ARGV[5] .. string.format('%08x', i)
         wip[#wip + 1] = now + beat
         wip[#wip + 1] = id .. ':' .. exec
+        held[#held + 1] = id .. ':' .. exec
+        held[#held + 1] = ARGV[4] .. ' ' .. i .. ' ' .. name
         put(id)
         put(exec)
         put(tostring(#fields / 2))
         for _, value in ipairs(fields) do put(value) end
       end
     end
-    if #wip > 0 then redis.call('ZADD', wprefix .. name, unpack(wip)) end
+    if #wip > 0 then
+      redis.call('ZADD', wprefix .. name, unpack(wip))
+      redis.call('HSET', ARGV[10], unpack(held))
+    end
     return out
   end
 end

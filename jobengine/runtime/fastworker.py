@@ -52,8 +52,10 @@ from jobengine.runtime.allow import check_job_allowed
 from jobengine.runtime.bookkeeping import Recorder, abandoned_job_recorder, record
 from jobengine.runtime.gate import QueueGate
 from jobengine.runtime.jobinfo import STOP_SIGNAL, WORKER_TTL, ExcInfo, JobStopped, attempt_of, job_type
+from jobengine.runtime.liveness import Liveness
 from jobengine.runtime.outcomes import Held, Outcomes, stamp
-from jobengine.runtime.transport import Block
+from jobengine.runtime.recovery import SUSPECT, Recovery, heartbeat_every
+from jobengine.runtime.transport import Block, Fenced, fenced_client
 from jobengine.types import EventKind
 
 log = logging.getLogger("jobengine.worker")
@@ -94,6 +96,7 @@ class _Sent:
     after: list[tuple[str, str]]
     retried: list[Job]
     exc_strings: dict[str, str]
+    life: int  # the worker's life it was sent in (see `_rejoin`)
 
 
 @dataclass
@@ -103,9 +106,10 @@ class _Ask:
     sent: _Sent | None
     started: datetime
     dequeue: bool  # False: every lane was held by its rate limit, only the writes (and promote) went
+    clock: float = 0.0  # monotonic time it was sent
 
 
-class FastWorker(Outcomes, BaseWorker):
+class FastWorker(Outcomes, Liveness, BaseWorker):
     """In-process, batched, RQ-compatible worker with our retry policy, history and rate-limit gate."""
 
     max_batch = 32  #: most jobs taken in one dequeue (only while jobs stay under fast_job)
@@ -137,6 +141,7 @@ class FastWorker(Outcomes, BaseWorker):
         if not self._ttl_given:  # a worker_ttl the user chose is kept
             self.worker_ttl = WORKER_TTL
         self.push_exc_handler(abandoned_job_recorder(self.connection, self.name))
+        self.recovery = Recovery(self.connection, settings, policy, who=self.name, serializer=self.serializer)
 
     def before_run(self, job: Job) -> float | None:
         """The rate-limit gate, after dequeue and before the run: None runs `job`; a number of
@@ -165,6 +170,9 @@ class FastWorker(Outcomes, BaseWorker):
                 limit = self._batch if max_jobs is None else max(1, min(self._batch, max_jobs - done))
                 try:
                     ran = self._step(burst, limit)
+                except Fenced:  # declared dead while cut off: its jobs were recovered elsewhere
+                    self._rejoin()
+                    continue
                 except redis.exceptions.ConnectionError as exc:  # as RQ: wait for Redis with a growing pause
                     log.error("worker %s: Redis unreachable (%s); retrying in %.0f s", self.name, exc, wait)
                     time.sleep(wait)
@@ -236,7 +244,16 @@ class FastWorker(Outcomes, BaseWorker):
         self._batch = 1
         self._next_promote = 0.0 if with_scheduler else math.inf
         self._next_suspension_check = 0.0
-        self._next_beat = time.monotonic() + self.heartbeat_every
+        self._beat_every = heartbeat_every(max(3.0, self.settings.recovery_after), self.heartbeat_every)
+        self._next_beat = time.monotonic() + self._beat_every
+        self._held_key = keys.worker_held_key(self.name)
+        self._fence_key = keys.worker_fence_key(self.name)
+        self._fence_token = os.urandom(8).hex()
+        self._fenced = threading.Event()  # a block was refused: this worker was declared dead
+        self._life = 0
+        self._marked: Held | None = None  # the job marked `running` in the held hash
+        self._blocks = fenced_client(self.connection, self._fence_key, lambda: self._fence_token)
+        self._join()
         self._by_name = {q.name: q for q in self.queues}
         self._shas = {name: self.connection.script_load(_script(name)) for name in SCRIPTS}
         self._job_type = _cached_functions(self.job_class)
@@ -261,7 +278,12 @@ class FastWorker(Outcomes, BaseWorker):
     def _fetch(self, limit: int, claimed: tuple[str, str] | None = None) -> list[Held] | None:
         """Flush pending writes, promote due jobs (once a second) and take up to `limit` jobs
         from the first non-empty open lane, in ONE round trip. None when every lane is empty."""
-        return self._take(self._ask(limit, claimed))
+        try:
+            return self._take(self._ask(limit, claimed))
+        except Fenced:
+            if claimed:  # popped by BLPOP but never taken: back where it was
+                self.connection.lpush(claimed[0], claimed[1])
+            raise
 
     def _ask(self, limit: int, claimed: tuple[str, str] | None = None) -> _Ask:
         """Send `_fetch`'s block without waiting for its reply (`_take` reads it)."""
@@ -276,11 +298,13 @@ class FastWorker(Outcomes, BaseWorker):
         if keys:
             scripts.append(("dequeue.lua", len(keys), *keys, limit, self.name, stamp(started),
                             f"{time.time():.6f}", os.urandom(12).hex(), claimed[1] if claimed else "",
-                            *self._dequeue_prefixes))
-        return _Ask(self._send(scripts), started, bool(keys))
+                            *self._dequeue_prefixes, self._held_key))
+        return _Ask(self._send(scripts), started, bool(keys), clock)
 
     def _take(self, ask: _Ask) -> list[Held] | None:
         replies = self._receive(ask.sent) if ask.sent is not None else []
+        if replies and replies[-1] and time.monotonic() - ask.clock > self.settings.recovery_after / 3:
+            self._check_fence()  # a reply this late (a cut link?): were its jobs recovered meanwhile?
         if replies and ask.sent is not None and ask.sent.scripts[-len(replies)][0] == "promote.lua":
             with self._lock:
                 self._after += [tuple(s.decode().split(" ", 1)) for s in replies[0][1]]
@@ -326,7 +350,8 @@ class FastWorker(Outcomes, BaseWorker):
         ahead = self.prefetch and self._max_jobs is None and len(batch) == self._batch == self.max_batch
         while True:
             with self._lock:
-                if not self._in_hand or self._stop_requested or (ran and time.monotonic() - taken > self.hold):
+                if not self._in_hand or self._stop_requested or self._fenced.is_set() \
+                        or (ran and time.monotonic() - taken > self.hold):
                     break  # what is left goes back to the front of its queue
                 item = self._in_hand.popleft()
             duration = self._execute(item)
@@ -359,6 +384,12 @@ class FastWorker(Outcomes, BaseWorker):
             record(self._recorder, EventKind.STARTED, job.id, item.queue, at=job.started_at, type=job_type(job),
                    attempt=attempt_of(job), worker=self.name)
             item.started_entry = (self._recorder, self._recorder.last_entry)
+            suspect = bool(job.meta.get(SUSPECT))
+            if suspect:  # its last worker died within `hold` of taking it: mark it before it runs
+                self._pending.hset(self._held_key, "running", item.member)
+                self._marked = item
+        if suspect:
+            self._flush()
         exc_info: ExcInfo | None = None
         value = None
         try:
@@ -390,6 +421,9 @@ class FastWorker(Outcomes, BaseWorker):
         with self._lock:
             self._running = None
             self._stop_ids.discard(job.id)
+            if self._marked is item:
+                self._pending.hdel(self._held_key, "running")
+                self._marked = None
             if exc_info is None:
                 self._succeeded(item, value)
             else:
@@ -430,6 +464,7 @@ class FastWorker(Outcomes, BaseWorker):
                 self._pending.hset(h.job.key, mapping={"status": JobStatus.QUEUED.value, "started_at": "",
                                                        "worker_name": "", "last_heartbeat": ""})
                 self._pending.zrem(keys.rq_started_key(h.queue), h.member)
+            self._pending.hdel(self._held_key, *[h.member for h in back])
             for name in dict.fromkeys(h.queue for h in back):
                 self._pending.lpush(self._queue(name).key, *[h.job.id for h in reversed(back) if h.queue == name])
         self._flush()
@@ -444,6 +479,8 @@ class FastWorker(Outcomes, BaseWorker):
     def _send(self, tail: Sequence[tuple[Any, ...]] = ()) -> _Sent | None:
         """Write the pending block (and `tail`) to Redis without waiting for its replies."""
         with self._flush_lock:  # blocks leave in the order their writes were made
+            if self._fenced.is_set():
+                raise Fenced(f"worker {self.name} was declared dead; it sends nothing until it rejoins")
             with self._lock:
                 pipe, self._pending = self._pending, self.connection.pipeline()
                 recorder, self._recorder = self._recorder, Recorder()
@@ -459,16 +496,29 @@ class FastWorker(Outcomes, BaseWorker):
                     self._release_slots(retried)
                 return None
             commands = [args for args, _ in pipe.command_stack] + recorder.commands()
+            if finished:  # out of the held hash (finish.lua takes 10 values per job: id, queue, execution id...)
+                members = [f"{i}:{e}" for i, e in zip(args[::10], args[2::10], strict=True)]
+                commands.append(("HDEL", self._held_key, *members))
             if ended:
                 commands.append(("EXISTS", *[j.dependents_key for j in ended]))
             commands += [("EVALSHA", self._shas[name], *rest) for name, *rest in scripts]
-            return _Sent(Block(self.connection, commands), scripts, len(tail), ended, finished, after, retried,
-                         exc_strings)
+            try:
+                block = Block(self._blocks, commands, watch=self._fence_key)
+            except Fenced:  # a new connection found the fence gone: nothing of this block was sent
+                self._discarded(finished + ended)
+                self._fenced.set()
+                raise
+            return _Sent(block, scripts, len(tail), ended, finished, after, retried, exc_strings,
+                         self._life)
 
     def _receive(self, sent: _Sent) -> list[Any]:
         """Read a sent block's replies, then do what RQ does once an outcome is committed;
         returns the replies of its `tail`."""
-        replies, scripts = sent.block.replies(), sent.scripts
+        try:
+            replies, scripts = sent.block.replies(), sent.scripts
+        except redis.exceptions.WatchError:
+            self._refused(sent)
+            raise Fenced(f"worker {self.name} was declared dead: its block was refused") from None
         ours = len(replies) - len(scripts)
         if any(isinstance(r, redis.exceptions.NoScriptError) for r in replies[ours:]):  # SCRIPT FLUSH, restart
             self._shas = {n: self.connection.script_load(_script(n)) for n in SCRIPTS}
@@ -514,14 +564,15 @@ class FastWorker(Outcomes, BaseWorker):
             self._shutdown_noted = True
             self.set_shutdown_requested_date()
         if clock >= self._next_beat:
-            self._next_beat = clock + self.heartbeat_every
-            with self.connection.pipeline() as pipe:
-                self.heartbeat(pipeline=pipe)
-                pipe.execute()
+            self._next_beat = clock + self._beat_every
+            self._beat()
+        self.recovery.maybe_run(clock)
         item = self._running
         if item is None:
             return
         age = clock - item.since
+        if age >= self.hold and self._marked is not item:
+            self._mark(item)  # sent with the release below, or the flush after it
         if age >= self.hold and (self._in_hand or self._ahead is not None):
             self._release_in_hand(ahead=True)
         if age >= self.flush_after and (len(self._pending) or len(self._recorder)):
@@ -612,9 +663,13 @@ class FastWorker(Outcomes, BaseWorker):
                     self._shutdown_noted = True
                     self._pending.hset(self.key, "shutdown_requested_date", stamp(self._shutdown_requested_date))
             self._flush()
+            done = True
         except redis.RedisError as exc:
             log.error("worker %s could not write its last jobs' bookkeeping: %s", self.name, exc)
+            done = False
         self._closing.set()
         if self._watcher.is_alive():
             self._watcher.join(timeout=5)
+        if done:  # nothing held: nothing left for recovery (the watcher's heartbeat has stopped)
+            self._leave()
         self.teardown()

@@ -97,3 +97,46 @@ def abandoned(job: Job, sweeper: str) -> Entry:
         "error_class": "rq.exceptions.AbandonedJobError",
         "error_message": f"the worker running it ({job.worker_name or 'unknown'}) died; found abandoned by {sweeper}",
     }, JobStatus.FAILED)
+
+
+#: How a dead worker's job came back (see `recovered`).
+HELD, LOST, UNKNOWN = "held", "lost", "unknown"
+
+
+def recovered(job: Job, worker: str, how: str, sweeper: str) -> Entry:
+    """A job a dead `worker` held, back at the front of its queue, attempts unchanged: `how` is
+    HELD (not started), LOST (it ran; its completion died with the worker: it runs again) or
+    UNKNOWN (one of the two: the worker died within its first `hold` of running it)."""
+    text = {
+        HELD: f"back on its queue: worker {worker} died before running it (not an attempt)",
+        LOST: f"runs again: it ran on worker {worker}, whose death lost its completion (at-least-once)",
+        UNKNOWN: f"back on its queue: worker {worker} died holding it (not run yet, or run with its "
+                 "completion lost: it runs again, at-least-once)",
+    }[how]
+    message = f"{text}; recovered by {sweeper}"
+    kind = job_type(job)
+    return Entry(EventKind.REQUEUED, {"type": kind, "attempt": attempt_of(job), "worker": worker, "message": message},
+                 None, ("job %s (%s) %s", job.id, kind, message))
+
+
+def abandoned_run(job: Job, worker: str, decision: RetryDecision, abandonments: int, sweeper: str) -> Entry:
+    """The run a dead `worker` was running, by the abandoned strategy: retried (REQUEUED when
+    straight back to its queue, else RETRY), or failed for good once it has killed its worker
+    `abandonments` times (a poison job)."""
+    attempt = attempt_of(job)
+    kind = job_type(job)
+    times = f"{abandonments} time{'s' if abandonments != 1 else ''}"
+    fields: dict[str, Any] = {"type": kind, "attempt": attempt, "worker": worker,
+                              "error_class": "rq.exceptions.AbandonedJobError"}
+    if decision.retry:
+        when = "now" if decision.delay == 0 else f"in {decision.delay:.1f}s"
+        fields["message"] = (f"abandoned: worker {worker} died while running it ({times} so far); retry {attempt + 1} "
+                             f"{when} ({decision.strategy}); recovered by {sweeper}")
+        if decision.delay:
+            fields["delay"] = f"{decision.delay:.3f}"
+        return Entry(EventKind.RETRY if decision.delay else EventKind.REQUEUED, fields, None,
+                     ("job %s (%s) %s", job.id, kind, fields["message"]))
+    fields["error_message"] = (f"killed its worker {times} (last: {worker}, found by {sweeper}); not retried "
+                               f"({decision.reason})")
+    return Entry(EventKind.FAILED, fields, JobStatus.FAILED,
+                 ("job %s (%s) failed for good: %s", job.id, kind, fields["error_message"]))

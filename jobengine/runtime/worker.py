@@ -27,6 +27,7 @@ from rq.executions import Execution
 from rq.job import Job
 from rq.utils import get_version, now
 from rq.worker import SimpleWorker, Worker
+from rq.worker_registration import register as rq_register
 
 from jobengine.config import Settings
 from jobengine.ratelimit import RateLimiter
@@ -45,6 +46,7 @@ from jobengine.runtime.jobinfo import (
     job_type,
     safe_text,
 )
+from jobengine.runtime.recovery import Recovery
 from jobengine.types import EventKind
 
 log = logging.getLogger("jobengine.worker")
@@ -76,7 +78,7 @@ class EngineWorkerMixin:
         def __getattr__(self, name: str) -> Any:
             """A worker built by RQ (`rq worker -w ...JobWorker`, RQ's API) and never configured
             takes its settings from the configuration file and environment on first use."""
-            if name in ("settings", "policy", "gate") and "connection" in self.__dict__ \
+            if name in ("settings", "policy", "gate", "recovery") and "connection" in self.__dict__ \
                     and "settings" not in self.__dict__:
                 settings = Settings.load()
                 self.configure(settings, RetryPolicy.from_settings(settings))
@@ -90,6 +92,31 @@ class EngineWorkerMixin:
         if not self._ttl_given:  # a worker_ttl the user chose is kept
             self.worker_ttl = WORKER_TTL
         self.push_exc_handler(abandoned_job_recorder(self.connection, self.name))  # type: ignore[attr-defined]
+        self.recovery = Recovery(self.connection, settings, policy, who=self.name,
+                                 serializer=getattr(self, "serializer", None))
+
+    # ---- maintenance: recovery of dead fast workers, registration -------------------------
+    def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
+        """RQ's heartbeat; the worker registers again if its registration vanished (a Redis
+        reset), and recovery of dead fast workers runs when due (runtime/recovery.py)."""
+        if pipeline is not None:  # RQ's maintain_heartbeats re-creates a vanished hash itself
+            super().heartbeat(timeout, pipeline)  # type: ignore[misc]
+            rq_register(self, pipeline)  # type: ignore[arg-type]
+        else:
+            with self.connection.pipeline() as pipe:
+                super().heartbeat(timeout, pipe)  # type: ignore[misc]
+                new = pipe.execute()[0]  # HSET last_heartbeat: 1 when the hash was gone
+            if new:
+                log.warning("worker %s: its RQ registration was gone; registering again", self.name)
+                with self.connection.pipeline() as pipe:
+                    pipe.hset(self.key, mapping=self.serialize())  # type: ignore[attr-defined]
+                    pipe.expire(self.key, timeout or self.worker_ttl + 60)  # type: ignore[attr-defined]
+                    rq_register(self, pipe)  # type: ignore[arg-type]
+                    pipe.execute()
+        try:
+            self.recovery.maybe_run()
+        except Exception as exc:  # recovery must never stop the worker; the next heartbeat tries again
+            log.warning("worker %s: recovery failed: %s", self.name, exc)
 
     # ---- rate-limit gate -----------------------------------------------------------------
     def before_run(self, job: Job) -> float | None:
@@ -164,7 +191,7 @@ class EngineWorkerMixin:
             if left <= 0:
                 return
             time.sleep(min(left, 5.0))
-            self.heartbeat()  # type: ignore[attr-defined]
+            self.heartbeat()
 
     # ---- start ---------------------------------------------------------------------------
     def prepare_job_execution(self, job: Job, remove_from_intermediate_queue: bool = False) -> None:
@@ -176,7 +203,7 @@ class EngineWorkerMixin:
                 record(pipeline, EventKind.REQUEUED, job.id, job.origin, at=job.enqueued_at, type=job_type(job),
                        message="requeued through RQ")
             heartbeat_ttl = self.get_heartbeat_ttl(job)  # type: ignore[attr-defined]
-            self.heartbeat(heartbeat_ttl, pipeline=pipeline)  # type: ignore[attr-defined]
+            self.heartbeat(heartbeat_ttl, pipeline=pipeline)
             job.heartbeat(now(), heartbeat_ttl, pipeline=pipeline)
             job.prepare_for_execution(self.name, pipeline=pipeline)
             pipeline.persist(job.key)

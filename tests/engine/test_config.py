@@ -61,7 +61,7 @@ def test_config_file_from_environment(tmp_path: Path) -> None:
     ("[thresholds]\nstuck_after = 'soon'\n", "thresholds.stuck_after: expected float, got str"),
     ("[limits]\ndefault = -5\n", "limits.default: expected an integer >= 0"),
     ("[lanes.urgent]\ndelay = 1\n", "lanes.urgent: unknown lane"),
-    ("[retry.strategies]\nValueError = 'sometimes'\n", "expected one of exponential, fixed, linear, none"),
+    ("[retry.strategies]\nValueError = 'sometimes'\n", "expected one of abandoned, exponential, fixed, linear, none"),
     ("[retry.strategies]\nValueError = 3\n", "retry.strategies.ValueError: expected one of"),
     ("[retry.exponential]\nfatcor = 2\n",
      "[retry.exponential] unknown key 'fatcor'; expected one of base, factor, max_delay, jitter, max_attempts"),

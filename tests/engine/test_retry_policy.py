@@ -215,7 +215,8 @@ def test_strategy_names_objects_and_default() -> None:
 
 
 def test_bad_mapping_values_and_keys() -> None:
-    with pytest.raises(ConfigError, match="unknown strategy 'bogus'; expected one of exponential, fixed, linear, none"):
+    with pytest.raises(ConfigError,
+                       match="unknown strategy 'bogus'; expected one of abandoned, exponential, fixed, linear, none"):
         RetryPolicy({KeyError: "bogus"})
     with pytest.raises(TypeError, match="not a strategy"):
         RetryPolicy({KeyError: 42})  # type: ignore[dict-item]
@@ -346,7 +347,8 @@ def test_tables_name_a_class_by_dotted_path_or_registered_name() -> None:
     ({"linear": {"max_attempts": 0}}, "[retry.linear] max_attempts must be an integer >= 1, got 0"),
     ({"none": {"delay": 1}}, "[retry.none] unknown key 'delay'; it takes no parameters"),
     ({"fixed": {"delay": []}}, "[retry.fixed] delay must be a number or a non-empty list of numbers"),
-    ({"fast": {"delay": 1}}, "[retry.fast]: unknown strategy 'fast'; expected one of exponential, fixed, linear,"),
+    ({"fast": {"delay": 1}},
+     "[retry.fast]: unknown strategy 'fast'; expected one of abandoned, exponential, fixed, linear,"),
     ({"x": {"class": "nope.module.Backoff"}}, "[retry.x]: strategy class 'nope.module.Backoff' does not import"),
     ({"x": {"class": "jobengine.errors.ConfigError"}}, "[retry.x]: ConfigError is not a strategy"),
     ({"x": {"class": f"{__name__}.Halving"}}, "[retry.x] missing key 'start'; expected one of start, max_attempts"),
