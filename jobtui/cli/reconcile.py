@@ -18,25 +18,37 @@ from jobtui.cli.context import Context, friendly, pass_ctx, settings_guard
 @pass_ctx
 @friendly
 def reconcile(ctx: Context, dry_run: bool, as_json: bool) -> None:
-    """Re-create lost jobs after Redis lost its data (same ids, each exactly once, audited).
+    """Recover dead workers' jobs, and re-create lost jobs after Redis lost its data (same ids,
+    each exactly once, audited).
 
-    Queued and processing jobs go back on their queue, scheduled ones into the scheduled registry
-    at their due time. Exit 0 when the reset is reconciled (or nothing was lost), 1 when jobs are
+    First the recovery every live worker runs: the jobs of workers that died go back to their
+    queues (the job one was running follows `[retry.abandoned]`). Then queued and processing jobs
+    Redis lost go back on their queue, scheduled ones into the scheduled registry at their due
+    time. Exit 0 when the reset is reconciled (or nothing was lost), 1 when jobs are
     left for a later run (too recent, history still pending), 2 when a server cannot be reached.
     Workers run the same reconcile by themselves after a detected reset.
     """
     if not dry_run:
         settings_guard(ctx.settings(), "reconcile")
     with ctx.engine() as engine:
+        recovered = None
+        if not dry_run:
+            from jobengine.runtime.recovery import recover
+
+            recovered = recover(engine.connection, engine.settings, engine.policy)
         reconciler = engine.reconciler()
         status = reconciler.detect_reset(bootstrap=not dry_run)
         report = _run(reconciler, dry_run, quiet=as_json)
     left = report.recent + report.pending_history
     data: dict[str, Any] = {"reset_detected": status.reset, **asdict(report),
-                            "restored_total": report.restored_total}
+                            "restored_total": report.restored_total,
+                            "recovery": asdict(recovered) if recovered is not None else None}
     if as_json:
         click.echo(json.dumps(data, default=str))
     else:
+        if recovered is not None and recovered.workers:
+            click.echo(f"recovered {len(recovered.workers)} dead worker(s): {recovered.requeued} job(s) back on "
+                       f"their queue, {recovered.retried} retried and {recovered.failed} failed as abandoned")
         verb = "would restore" if dry_run else "restored"
         click.echo(f"Redis reset detected: {'yes' if status.reset else 'no'}")
         click.echo(f"{verb} {report.restored_total} job(s) of {report.examined} in flight "
