@@ -362,9 +362,6 @@ class FastWorker(Outcomes, BaseWorker):
             else:
                 self._failed(item, exc_info)
         duration = (job.ended_at - job.started_at).total_seconds()
-        if duration > self.settings.long_running:
-            log.warning("long-running job %s (type %s) took %.1fs (threshold %.0fs)", job.id, job_type(job),
-                        duration, self.settings.long_running)
         if exc_info is not None and isinstance(exc_info[1], SystemExit | KeyboardInterrupt):
             raise exc_info[1]
         return duration

@@ -369,6 +369,11 @@ class PostgresStore:
         params = {"action": action, "job_id": job_id, "os_user": os_user, "host": host, "detail": detail}
         self._run("record_audit", lambda conn: conn.execute(_q("record_audit"), params))
 
+    def record_job_log(self, job_id: str, kind: str, level: str, message: str) -> None:
+        """Append a line to a job's log (now, no event id): what the engine notes itself."""
+        params = {"job_id": job_id, "kind": kind, "level": level, "message": message}
+        self._run("record_job_log", lambda conn: conn.execute(_q("record_job_log"), params))
+
     def record_audits(self, action: str, job_ids: Sequence[str], os_user: str, host: str) -> None:
         """One audit line per job for one action, in one transaction and one round trip."""
         params = [{"action": action, "job_id": j, "os_user": os_user, "host": host, "detail": ""}

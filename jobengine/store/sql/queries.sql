@@ -278,6 +278,10 @@ SELECT EXISTS (SELECT 1 FROM jobs) OR EXISTS (SELECT 1 FROM failed_jobs) AS n
 TRUNCATE jobs, job_logs, failed_jobs, audit_log;
 UPDATE history_counters SET value = 0
 
+-- name: record_job_log
+-- A line the engine writes itself (no event id): the long-running warning.
+INSERT INTO job_logs (job_id, kind, level, message) VALUES (%(job_id)s, %(kind)s, %(level)s, %(message)s)
+
 -- name: record_audit
 INSERT INTO audit_log (action, job_id, os_user, host, detail)
 VALUES (%(action)s, %(job_id)s, %(os_user)s, %(host)s, %(detail)s)
