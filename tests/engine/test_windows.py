@@ -40,7 +40,7 @@ def test_each_window_counts_what_ran_in_it_and_nothing_older(redis_conn: redis.R
     # one run per (age, type): ages chosen on both sides of each window's edge
     ages = {"30s": 30, "50m": 3000, "2h": 7200, "5h": 5 * 3600, "7h": 7 * 3600, "20h": 20 * 3600,
             "3d": 3 * 86400, "8d": 8 * 86400}
-    for label, age in ages.items():
+    for age in ages.values():
         _run(redis_conn, NOW - age, "email", 0.2)
     _run(redis_conn, NOW - 60, "email", 0.2, failed=True, queue="high")
     expected = {"1h": 3, "6h": 5, "24h": 7, "7d": 8}  # the 8-day-old run is in no window
