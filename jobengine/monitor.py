@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -286,7 +287,8 @@ class Monitor:
 
     def health(self, now: datetime | None = None) -> HealthReport:
         """Every check, run now (not from the shared snapshot): fit for a probe. A few Redis round
-        trips and two indexed queries."""
+        trips, the schema's state and two indexed queries; a database without the schema yet (a
+        fresh deployment) is a warning, not an outage."""
         now = now or datetime.now(UTC)
         outages: list[Outage] = []
         queues: list[QueueStats] = []
@@ -302,14 +304,44 @@ class Monitor:
             outages.append(Outage("redis", f"Redis at {self.redis_where()} is unreachable: {exc}"))
         stuck: list[JobRecord] = []
         failures_hour = 0
+        schema = self._schema_state()
         try:
-            failures_hour = self.store.failures_since(now - timedelta(hours=1))
-            stuck = self.store.stuck_jobs(self.settings.stuck_after)
+            if schema is None or schema[0]:  # a fresh database has no tables to read yet
+                failures_hour = self.store.failures_since(now - timedelta(hours=1))
+                stuck = self.store.stuck_jobs(self.settings.stuck_after)
         except StoreUnavailable as exc:
             outages.append(Outage("postgres", str(exc)))
-        return verdict(self.settings, now, queues=queues, workers=workers, stale=stale, stuck=stuck,
-                       failures_hour=failures_hour, outages=outages, history=history,
-                       redis_reset=self.redis_reset())
+        report = verdict(self.settings, now, queues=queues, workers=workers, stale=stale, stuck=stuck,
+                         failures_hour=failures_hour, outages=outages, history=history,
+                         redis_reset=self.redis_reset())
+        if schema is not None and schema[1]:
+            applied, pending = schema
+            note = (f"The PostgreSQL schema is {'not applied yet' if not applied else 'behind'} "
+                    f"({len(pending)} of {len(applied) + len(pending)} migrations pending): `jobtui migrate` "
+                    "applies them (workers and the console apply them when they start).")
+            report = replace(report, reasons=(*report.reasons, note),
+                             verdict="warning" if report.verdict == "healthy" else report.verdict)
+        return report
+
+    def _schema_state(self) -> tuple[list[str], list[str]] | None:
+        """(applied, pending) migrations; None when PostgreSQL cannot say (the reads report why)."""
+        try:
+            return self.store.migration_state()
+        except StoreUnavailable:
+            return None
+
+    def next_scheduled(self, queues: Sequence[str] | None = None) -> tuple[int, datetime | None]:
+        """How many jobs wait in the scheduled registries of `queues` (default: the lanes) and when
+        the first is due: one round trip."""
+        names = list(self.settings.queues if queues is None else queues)
+        with self.connection.pipeline(transaction=False) as pipe:
+            for q in names:
+                pipe.zcard(keys.rq_scheduled_key(q))
+                pipe.zrange(keys.rq_scheduled_key(q), 0, 0, withscores=True)
+            raw = pipe.execute()
+        total = sum(int(n) for n in raw[::2])
+        firsts = [float(first[0][1]) for first in raw[1::2] if first]
+        return total, datetime.fromtimestamp(min(firsts), UTC) if firsts else None
 
     def history_progress(self) -> HistoryProgress:
         """The history stream's backlog and the age of its oldest entry (by Redis' clock: entry

@@ -296,6 +296,18 @@ class PostgresStore:
 
         return self._run("migrate", work)
 
+    def migration_state(self) -> tuple[list[str], list[str]]:
+        """(applied, pending) migration names, read only: a fresh database has none applied."""
+        def work(conn: Conn) -> list[str]:
+            row = conn.execute(_q("migrate_state")).fetchone()
+            if not row or not row["ready"]:
+                return []
+            return [r["name"] for r in conn.execute(_q("migrate_applied"))]
+
+        done = set(self._run("migration state", work))
+        names = [name for name, _ in migrations()]
+        return [n for n in names if n in done], [n for n in names if n not in done]
+
     # ---- writes -------------------------------------------------------------------------------
     def insert_jobs(self, rows: Sequence[NewJob]) -> None:
         """Write dispatched jobs in one statement (existing ids are left alone)."""

@@ -15,6 +15,10 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
 -- name: migrate_applied
 SELECT name FROM schema_migrations
 
+-- name: migrate_state
+-- The migrations recorded, or none when the table is not there yet (a fresh database).
+SELECT to_regclass('schema_migrations') IS NOT NULL AS ready
+
 -- name: migrate_record
 INSERT INTO schema_migrations (name) VALUES (%(name)s)
 
