@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Protocol
 
-from jobengine.models import FailedJob, FailureGroup, HealthReport, JobDetail, JobRecord, Snapshot
+from jobengine.models import FailedJob, FailureGroup, HealthReport, JobDetail, JobRecord, Snapshot, WindowStats
 
 
 class EngineAPI(Protocol):
@@ -39,6 +39,10 @@ class EngineAPI(Protocol):
     def job_detail(self, job_id_or_prefix: str, max_text: int | None = None) -> JobDetail | None: ...
 
     def health(self) -> HealthReport: ...
+
+    def throughput(self, window: str = "1h") -> WindowStats:
+        """The throughput series and p50/p95 run time per job type of a window ("1h", "6h", "24h", "7d")."""
+        ...
 
     def retry(self, job_id: str) -> bool:
         """Put a failed/canceled/stopped job back on its lane. False if nothing to do."""

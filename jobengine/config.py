@@ -1,6 +1,8 @@
 """Settings: defaults < TOML file < environment (JOBENGINE_*) < CLI flags.
 
-The file is found at `--config PATH`, else `$JOBENGINE_CONFIG`, else `./jobtui.toml`.
+The file is found at `--config PATH`, else `$JOBENGINE_CONFIG`, else `<data dir>/jobtui.toml` when
+a data dir is named (`--data-dir` / `JOBENGINE_DATA_DIR`: `jobtui demo` writes its settings
+there), else `./jobtui.toml`.
 Every problem is a one-line `ConfigError` naming the file (or variable, or field), the key and
 what is expected; the ranges are `_RULES` below (README "Validation"). A `Settings` checks itself
 when built, so `Settings(refresh=0)` from Python fails the same way as `refresh = 0` in the file.
@@ -20,6 +22,7 @@ from jobengine.retry.policy import build_strategies, looks_dotted
 from jobengine.retry.strategies import STRATEGIES
 from jobengine.types import Priority
 
+CONFIG_NAME = "jobtui.toml"
 OPERATOR_ACTIONS = ("dispatch", "retry", "cancel", "limit", "prune", "reconcile", "pause", "resume")
 #: what `[alerts] events` may name (jobengine.alerts); none given: every one
 ALERT_EVENTS = ("health", "failures", "stuck", "long_wait", "dead_letters", "redis_reset")
@@ -255,7 +258,7 @@ class Settings:
         """Defaults, then the TOML file, then JOBENGINE_* variables, then `overrides`."""
         env = dict(os.environ if env is None else env)
         settings = cls()
-        path = _find_config(config_path, env)
+        path = _find_config(config_path, env, overrides.get("data_dir") or env.get("JOBENGINE_DATA_DIR"))
         if path is not None:
             settings = _apply_toml(settings, path)
         settings = _apply_env(settings, env)
@@ -288,7 +291,8 @@ def _check_alert_lists(urls: Any, events: Any) -> None:
                                   f"(expected some of {', '.join(ALERT_EVENTS)})")
 
 
-def _find_config(config_path: str | os.PathLike[str] | None, env: dict[str, str]) -> Path | None:
+def _find_config(config_path: str | os.PathLike[str] | None, env: dict[str, str],
+                 data_dir: str | os.PathLike[str] | None = None) -> Path | None:
     if config_path:
         path = Path(config_path)
         if not path.is_file():
@@ -299,7 +303,11 @@ def _find_config(config_path: str | os.PathLike[str] | None, env: dict[str, str]
         if not path.is_file():
             raise ConfigError(f"{path}: config file named by JOBENGINE_CONFIG not found")
         return path
-    local = Path("jobtui.toml")
+    if data_dir:
+        beside = Path(data_dir).expanduser() / CONFIG_NAME
+        if beside.is_file():
+            return beside
+    local = Path(CONFIG_NAME)
     return local if local.is_file() else None
 
 

@@ -55,6 +55,11 @@ def hang(seconds: float = 3600.0) -> None:
     time.sleep(seconds)
 
 
+STUCK_TIMEOUT = 2 * 3600
+"""The stuck job's own timeout: it outlives its hour of sleep (and the demo), so the default
+worker.job_timeout (180 s) does not end it."""
+
+
 _MIX: list[tuple[float, str, str, str]] = [
     # weight, function, type, priority
     (0.10, "jobengine.demo:charge_card", "payment", "critical"),
@@ -96,7 +101,8 @@ class Producer:
         self._thread = threading.Thread(target=self._run, name="demo-producer", daemon=True)
 
     def start(self) -> None:
-        self.engine.dispatch("jobengine.demo:hang", type="stuck-sync", priority="critical")  # type: ignore[attr-defined]
+        self.engine.dispatch_many([JobSpec("jobengine.demo:hang", type="stuck-sync", priority="critical",  # type: ignore[attr-defined]
+                                           timeout=STUCK_TIMEOUT)])
         self._thread.start()
 
     def _run(self) -> None:

@@ -47,6 +47,10 @@ _repr.maxstring = 80
 _repr.maxother = 80
 
 
+MAX_TIMEOUT = 30 * 86400
+"""The longest timeout a job may be given (as worker.job_timeout)."""
+
+
 @dataclass(frozen=True)
 class JobSpec:
     """One job to dispatch: function, arguments and options."""
@@ -58,6 +62,7 @@ class JobSpec:
     priority: str = "normal"
     delay: float | None = None  # overrides the lane's dispatch delay
     job_id: str | None = None
+    timeout: int | None = None  # seconds the job may run; default worker.job_timeout
 
 
 @dataclass(frozen=True)
@@ -132,6 +137,8 @@ def _check_spec(spec: JobSpec, settings: Settings, seen: set[str]) -> None:
         v.text(spec.type, "type", max_len=v.MAX_TYPE)
     if spec.delay is not None:
         v.number(spec.delay, "delay", 0, v.MAX_DELAY)
+    if spec.timeout is not None:
+        v.integer(spec.timeout, "timeout", 1, MAX_TIMEOUT)
     if spec.job_id is not None:
         v.job_id(spec.job_id)
         if spec.job_id in seen:
@@ -149,10 +156,11 @@ def check_serialisable(args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
 
 
 def job_options(settings: Settings, func_name: str, args: tuple[Any, ...], kwargs: dict[str, Any],
-                job_type: str, priority: str) -> dict[str, Any]:
+                job_type: str, priority: str, timeout: int | None = None) -> dict[str, Any]:
     """The job hash's options as the `jobs` row keeps them (JSON): all rq_job_hash needs besides
     the data, queue, status and times."""
-    return {"timeout": settings.job_timeout, "result_ttl": settings.result_ttl, "failure_ttl": settings.failure_ttl,
+    return {"timeout": settings.job_timeout if timeout is None else timeout, "result_ttl": settings.result_ttl,
+            "failure_ttl": settings.failure_ttl,
             "description": get_call_string(func_name, args, kwargs, max_length=75),
             "meta": {"type": job_type, "priority": priority}}
 
@@ -205,7 +213,8 @@ class Dispatcher:
             raise SerializationError(f"job arguments cannot be serialised: {exc}") from None
         delay = lane.delay if spec.delay is None else max(0.0, float(spec.delay))
         job_type = spec.type or func_name.rpartition(".")[2]
-        options = job_options(self.settings, func_name, spec.args, spec.kwargs, job_type, lane.priority.value)
+        options = job_options(self.settings, func_name, spec.args, spec.kwargs, job_type, lane.priority.value,
+                              spec.timeout)
         record = NewJob(
             id="",  # RQ assigns the id when the job is made
             type=job_type,

@@ -17,13 +17,13 @@ from typing import TYPE_CHECKING, Any
 import redis
 
 from jobengine import validate as v
-from jobengine.cache import TAG_CONFIG, TAG_JOBS, TAG_STATS, TaggedCache
+from jobengine.cache import TAG_CONFIG, TAG_JOBS, TAG_SNAPSHOT, TAG_STATS, TaggedCache
 from jobengine.config import Settings
 from jobengine.connection import redis_from_url, where
 from jobengine.dispatch import Dispatcher, JobSpec
 from jobengine.errors import ConfigError, RedisUnavailable, StoreUnavailable, ValidationError
 from jobengine.history.writer import HistoryWriter
-from jobengine.models import FailedJob, FailureGroup, HealthReport, JobDetail, JobRecord, Snapshot
+from jobengine.models import FailedJob, FailureGroup, HealthReport, JobDetail, JobRecord, Snapshot, WindowStats
 from jobengine.monitor import Monitor
 from jobengine.operations import Operations
 from jobengine.retry import RetryPolicy
@@ -63,6 +63,7 @@ class Engine:
         self.monitor = Monitor(settings, self.connection, self.store, self.cache)
         self._writer: HistoryWriter | None = None
         self._limiter: Any = None
+        self._watch: Any = None
         self._schema_lock = threading.Lock()
         self._schema_current = not migrate  # migrate=False: the caller vouches for the schema
         if migrate:
@@ -196,6 +197,17 @@ class Engine:
 
     def health(self) -> HealthReport:
         return self.monitor.health()
+
+    def throughput(self, window: str = "1h") -> WindowStats:
+        """The throughput chart and p50/p95 run time per job type over `window` ("1h", "6h",
+        "24h", "7d"): Redis time buckets, one round trip; shared by every reader for a refresh."""
+        from jobengine.metrics import WINDOWS
+
+        if window not in WINDOWS:
+            raise ValidationError(f"window: expected one of {', '.join(WINDOWS)}, got {v.show(window)}")
+        return self._redis_call(lambda: self.cache.shared(
+            f"window:v1:{window}", max(0.1, self.settings.refresh), lambda: self.monitor.window_stats(window),
+            tags=[TAG_SNAPSHOT]))
 
     def failed_jobs(self, limit: int = 50, before: tuple[datetime, int] | None = None,
                     search: str | None = None) -> list[FailedJob]:
@@ -410,14 +422,28 @@ class Engine:
             for q in queues:
                 v.queue_name(q, "queues", self.settings.known_queues)
         self._record_epoch()
+        self.watch_long_running()
         cls = ForkingJobWorker if fork else JobWorker if classic else FastWorker
         worker = cls(list(queues or self.settings.queues), connection=self.connection, name=name,
                      default_result_ttl=self.settings.result_ttl)
         worker.configure(self.settings, self.policy, self.limiter)
         return worker
 
+    def watch_long_running(self) -> Any:
+        """Start (once per engine) the thread warning about jobs past `thresholds.long_running`
+        while they run (jobengine.running.LongRunningWatch); done when a worker is made."""
+        if self._watch is None:
+            from jobengine.running import LongRunningWatch, watch_interval
+
+            self._watch = LongRunningWatch(self.connection, self.monitor.check_long_running,
+                                           watch_interval(self.settings.long_running)).start()
+        return self._watch
+
     def close(self) -> None:
         """Close connections and stop embedded servers this process is the last user of."""
+        if self._watch is not None:
+            self._watch.stop()
+            self._watch = None
         if self._writer is not None:
             self._writer.stop(flush=False)
         self.store.close()

@@ -6,6 +6,7 @@ templates (so `RQ_KEY_PREFIX` and RQ's spelling stay RQ's), never by hand.
 
 from __future__ import annotations
 
+from rq.defaults import RQ_KEY_PREFIX
 from rq.executions import WORKER_EXECUTIONS_KEY_TEMPLATE
 from rq.job import Job
 from rq.queue import Queue
@@ -103,6 +104,11 @@ def rq_worker_executions_key(name: str) -> str:
     return WORKER_EXECUTIONS_KEY_TEMPLATE.format(name)
 
 
+def rq_execution_key(composite: str) -> str:
+    """RQ's execution hash (`created_at`: the run's start, epoch seconds) of `{job id}:{execution id}`."""
+    return f"{RQ_KEY_PREFIX}:execution:{composite}"
+
+
 # ---- jobengine's keys --------------------------------------------------------------------------
 
 PREFIX = "jobengine"
@@ -149,8 +155,14 @@ METRICS_DEFERRED = f"{PREFIX}:metrics:deferred"  # queue -> rate-limit deferrals
 
 
 def minute_bucket_key(minute: int) -> str:
-    """Hash of one minute (epoch seconds // 60): `p:{queue}` processed, `f:{queue}` failed."""
+    """Hash of one minute (epoch seconds // 60): `p:{queue}` processed, `f:{queue}` failed,
+    `d:{type}:{le}` runs of that type per duration bucket."""
     return f"{PREFIX}:metrics:minute:{minute}"
+
+
+def hour_bucket_key(hour: int) -> str:
+    """Hash of one hour (epoch seconds // 3600), fields as the minute buckets'."""
+    return f"{PREFIX}:metrics:hour:{hour}"
 
 
 def cache_key(name: str) -> str:

@@ -191,6 +191,27 @@ class ThroughputPoint:
 
 
 @dataclass(frozen=True)
+class DurationStats:
+    """Run times of one job type over a window, from the duration histogram buckets."""
+
+    type: str
+    runs: int
+    p50: float | None  #: seconds (interpolated in its histogram bucket)
+    p95: float | None
+
+
+@dataclass(frozen=True)
+class WindowStats:
+    """The throughput chart and the duration percentiles of one time window ("1h", "6h", "24h", "7d")."""
+
+    window: str
+    step: int  #: seconds per point
+    points: tuple[ThroughputPoint, ...]  #: oldest first; `minute` is each point's start
+    durations: tuple[DurationStats, ...] = ()  #: most runs first
+    taken_at: datetime | None = None
+
+
+@dataclass(frozen=True)
 class WorkerInfo:
     name: str
     host: str
@@ -199,6 +220,20 @@ class WorkerInfo:
     current_job: str | None
     queues: tuple[str, ...]
     last_heartbeat: datetime | None
+    current_job_type: str | None = None
+    current_job_started: datetime | None = None  #: the current run's start
+    idle_since: datetime | None = None  #: idle workers: when the last job ended (birth if none ran; None: unknown)
+
+
+@dataclass(frozen=True)
+class RunningJob:
+    """A job running now on a registered worker (jobengine.running)."""
+
+    id: str
+    type: str
+    queue: str
+    worker: str
+    started_at: datetime
 
 
 @dataclass(frozen=True)
@@ -283,6 +318,8 @@ class Snapshot:
     failed_total: int = 0
     stuck: tuple[JobRecord, ...] = ()
     outages: tuple[Outage, ...] = field(default=())
+    long_running: tuple[RunningJob, ...] = ()
+    """Jobs running longer than `thresholds.long_running` now, longest first."""
 
     @property
     def degraded(self) -> bool:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -37,14 +38,17 @@ from jobengine.models import (
     Outage,
     QueueProbe,
     QueueStats,
+    RunningJob,
     Snapshot,
     StaleWorker,
     ThroughputPoint,
+    WindowStats,
     WorkerInfo,
     WorkerLiveness,
 )
 from jobengine.ratelimit.limit import effective_limits, parse_overrides
 from jobengine.ratelimit.storage import RedisWindowStorage
+from jobengine.running import long_running, read_workers, warn_long_running
 
 if TYPE_CHECKING:
     from jobengine.store.postgres import PostgresStore
@@ -235,36 +239,31 @@ class Monitor:
     def worker_beats(self, now: datetime | None = None) -> tuple[list[WorkerInfo], list[StaleWorker]]:
         """Registered workers, and those whose heartbeat is overdue (their key's TTL, which RQ sets
         to the next heartbeat's deadline plus STALE_GRACE, has less than STALE_GRACE left)."""
-        now = now or datetime.now(UTC)
-        names = [_text(k) or "" for k in self.connection.smembers(keys.RQ_WORKERS)]
-        if not names:
-            return [], []
-        with self.connection.pipeline(transaction=False) as pipe:
-            for key in names:
-                pipe.hgetall(key)
-                pipe.smembers(keys.rq_worker_executions_key(keys.rq_worker_name(key)))
-                pipe.ttl(key)
-            raw = pipe.execute()
-        workers, stale = [], []
-        for i, key in enumerate(names):
-            data = {_text(k): _text(v) for k, v in raw[3 * i].items()}
-            if not data:
-                continue  # expired worker still in the set
-            executions = sorted(_text(e) or "" for e in raw[3 * i + 1])
-            beat = data.get("last_heartbeat")
-            info = WorkerInfo(
-                name=keys.rq_worker_name(key), host=data.get("hostname") or "?",
-                pid=int(data.get("pid") or 0), state=data.get("state") or "?",
-                current_job=executions[0].rpartition(":")[0] if executions else None,
-                queues=tuple(q for q in (data.get("queues") or "").split(",") if q),
-                last_heartbeat=utcparse(beat) if beat else None,
-            )
-            workers.append(info)
-            ttl = int(raw[3 * i + 2])
-            if 0 <= ttl < STALE_GRACE:
-                stale.append(StaleWorker(info.name, info.host, info.pid, info.last_heartbeat))
-        workers.sort(key=lambda w: (w.host, w.pid))
-        return workers, stale
+        return self._worker_read(now or datetime.now(UTC))[:2]
+
+    def _worker_read(self, now: datetime) -> tuple[list[WorkerInfo], list[StaleWorker], list[RunningJob]]:
+        """Workers, stale workers and the jobs running longer than the threshold (warned once)."""
+        read = read_workers(self.connection, now)
+        stale = [StaleWorker(w.name, w.host, w.pid, w.last_heartbeat) for w in read.workers
+                 if 0 <= read.ttls.get(w.name, -1) < STALE_GRACE]
+        slow = long_running(read.running, self.settings.long_running, now)
+        warn_long_running(self.connection, slow, self.settings.long_running, now, self._record_long_running)
+        return read.workers, stale, slow
+
+    def _record_long_running(self, job: RunningJob, line: str) -> None:
+        """The warning's line in the job's history log (PostgreSQL down: only the log has it)."""
+        try:
+            self.store.record_job_log(job.id, "long_running", "warning", line)
+        except StoreUnavailable as exc:
+            log.info("long-running line of job %s not written to the history: %s", job.id, exc)
+
+    def check_long_running(self) -> list[RunningJob]:
+        """Warn about jobs past the threshold now (what `LongRunningWatch` runs); returns them."""
+        return self._worker_read(datetime.now(UTC))[2]
+
+    def window_stats(self, window: str = "1h") -> WindowStats:
+        """The throughput series and p50/p95 per job type of a time window (jobengine.metrics.WINDOWS)."""
+        return metrics.window_stats(self.connection, window)
 
     # ---- snapshot ------------------------------------------------------------------------
     def snapshot(self, failed_page: int = 50, *, shared: bool = True) -> Snapshot:
@@ -272,25 +271,26 @@ class Monitor:
         if not shared:
             return self.compute_snapshot(failed_page)
         try:
-            # v2: the Snapshot carries typed outages; a process of the previous version never reads one
-            return self.cache.shared(f"snapshot:v2:{failed_page}", max(0.1, self.settings.refresh),
+            # v3: the Snapshot carries long-running jobs; a process of the previous version never reads one
+            return self.cache.shared(f"snapshot:v3:{failed_page}", max(0.1, self.settings.refresh),
                                      lambda: self.compute_snapshot(failed_page), tags=[TAG_SNAPSHOT])
         except redis.RedisError:
             return self.compute_snapshot(failed_page)  # degraded: its outages name Redis
 
     def compute_snapshot(self, failed_page: int = 50) -> Snapshot:
-        """Build a snapshot now: three or four Redis round trips and four indexed PostgreSQL queries."""
+        """Build a snapshot now: four to six Redis round trips and four indexed PostgreSQL queries."""
         now = datetime.now(UTC)
         outages: list[Outage] = []
         queues: list[QueueStats] = []
         throughput: list[ThroughputPoint] = []
         workers: list[WorkerInfo] = []
         stale: list[StaleWorker] = []
+        slow: list[RunningJob] = []
         history = None
         liveness = WorkerLiveness()
         try:
             queues, throughput = self._queues_and_throughput(now)
-            workers, stale = self.worker_beats(now)
+            workers, stale, slow = self._worker_read(now)
             history = self.history_progress()
             liveness = read_liveness(self.connection, now.timestamp())
         except redis.RedisError as exc:
@@ -309,11 +309,13 @@ class Monitor:
                          redis_reset=self.redis_reset(), liveness=liveness)
         return Snapshot(taken_at=now, queues=tuple(queues), throughput=tuple(throughput),
                         workers=tuple(workers), health=health, failed=tuple(failed),
-                        failed_total=failed_total, stuck=tuple(stuck), outages=tuple(outages))
+                        failed_total=failed_total, stuck=tuple(stuck), outages=tuple(outages),
+                        long_running=tuple(slow))
 
     def health(self, now: datetime | None = None) -> HealthReport:
         """Every check, run now (not from the shared snapshot): fit for a probe. A few Redis round
-        trips and two indexed queries."""
+        trips, the schema's state and two indexed queries; a database without the schema yet (a
+        fresh deployment) is a warning, not an outage."""
         now = now or datetime.now(UTC)
         outages: list[Outage] = []
         queues: list[QueueStats] = []
@@ -324,21 +326,51 @@ class Monitor:
         try:
             self.connection.ping()
             queues = self.queue_stats(now)
-            workers, stale = self.worker_beats(now)
+            workers, stale, _slow = self._worker_read(now)
             history = self.history_progress()
             liveness = read_liveness(self.connection, now.timestamp())
         except redis.RedisError as exc:
             outages.append(Outage("redis", f"Redis at {self.redis_where()} is unreachable: {exc}"))
         stuck: list[JobRecord] = []
         failures_hour = 0
+        schema = self._schema_state()
         try:
-            failures_hour = self.store.failures_since(now - timedelta(hours=1))
-            stuck = self.store.stuck_jobs(self.settings.stuck_after)
+            if schema is None or schema[0]:  # a fresh database has no tables to read yet
+                failures_hour = self.store.failures_since(now - timedelta(hours=1))
+                stuck = self.store.stuck_jobs(self.settings.stuck_after)
         except StoreUnavailable as exc:
             outages.append(Outage("postgres", str(exc)))
-        return verdict(self.settings, now, queues=queues, workers=workers, stale=stale, stuck=stuck,
-                       failures_hour=failures_hour, outages=outages, history=history,
-                       redis_reset=self.redis_reset(), liveness=liveness)
+        report = verdict(self.settings, now, queues=queues, workers=workers, stale=stale, stuck=stuck,
+                         failures_hour=failures_hour, outages=outages, history=history,
+                         redis_reset=self.redis_reset(), liveness=liveness)
+        if schema is not None and schema[1]:
+            applied, pending = schema
+            note = (f"The PostgreSQL schema is {'not applied yet' if not applied else 'behind'} "
+                    f"({len(pending)} of {len(applied) + len(pending)} migrations pending): `jobtui migrate` "
+                    "applies them (workers and the console apply them when they start).")
+            report = replace(report, reasons=(*report.reasons, note),
+                             verdict="warning" if report.verdict == "healthy" else report.verdict)
+        return report
+
+    def _schema_state(self) -> tuple[list[str], list[str]] | None:
+        """(applied, pending) migrations; None when PostgreSQL cannot say (the reads report why)."""
+        try:
+            return self.store.migration_state()
+        except StoreUnavailable:
+            return None
+
+    def next_scheduled(self, queues: Sequence[str] | None = None) -> tuple[int, datetime | None]:
+        """How many jobs wait in the scheduled registries of `queues` (default: the lanes) and when
+        the first is due: one round trip."""
+        names = list(self.settings.queues if queues is None else queues)
+        with self.connection.pipeline(transaction=False) as pipe:
+            for q in names:
+                pipe.zcard(keys.rq_scheduled_key(q))
+                pipe.zrange(keys.rq_scheduled_key(q), 0, 0, withscores=True)
+            raw = pipe.execute()
+        total = sum(int(n) for n in raw[::2])
+        firsts = [float(first[0][1]) for first in raw[1::2] if first]
+        return total, datetime.fromtimestamp(min(firsts), UTC) if firsts else None
 
     def history_progress(self) -> HistoryProgress:
         """The history stream's backlog and the age of its oldest entry (by Redis' clock: entry

@@ -7,7 +7,7 @@ from datetime import datetime
 
 from textual.message import Message
 
-from jobengine.models import FailedJob, FailureGroup, JobDetail, Snapshot
+from jobengine.models import FailedJob, FailureGroup, JobDetail, Snapshot, WindowStats
 
 FAILED_PAGE = 50
 """Rows per page of failed jobs (keyset pagination)."""
@@ -24,13 +24,15 @@ class PollPlan:
     """What the active screen needs from one poll beyond `snapshot()`.
 
     `failed_search` asks for a filtered first page of failures, `groups` for the failure
-    groups (with the same search), `job_id` for a fresh detail of the job on the Job screen.
+    groups (with the same search), `job_id` for a fresh detail of the job on the Job screen,
+    `window` for the throughput chart and run-time percentiles of a time window ("1h"...).
     """
 
     failed_search: str | None = None
     groups: bool = False
     job_id: str | None = None
     text_limit: int = DETAIL_TEXT
+    window: str | None = None
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,7 @@ class PollExtras:
     failed: tuple[FailedJob, ...] | None = None
     groups: tuple[FailureGroup, ...] | None = None
     detail: JobDetail | None = None
+    window: WindowStats | None = None
     errors: tuple[str, ...] = ()
 
 

@@ -54,7 +54,13 @@ def fetch_extras(engine: EngineAPI, plan: PollPlan) -> PollExtras:
             detail = engine.job_detail(plan.job_id, max_text=plan.text_limit)
         except Exception as exc:
             errors.append(describe_error(exc))
-    return PollExtras(plan=plan, failed=failed, groups=groups, detail=detail, errors=tuple(errors))
+    window = None
+    if plan.window:
+        try:
+            window = engine.throughput(plan.window)
+        except Exception as exc:
+            errors.append(describe_error(exc))
+    return PollExtras(plan=plan, failed=failed, groups=groups, detail=detail, window=window, errors=tuple(errors))
 
 
 class PollerMixin:

@@ -431,9 +431,6 @@ class FastWorker(Outcomes, Liveness, BaseWorker):
         if self._rq_way:
             self._settle_rq_way()
         duration = (job.ended_at - job.started_at).total_seconds()
-        if duration > self.settings.long_running:
-            log.warning("long-running job %s (type %s) took %.1fs (threshold %.0fs)", job.id, job_type(job),
-                        duration, self.settings.long_running)
         if exc_info is not None and isinstance(exc_info[1], SystemExit | KeyboardInterrupt):
             raise exc_info[1]
         return duration

@@ -226,7 +226,6 @@ class EngineWorkerMixin:
             duration = self._duration(job)
             record(pipeline, EventKind.FINISHED, job.id, job.origin, type=job_type(job),
                       duration=f"{duration:.6f}", attempt=attempt_of(job), worker=self.name)
-            self._warn_if_long(job, duration)
 
     # ---- failure -------------------------------------------------------------------------
     def _finalize_failure(self, job: Job, queue: Queue, execution: Execution, exc_info: ExcInfo) -> None:
@@ -253,7 +252,6 @@ class EngineWorkerMixin:
                                        execution)
         finally:
             self._pending_event = None
-        self._warn_if_long(job, duration)
 
     def increment_failed_job_count(self, pipeline: Any = None) -> None:
         """Called by RQ inside the failure pipeline: add the pending event there."""
@@ -289,10 +287,6 @@ class EngineWorkerMixin:
             return 0.0
         return max(0.0, ((job.ended_at or now()) - job.started_at).total_seconds())
 
-    def _warn_if_long(self, job: Job, duration: float) -> None:
-        if duration > self.settings.long_running:
-            log.warning("long-running job %s (type %s) took %.1fs (threshold %.0fs)", job.id,
-                        job_type(job), duration, self.settings.long_running)
 
 
 class JobWorker(EngineWorkerMixin, SimpleWorker):

@@ -296,6 +296,18 @@ class PostgresStore:
 
         return self._run("migrate", work)
 
+    def migration_state(self) -> tuple[list[str], list[str]]:
+        """(applied, pending) migration names, read only: a fresh database has none applied."""
+        def work(conn: Conn) -> list[str]:
+            row = conn.execute(_q("migrate_state")).fetchone()
+            if not row or not row["ready"]:
+                return []
+            return [r["name"] for r in conn.execute(_q("migrate_applied"))]
+
+        done = set(self._run("migration state", work))
+        names = [name for name, _ in migrations()]
+        return [n for n in names if n in done], [n for n in names if n not in done]
+
     # ---- writes -------------------------------------------------------------------------------
     def insert_jobs(self, rows: Sequence[NewJob]) -> None:
         """Write dispatched jobs in one statement (existing ids are left alone)."""
@@ -368,6 +380,11 @@ class PostgresStore:
         """Append one line to the audit log."""
         params = {"action": action, "job_id": job_id, "os_user": os_user, "host": host, "detail": detail}
         self._run("record_audit", lambda conn: conn.execute(_q("record_audit"), params))
+
+    def record_job_log(self, job_id: str, kind: str, level: str, message: str) -> None:
+        """Append a line to a job's log (now, no event id): what the engine notes itself."""
+        params = {"job_id": job_id, "kind": kind, "level": level, "message": message}
+        self._run("record_job_log", lambda conn: conn.execute(_q("record_job_log"), params))
 
     def record_audits(self, action: str, job_ids: Sequence[str], os_user: str, host: str) -> None:
         """One audit line per job for one action, in one transaction and one round trip."""

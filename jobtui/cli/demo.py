@@ -2,24 +2,28 @@
 
 Demo settings shorten the lane delays (high 1 s, normal 3 s, low 10 s) and the thresholds
 (long-running 2 s, stuck after 45 s) so everything the console can show appears within a
-minute. Quitting stops the producer, the workers and the embedded servers it started.
+minute. They are written to `<data dir>/jobtui.toml`, where `jobtui --data-dir DIR health`,
+`stats` and a second console find them (config lookup: jobengine.config). Quitting stops the
+producer, the workers and the embedded servers it started.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
 from dataclasses import replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from jobengine.config import Settings
+from jobengine.config import CONFIG_NAME, Settings
 from jobtui.cli.context import Context, checked, friendly, pass_ctx
 
 if TYPE_CHECKING:
@@ -67,6 +71,34 @@ def demo_settings(settings: Settings) -> Settings:
 
 
 DEMO_MARK = "jobtui:demo"  # in the embedded Redis: its data was made by a demo
+CONFIG_HEADER = "# Written by `jobtui demo`"
+
+
+def write_demo_config(settings: Settings, *, embedded: bool) -> Path | None:
+    """The demo's settings as `<data dir>/jobtui.toml` (the server URLs too when they were
+    configured rather than embedded; then readable by the owner only). A file there that the
+    demo did not write is left alone (None)."""
+    if not settings.data_dir:
+        return None
+    path = Path(settings.data_dir).expanduser() / CONFIG_NAME
+    if path.exists() and not path.read_text(encoding="utf-8", errors="replace").startswith(CONFIG_HEADER):
+        click.echo(f"jobtui demo: {path} was not written by a demo; it is kept (the demo's thresholds are not "
+                   "in it)", err=True)
+        return None
+    lines = [f"{CONFIG_HEADER}: its settings, so `jobtui --data-dir {settings.data_dir} health`, `stats` and",
+             "# another console agree with the demo's. Rewritten by each demo; delete it to use the defaults.", ""]
+    if not embedded:
+        lines += [f"[redis]\nurl = {json.dumps(settings.redis_url)}\n",
+                  f"[database]\nurl = {json.dumps(settings.database_url)}\n"]
+    lines += ["[thresholds]", f"long_running = {settings.long_running!r}", f"stuck_after = {settings.stuck_after!r}",
+              f"failed_per_hour = {settings.failed_per_hour}", ""]
+    for lane, (queue, delay) in settings.lanes.items():
+        lines += [f"[lanes.{lane}]", f"queue = {json.dumps(queue)}", f"delay = {float(delay)!r}", ""]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines), encoding="utf-8")
+    if not embedded:
+        path.chmod(0o600)
+    return path
 
 
 def fresh_start(engine: Engine, users: int) -> bool:
@@ -111,6 +143,10 @@ def run_demo(settings: Settings, *, rate: float, workers: int, headless: bool,
     engine = Engine(settings, embedded=None)
     if embedded is not None:  # servers the user configured are never cleared
         fresh_start(engine, len(embedded.users()))
+    written = write_demo_config(settings, embedded=embedded is not None)
+    if written is not None:
+        click.echo(f"jobtui demo: settings in {written}; `jobtui --data-dir {settings.data_dir} health` reads them",
+                   err=True)
     procs = start_workers(settings, workers)
     # The producer is the demo's application, not an operator: a read-only demo console still sees jobs.
     producing = engine if settings.allows("dispatch") else \

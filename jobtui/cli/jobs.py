@@ -1,14 +1,18 @@
-"""Job commands: `jobtui dispatch`."""
+"""Job commands: `jobtui dispatch`, `jobtui job`."""
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from jobengine import validate as v
 from jobtui.cli.context import Context, checked, fail, friendly, pass_ctx, settings_guard
+
+if TYPE_CHECKING:
+    from jobengine.models import JobDetail
 
 
 # Unknown options reach ARGS untouched, so negative numbers (-3, -1.5e3) are job arguments.
@@ -59,4 +63,81 @@ def _json_arg(text: str, what: str) -> Any:
         fail(f"{what}: {reason}: {v.show(text)}")
 
 
-COMMANDS = (dispatch,)
+@click.command("job")
+@click.argument("job_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the detail as JSON.")
+@click.option("--max-text", default=4000, show_default=True, callback=checked("int", 1, 2**31),
+              help="Characters of the arguments, error message and traceback shown (each; the rest is cut "
+                   "with a marker).")
+@pass_ctx
+@friendly
+def job(ctx: Context, job_id: str, as_json: bool, max_text: int) -> None:
+    """A job's detail by id or unique id prefix: status, lane, attempts, times, arguments, last error, log."""
+    v.text(job_id, "JOB_ID", max_len=v.MAX_JOB_ID)
+    with ctx.engine() as engine:
+        detail = engine.job_detail(job_id, max_text=max_text)
+    if detail is None:
+        fail(f"no job with id or id prefix {job_id!r}")
+    data = job_data(detail)
+    if as_json:
+        click.echo(json.dumps(data))
+        return
+    for line in job_lines(data):
+        click.echo(line)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat(timespec="milliseconds") if value is not None else None
+
+
+def job_data(detail: JobDetail) -> dict[str, Any]:
+    """The detail as plain data (the JSON `jobtui job --json` prints)."""
+    r, f = detail.record, detail.failure
+    return {
+        "id": r.id, "type": r.type, "status": r.status.value, "rq_status": detail.rq_status, "queue": r.queue,
+        "priority": r.priority.value if r.priority is not None else None, "attempts": r.attempts,
+        "func": r.func, "args": r.args, "worker": r.worker, "duration": r.duration,
+        "created_at": _iso(r.created_at), "started_at": _iso(r.started_at), "finished_at": _iso(r.finished_at),
+        "failed_at": _iso(r.failed_at),
+        "last_error": None if f is None else {
+            "class": f.error_class, "message": f.error_message, "traceback": f.traceback, "at": _iso(f.failed_at),
+            "attempts": f.attempts, "retried_at": _iso(f.retried_at)},
+        "retry_strategy": detail.retry_strategy, "next_delay": detail.next_delay,
+        "log": [{"at": _iso(e.at), "kind": e.kind, "level": e.level, "attempt": e.attempt, "message": e.message}
+                for e in detail.logs],
+        "truncated": list(detail.truncated),
+    }
+
+
+def job_lines(data: dict[str, Any]) -> list[str]:
+    """The detail as text lines."""
+    lane = f"{data['priority']} lane, queue {data['queue']}" if data["priority"] else f"queue {data['queue']}"
+    status = data["status"] + (f" (RQ: {data['rq_status']})" if data["rq_status"] else "")
+    lines = [f"job {data['id']}  {data['type']}", f"  status     {status}", f"  lane       {lane}",
+             f"  attempts   {data['attempts']}", f"  function   {data['func'] or '-'}",
+             f"  arguments  {data['args'] or '-'}"]
+    if data["worker"]:
+        lines.append(f"  worker     {data['worker']}")
+    for name in ("created_at", "started_at", "finished_at", "failed_at"):
+        if data[name]:
+            lines.append(f"  {name.replace('_at', ''):<10} {data[name]}")
+    if data["duration"] is not None:
+        lines.append(f"  ran        {data['duration']:.3f}s")
+    error = data["last_error"]
+    if error:
+        lines += ["", f"last error ({error['at']}, attempt {error['attempts']}"
+                  + (f", retried {error['retried_at']}" if error["retried_at"] else "") + "):",
+                  f"  {error['class']}: {error['message']}"]
+        if data["retry_strategy"]:
+            nxt = f", next delay {data['next_delay']:g}s" if data["next_delay"] is not None else ", no retry left"
+            lines.append(f"  retry strategy {data['retry_strategy']}{nxt}")
+        lines += ["  " + line for line in (error["traceback"] or "").splitlines()]
+    if data["log"]:
+        lines += ["", "log:"]
+        lines += [f"  {e['at']}  {e['level']:<7} {e['kind']:<12} {e['message']}" for e in data["log"]]
+    if data["truncated"]:
+        lines += ["", f"cut to --max-text: {', '.join(data['truncated'])} (--max-text N shows more)"]
+    return lines
+
+
+COMMANDS = (dispatch, job)

@@ -10,6 +10,7 @@ import signal
 import sys
 import threading
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import click
@@ -28,9 +29,9 @@ def health(ctx: Context, as_json: bool) -> None:
     """Exit 0 healthy (warnings included), 1 failing, 2 cannot check (fit for an exec probe).
 
     Fails on PostgreSQL unreachable, too many failures in the last hour, stuck jobs (named) or
-    history far behind; warns on history behind, dead letters, queues over their size threshold
-    and workers whose heartbeat is overdue (named); cannot check without Redis. Runs every check
-    now (migrations are not applied).
+    history far behind; warns on history behind, dead letters, queues over their size threshold,
+    workers whose heartbeat is overdue (named) and a schema not applied yet (a fresh deployment);
+    cannot check without Redis. Runs every check now (migrations are not applied).
     """
     try:
         engine = ctx.engine(migrate=False)
@@ -65,10 +66,14 @@ def _emit_health(data: dict[str, Any], as_json: bool) -> None:
 @pass_ctx
 @friendly
 def migrate(ctx: Context) -> None:
-    """Apply the PostgreSQL migrations (also done on start)."""
+    """Apply the PostgreSQL migrations (also done on start); says which, or that none was pending."""
     with ctx.engine(migrate=False) as engine:  # here PostgreSQL down is the error, not a warning
         applied = engine.store.migrate()
-        click.echo(f"applied {len(applied)} migration(s)" + (f": {', '.join(applied)}" if applied else ""))
+        done, _pending = engine.store.migration_state()
+    if applied:
+        click.echo(f"applied {len(applied)} migration(s): {', '.join(applied)} ({len(done)} applied in all)")
+    else:
+        click.echo(f"up to date ({len(done)} applied)")
 
 
 # ---- limit ----------------------------------------------------------------------------------------
@@ -259,6 +264,14 @@ def stats(ctx: Context, as_json: bool, fresh: bool) -> None:
     _print_stats(snap, queues, history)
 
 
+def counted_when(computed_at: str, now: datetime) -> str:
+    """'counted 14:03:12 UTC, 42 s ago (cached; --fresh recounts)': how old the cached counts are."""
+    at = datetime.fromisoformat(computed_at)
+    age = max(0.0, (now - at).total_seconds())
+    ago = f"{age:.0f} s ago" if age < 120 else f"{age / 60:.0f} min ago" if age < 7200 else f"{age / 3600:.0f} h ago"
+    return f"counted {at:%H:%M:%S} UTC, {ago if age >= 1 else 'just now'} (cached; --fresh recounts)"
+
+
 def _print_stats(snap: Any, queues: list[dict[str, Any]], history: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -278,7 +291,8 @@ def _print_stats(snap: Any, queues: list[dict[str, Any]], history: dict[str, Any
                       f"{q['failed_last_hour']:,}", limit)
     console.print(table)
     by_status = ", ".join(f"{s} {n:,}" for s, n in sorted(history["by_status"].items())) or "none"
-    console.print(f"History ({history['total']:,} jobs, counted {history['computed_at']}): {by_status}")
+    console.print(f"History ({history['total']:,} jobs, {counted_when(history['computed_at'], datetime.now(UTC))}): "
+                  f"{by_status}")
     top = sorted(history["by_type"].items(), key=lambda kv: -sum(kv[1].values()))[:10]
     for job_type, counts in top:
         console.print(f"  {job_type}: " + ", ".join(f"{s} {n:,}" for s, n in sorted(counts.items())))

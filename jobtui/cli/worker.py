@@ -6,7 +6,9 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -20,7 +22,9 @@ if TYPE_CHECKING:
 
 @click.command()
 @click.option("--queues", help="Comma-separated queues in priority order (default: all lanes).")
-@click.option("--burst", is_flag=True, help="Quit when the queues are empty.")
+@click.option("--burst", is_flag=True, help="Quit when the queues are empty (and no job is due within --burst-wait).")
+@click.option("--burst-wait", default=10.0, show_default=True, callback=checked("number", 0, 3600),
+              help="With --burst: seconds to wait for scheduled jobs coming due before quitting.")
 @click.option("--processes", type=click.IntRange(1, 256), default=1, show_default=True)
 @click.option("--fork", is_flag=True, help="Fork a work horse per job (isolation, slower).")
 @click.option("--classic", is_flag=True, help="RQ's SimpleWorker loop (one job per dequeue, RQ's own bookkeeping).")
@@ -29,8 +33,8 @@ if TYPE_CHECKING:
 @click.option("--prune-every", help="Prune history this often (e.g. 1h); one worker of the deployment at a time.")
 @pass_ctx
 @friendly
-def worker(ctx: Context, queues: str | None, burst: bool, processes: int, fork: bool, classic: bool,
-           name: str | None, metrics_port: int | None, prune_every: str | None) -> None:
+def worker(ctx: Context, queues: str | None, burst: bool, burst_wait: float, processes: int, fork: bool,
+           classic: bool, name: str | None, metrics_port: int | None, prune_every: str | None) -> None:
     """Run a headless worker: lanes in priority order, scheduler included."""
     queue_list = None
     if queues is not None:
@@ -41,7 +45,8 @@ def worker(ctx: Context, queues: str | None, burst: bool, processes: int, fork: 
         fail("--prune-every refused: the engine is in read-only mode (prune is an operator action)")
     if processes > 1:
         _run_worker_pool(ctx, processes, queue_list, burst, fork, metrics_port,
-                         (["--prune-every", prune_every] if prune_every else []) + (["--classic"] if classic else []))
+                         (["--prune-every", prune_every] if prune_every else []) + (["--classic"] if classic else [])
+                         + (["--burst-wait", f"{burst_wait:g}"] if burst else []))
         return
 
     def stop_during_start(signum: int, frame: object) -> None:  # the worker installs its own handler
@@ -57,10 +62,39 @@ def worker(ctx: Context, queues: str | None, burst: bool, processes: int, fork: 
             w = engine.worker(queue_list, fork=fork, classic=classic, name=name)
             click.echo(f"worker {w.name} on {', '.join(w.queue_names())} (pid {os.getpid()})", err=True)
             w.work(burst=burst, with_scheduler=True, logging_level="WARNING")
+            while burst and _wait_for_due(engine, w.queue_names(), burst_wait):
+                w = engine.worker(queue_list, fork=fork, classic=classic, name=name)
+                w.work(burst=True, with_scheduler=True, logging_level="WARNING")
         finally:
             if stop_extras is not None:
                 stop_extras()
             writer.stop(flush=True)
+
+
+def _wait_for_due(engine: Engine, queues: list[str], wait: float) -> bool:
+    """After a burst: True (once due) when a scheduled job comes due within `wait` seconds; else
+    say how many are scheduled and when the next is due, and return False."""
+    count, due = engine.monitor.next_scheduled(queues)
+    if not count or due is None:
+        return False
+    delay = (due - datetime.now(UTC)).total_seconds()
+    if delay > wait:
+        click.echo(f"burst done: {count} job(s) scheduled, the next due at {due.astimezone():%H:%M:%S} "
+                   f"(in {describe(delay)}), later than --burst-wait {wait:g}s", err=True)
+        return False
+    click.echo(f"waiting {max(0.0, delay):.1f}s for {count} scheduled job(s) coming due", err=True)
+    time.sleep(max(0.0, delay) + 0.05)  # RQ keeps whole seconds: the job is due once this passes
+    return True
+
+
+def describe(seconds: float) -> str:
+    """'45s', '4m 3s', '2h 5m', '3d 1h'."""
+    total = int(seconds)
+    for unit, size, small, small_size in (("d", 86400, "h", 3600), ("h", 3600, "m", 60), ("m", 60, "s", 1)):
+        if total >= size:
+            rest = (total % size) // small_size
+            return f"{total // size}{unit}" + (f" {rest}{small}" if rest else "")
+    return f"{total}s"
 
 
 def start_worker_extras(engine: Engine, metrics_port: int | None, prune_every: float | None) -> Callable[[], None]:

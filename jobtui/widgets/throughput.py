@@ -1,15 +1,24 @@
-"""The throughput chart: processed vs failed per minute over the last hour (plotext)."""
+"""The throughput chart: processed vs failed per point (a minute, 5 minutes or an hour) over the
+chosen window (plotext)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import tzinfo
+from datetime import datetime, tzinfo
 from typing import Any
 
 from textual_plotext import PlotextPlot
 
 from jobengine.models import ThroughputPoint
 from jobtui.format import clock_time, count
+
+
+def tick_label(at: datetime, tz: tzinfo | None, span: float) -> str:
+    """An x tick: the clock time (14:05) within a day, the day and hour (Fri 14h) beyond."""
+    if span <= 86400:
+        return clock_time(at, tz)[:5]
+    local = at.astimezone(tz) if tz is not None else at
+    return f"{local:%a %H}h"
 
 
 def _ticks(top: int) -> tuple[list[int], list[str]]:
@@ -31,15 +40,16 @@ class ThroughputChart(PlotextPlot):
 
     _key: tuple[object, ...] | None = None
 
-    def show(self, points: Sequence[ThroughputPoint], tz: tzinfo | None, *, dark: bool = True) -> None:
-        key = (tuple(points), tz, dark)
+    def show(self, points: Sequence[ThroughputPoint], tz: tzinfo | None, *, dark: bool = True,
+             loading: bool = False) -> None:
+        key = (tuple(points), tz, dark, loading)
         if key == self._key:
             return
         self._key = key
         plt: Any = self.plt  # plotext's annotations are narrower than what it accepts (yside, tick labels)
         plt.clear_figure()
         if not points:
-            plt.title("no data yet")
+            plt.title("loading…" if loading else "no data yet")
             self.refresh()
             return
         xs = list(range(len(points)))
@@ -53,7 +63,8 @@ class ThroughputChart(PlotextPlot):
         ticks = list(range(0, len(points), step))
         if ticks[-1] != len(points) - 1:
             ticks.append(len(points) - 1)
-        plt.xticks(ticks, [clock_time(points[i].minute, tz)[:5] for i in ticks])
+        span = (points[-1].minute - points[0].minute).total_seconds()
+        plt.xticks(ticks, [tick_label(points[i].minute, tz, span) for i in ticks])
         # The failed axis goes to twice the busiest minute: a few failures stay visible next to
         # many processed jobs, in the lower half, so they do not read as a flood.
         top_processed, top_failed = max(processed), max(2 * max(failed), 4)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import time
 
 from rq import Queue
@@ -114,18 +113,6 @@ def test_two_hundred_mixed_jobs_leave_matching_history(fast_engine: Engine, data
     assert scalar(database_url, "SELECT count(*) FROM job_logs WHERE kind='started'") == \
         200 - permanent - temporary + permanent + 5 * temporary
     assert fast_engine.connection.xlen("jobengine:events") == 0  # everything reached PostgreSQL
-
-
-def test_long_running_jobs_are_logged(redis_url: str, database_url: str, caplog) -> None:
-    from jobengine.config import Settings
-
-    settings = Settings.load(env={}, redis_url=redis_url, database_url=database_url, long_running=0.05)
-    with Engine(settings) as engine, caplog.at_level(logging.WARNING, logger="jobengine.worker"):
-        job_id = engine.dispatch(jobs.sleepy, 0.2, type="slow-report", priority="critical")
-        engine.worker().work(burst=True, logging_level="WARNING")
-    warnings = [r.getMessage() for r in caplog.records if "long-running" in r.getMessage()]
-    assert len(warnings) == 1
-    assert job_id in warnings[0] and "slow-report" in warnings[0]
 
 
 def test_finished_result_respects_result_ttl(fast_engine: Engine) -> None:

@@ -21,7 +21,9 @@ from datetime import UTC, datetime, timedelta
 
 from jobengine.engine import bounded
 from jobengine.errors import JobNotFound, OperationRefused, UnavailableError
+from jobengine.metrics import WINDOWS
 from jobengine.models import (
+    DurationStats,
     FailedJob,
     FailureGroup,
     HealthReport,
@@ -30,8 +32,10 @@ from jobengine.models import (
     LogEntry,
     Outage,
     QueueStats,
+    RunningJob,
     Snapshot,
     ThroughputPoint,
+    WindowStats,
     WorkerInfo,
     failure_fingerprint,
 )
@@ -258,6 +262,7 @@ class FakeEngine:
                     size_threshold=threshold,
                 )
             )
+        workers = self._workers(stuck)
         throughput = tuple(
             ThroughputPoint(
                 minute=MINUTE0 + timedelta(minutes=m),
@@ -270,12 +275,13 @@ class FakeEngine:
             taken_at=NOW,
             queues=tuple(queues),
             throughput=throughput,
-            workers=self._workers(stuck),
+            workers=workers,
             health=self._health(failures, stuck, queues),
             failed=tuple(failures[:50]),
             failed_total=len(failures),
             stuck=stuck,
             outages=self.partial_outages,
+            long_running=self._long_running(workers),
         )
 
     def _workers(self, stuck: tuple[JobRecord, ...]) -> tuple[WorkerInfo, ...]:
@@ -286,23 +292,62 @@ class FakeEngine:
 
     def _short_workers(self, stuck: tuple[JobRecord, ...]) -> tuple[WorkerInfo, ...]:
         short = {long: name for name, long in LONG_WORKERS.items()}
-        current = {short.get(r.worker or "", r.worker): r.id for r in stuck}
+        current = {short.get(r.worker or "", r.worker): r for r in stuck}
+
+        def worker(name: str, host: str, pid: int, queues: tuple[str, ...], beat: timedelta,
+                   idle: timedelta | None) -> WorkerInfo:
+            job = current.get(name)
+            if job is None:
+                return WorkerInfo(name, host, pid, "idle", None, queues, NOW - beat,
+                                  idle_since=NOW - idle if idle is not None else None)
+            return WorkerInfo(name, host, pid, "busy", job.id, queues, NOW - beat, current_job_type=job.type,
+                              current_job_started=job.started_at)
+
         dead = (
-            (WorkerInfo("w-api-2", "web-02", 4243, "idle", None, ("critical", "high"), NOW - timedelta(minutes=3)),)
+            (worker("w-api-2", "web-02", 4243, ("critical", "high"), timedelta(minutes=3), None),)
             if self.dead_worker else ()
         )
         return (
-            WorkerInfo("w-api-1", "web-01", 4242, "idle", None, ("critical", "high"), NOW - timedelta(seconds=1)),
-            WorkerInfo(
-                "w-batch-1", "batch-02", 1337, "busy" if "w-batch-1" in current else "idle",
-                current.get("w-batch-1"), ("critical", "high", "default", "low"), NOW - timedelta(seconds=4),
-            ),
-            WorkerInfo(
-                "w-batch-2", "batch-02", 1338, "busy" if "w-batch-2" in current else "idle",
-                current.get("w-batch-2"), ("default", "low"), NOW - timedelta(minutes=11),
-            ),
+            worker("w-api-1", "web-01", 4242, ("critical", "high"), timedelta(seconds=1), timedelta(minutes=4)),
+            worker("w-batch-1", "batch-02", 1337, ("critical", "high", "default", "low"), timedelta(seconds=4),
+                   timedelta(seconds=50)),
+            worker("w-batch-2", "batch-02", 1338, ("default", "low"), timedelta(minutes=11), None),
             *dead,
         )
+
+    def _long_running(self, workers: tuple[WorkerInfo, ...]) -> tuple[RunningJob, ...]:
+        return tuple(
+            RunningJob(w.current_job, w.current_job_type or "?", "default", w.name, w.current_job_started)
+            for w in workers if w.current_job and w.current_job_started is not None
+        )
+
+    # ---- throughput windows -------------------------------------------------------------------
+    def throughput(self, window: str = "1h") -> WindowStats:
+        """Fixed series per window (1h: the snapshot's), p50/p95 for five job types."""
+        with self._lock:
+            self.calls.append(("throughput", window))
+            if self.outage:
+                raise UnavailableError("Redis unreachable at 127.0.0.1:6379 (connection refused)")
+        span, step = WINDOWS[window]
+        n = span // step
+        last = NOW.replace(second=0, microsecond=0)
+        if step >= 300:
+            last = last.replace(minute=last.minute - last.minute % (step // 60) if step < 3600 else 0)
+        scale = step // 60
+        points = tuple(
+            ThroughputPoint(
+                minute=last - timedelta(seconds=step * (n - 1 - i)),
+                processed=sum(_rate(lane[4], i, k * 1.3) for k, lane in enumerate(LANES)) * scale,
+                failed=(i * 7 % 5) * scale // 2,
+            )
+            for i in range(n)
+        )
+        types = [LONG_TYPES[t] for t in LONG_TYPES] if self.long_names else list(LONG_TYPES)
+        durations = tuple(
+            DurationStats(t, (5 - k) * 140 * scale, 0.04 * (k + 1) ** 2, 0.9 * (k + 1) ** 2.4)
+            for k, t in enumerate([*types, "mail.send_welcome"])
+        )
+        return WindowStats(window=window, step=step, points=points, durations=durations, taken_at=NOW)
 
     def _health(
         self, failures: list[FailedJob], stuck: tuple[JobRecord, ...], queues: list[QueueStats]

@@ -498,4 +498,8 @@ async def test_every_screen_fits_80x24_without_horizontal_scrolling(make_app: Ap
         assert failed_screen(app).table.column_keys == ["count", "error", "message", "first", "last"]
         await pilot.press("1")
         assert "scheduled" in app.screen.query_one("#lanes", KeyedTable).column_keys
-        assert not app.screen.query_one("#workers", KeyedTable).hidden_keys  # short names: room for all
+        workers = app.screen.query_one("#workers", KeyedTable)
+        assert set(workers.hidden_keys) <= {"host", "pid"}  # PID and host give way to the current job
+        busy = [workers.get_row(key)[workers.column_keys.index("job")].plain for key in ("w-batch-1", "w-batch-2")]
+        assert all(len(text.split()) == 5 for text in busy), busy  # ▲, id, type, time: '▲ 170d7fcf repo…csv 2h 15m'
+

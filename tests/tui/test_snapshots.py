@@ -122,3 +122,14 @@ SCREENS = {
 def test_each_screen_at_each_size_with_long_names(snap_compare: Compare, screen: str, size: str) -> None:
     engine = FakeEngine(long_names=True, dead_worker=True)
     assert snap_compare(app(engine), terminal_size=SIZES[size], run_before=keys(*SCREENS[screen]))
+
+
+# ---- the throughput chart's time windows (w cycles 1h -> 6h -> 24h -> 7d) and run times per type
+WINDOW_PRESSES = {"6h": ("w",), "24h": ("w", "w"), "7d": ("w", "w", "w")}
+
+
+@pytest.mark.parametrize("size", ["80x24", "120x40"])
+@pytest.mark.parametrize("window", WINDOW_PRESSES)
+def test_dashboard_chart_windows(snap_compare: Compare, window: str, size: str) -> None:
+    engine = FakeEngine(long_names=True, dead_worker=True)
+    assert snap_compare(app(engine), terminal_size=SIZES[size], run_before=keys(*WINDOW_PRESSES[window]))

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import timedelta
+
+from rich.text import Text
 
 from jobengine.models import FailedJob, Snapshot, WorkerInfo
 from jobengine.types import JobStatus
@@ -13,7 +15,7 @@ from jobtui import JobTUI
 from jobtui.messages import ViewState
 from jobtui.screens.confirm import ConfirmScreen
 from jobtui.widgets.colors import Palette
-from jobtui.widgets.table import KeyedTable
+from jobtui.widgets.table import Cell, KeyedTable
 from jobtui.widgets.workers import COLUMNS as WIDE
 from jobtui.widgets.workers import STALE_AFTER, is_stale, worker_rows
 from tests.tui.conftest import failed_screen, settle, shown_failures, wait_until
@@ -40,8 +42,14 @@ def test_a_worker_is_stale_after_a_minute_without_heartbeat_unless_busy() -> Non
     assert not is_stale(worker("busy", 600), NOW)
 
 
+def drawn(cells: Sequence[Cell], width: int = 40) -> list[Text]:
+    """Cells as shown: a Fill drawn for `width` cells."""
+    return [cell if isinstance(cell, Text) else cell(width) for cell in cells]
+
+
 def test_stale_rows_are_dimmed_and_say_stale() -> None:
     (_, fresh), (_, dead) = worker_rows([worker("idle", 10), worker("idle", 180)], NOW, COLORS, narrow=False)
+    fresh, dead = drawn(fresh), drawn(dead)
     assert fresh[STATE].plain == "idle" and dead[STATE].plain == "stale"
     assert all(COLORS.muted in str(cell.style) for i, cell in enumerate(dead) if WIDE[i].key != "beat")
     assert not any(COLORS.muted in str(cell.style) for i, cell in enumerate(fresh) if WIDE[i].key != "state")

@@ -15,6 +15,10 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
 -- name: migrate_applied
 SELECT name FROM schema_migrations
 
+-- name: migrate_state
+-- The migrations recorded, or none when the table is not there yet (a fresh database).
+SELECT to_regclass('schema_migrations') IS NOT NULL AS ready
+
 -- name: migrate_record
 INSERT INTO schema_migrations (name) VALUES (%(name)s)
 
@@ -277,6 +281,10 @@ SELECT EXISTS (SELECT 1 FROM jobs) OR EXISTS (SELECT 1 FROM failed_jobs) AS n
 -- Every job, log line, failure and audit row (the demo's fresh start); the failed counter too.
 TRUNCATE jobs, job_logs, failed_jobs, audit_log;
 UPDATE history_counters SET value = 0
+
+-- name: record_job_log
+-- A line the engine writes itself (no event id): the long-running warning.
+INSERT INTO job_logs (job_id, kind, level, message) VALUES (%(job_id)s, %(kind)s, %(level)s, %(message)s)
 
 -- name: record_audit
 INSERT INTO audit_log (action, job_id, os_user, host, detail)
