@@ -20,7 +20,7 @@ from jobengine.retry.policy import build_strategies, looks_dotted
 from jobengine.retry.strategies import STRATEGIES
 from jobengine.types import Priority
 
-OPERATOR_ACTIONS = ("dispatch", "retry", "cancel", "limit", "prune", "reconcile", "pause", "resume")
+OPERATOR_ACTIONS = ("dispatch", "retry", "cancel", "limit", "prune", "reconcile", "pause", "resume", "run_now")
 _DAY = 86400
 # Settings field -> (kind, low, high); floats > low when low is 0 and marked "pos"
 _RULES: dict[str, tuple[str, float, float]] = {
@@ -32,7 +32,7 @@ _RULES: dict[str, tuple[str, float, float]] = {
     "cache_config": ("int", 1, 30 * _DAY),
     "job_timeout": ("int", 1, 30 * _DAY), "result_ttl": ("int", 0, 366 * _DAY),
     "failure_ttl": ("int", 1, 366 * _DAY), "history_batch": ("int", 1, 100_000),
-    "refresh": ("float", 0.1, 3600), "read_only": ("bool", 0, 0),
+    "refresh": ("float", 0.1, 3600), "read_only": ("bool", 0, 0), "bulk_cap": ("int", 1, 1_000_000),
 }
 # the TOML key a field is read from (for error lines about the Settings object)
 _KEYS = {"redis_url": "redis.url", "database_url": "database.url", "long_running": "thresholds.long_running",
@@ -42,6 +42,7 @@ _KEYS = {"redis_url": "redis.url", "database_url": "database.url", "long_running
          "cache_job_status": "cache.job_status", "cache_stats": "cache.stats", "cache_config": "cache.config",
          "job_timeout": "worker.job_timeout", "result_ttl": "worker.result_ttl",
          "failure_ttl": "worker.failure_ttl", "history_batch": "worker.history_batch", "refresh": "console.refresh",
+         "bulk_cap": "console.bulk_cap",
          "worker_queues": "worker.queues", "queues_extra": "queues.extra", "dispatch_allow": "dispatch.allow",
          "permissions": "permissions.allow"}
 
@@ -125,6 +126,7 @@ class Settings:
     failure_ttl: int = 7 * 24 * 3600
     history_batch: int = 500
     refresh: float = 1.0
+    bulk_cap: int = 10_000  # the most jobs one bulk action by filter touches
     read_only: bool = False
     # queues beyond the lanes that workers, limits and thresholds may name ([queues] extra)
     queues_extra: tuple[str, ...] = ()
@@ -276,7 +278,7 @@ _SCALARS: dict[str, dict[str, tuple[str, type]]] = {
         "failure_ttl": ("failure_ttl", int),
         "history_batch": ("history_batch", int),
     },
-    "console": {"refresh": ("refresh", float)},
+    "console": {"refresh": ("refresh", float), "bulk_cap": ("bulk_cap", int)},
 }
 _TABLES = {"lanes", "limits", "thresholds.queue_size", "worker.queues", "queues.extra", "dispatch.allow",
            "permissions.allow"}

@@ -127,7 +127,7 @@ class FastWorker(Outcomes, BaseWorker):
     _watcher: threading.Thread
 
     def configure(self, settings: Settings, policy: RetryPolicy, limiter: RateLimiter | None = None) -> None:
-        self.settings, self.policy, self.gate = settings, policy, QueueGate(limiter)
+        self.settings, self.policy, self.gate = settings, policy, QueueGate(limiter, self.connection)
         self.worker_ttl = min(self.worker_ttl, WORKER_TTL)
         self.push_exc_handler(abandoned_job_recorder(self.connection, self.name))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from jobtui.cli import audit, demo, history, jobs, ops, reconcile, worker
+from jobtui.cli import audit, demo, history, jobs, ops, reconcile, steer, worker
 from jobtui.cli.context import Context, Group, checked, configure_logging, friendly, global_options, pass_ctx
 
 
@@ -36,7 +36,7 @@ def console(ctx: Context, refresh: float | None) -> None:
 
 
 for _command in (console, *ops.COMMANDS, *jobs.COMMANDS, *worker.COMMANDS, *demo.COMMANDS, *audit.COMMANDS,
-                 *history.COMMANDS, *reconcile.COMMANDS):
+                 *history.COMMANDS, *reconcile.COMMANDS, *steer.COMMANDS):
     cli.add_command(_command)
 
 
