@@ -350,12 +350,24 @@ class Engine:
             return None
         if max_text is not None:
             detail = bounded(detail, max_text)
+        rq_status = self._cached_status(detail.record.id).get("rq")
+        if rq_status == "scheduled":
+            detail = replace(detail, due_at=self._due_at(detail.record.id, detail.record.queue))
         if detail.failure is None:
-            return replace(detail, rq_status=self._cached_status(detail.record.id).get("rq"))
+            return replace(detail, rq_status=rq_status)
         strategy = self.policy.strategy_for_name(detail.failure.error_class)
         decision = strategy.decide(max(1, detail.record.attempts))
-        return replace(detail, retry_strategy=strategy.name, rq_status=self._cached_status(detail.record.id).get("rq"),
+        return replace(detail, retry_strategy=strategy.name, rq_status=rq_status,
                        next_delay=decision.delay if decision.retry else None)
+
+    def _due_at(self, job_id: str, queue: str) -> datetime | None:
+        from jobengine.keys import rq_scheduled_key
+
+        try:
+            score = self.connection.zscore(rq_scheduled_key(queue), job_id)
+        except redis.RedisError:
+            return None
+        return None if score is None else datetime.fromtimestamp(float(score), UTC)
 
     def job_text(self, job_id: str, field: str) -> str | None:
         """The whole text of one field of a job's detail ("args", "error_message" or "traceback");

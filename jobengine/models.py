@@ -143,6 +143,8 @@ class JobDetail:
     rq_status: str | None = None
     truncated: tuple[str, ...] = ()
     """Fields cut by `Engine.job_detail(max_text=...)` ("args", "error_message", "traceback")."""
+    due_at: datetime | None = None
+    """When a scheduled job is due (its score in its queue's scheduled registry)."""
 
 
 @dataclass(frozen=True)

@@ -191,10 +191,15 @@ def test_run_now_moves_a_scheduled_job_to_the_front_and_says_so(fast_engine: Eng
     waiting = fast_engine.dispatch(jobs.noop, priority="low")
     [later] = fast_engine.dispatch_many([JobSpec(jobs.noop, priority="low", delay=3600)])
     assert fast_engine.lane_page("low", "scheduled").jobs[0].id == later
+    detail = fast_engine.job_detail(later)
+    assert detail is not None and detail.due_at is not None  # a scheduled job's detail says when it is due
+    assert abs(detail.due_at.timestamp() - (time.time() + 3600)) < 30
     assert fast_engine.run_now(later) is True
     assert fast_engine.connection.lrange("rq:queue:low", 0, -1) == [later.encode(), waiting.encode()]
     assert fast_engine.connection.zcard("rq:scheduled:low") == 0
     assert fast_engine.job_status(later) == "queued"
+    queued = fast_engine.job_detail(later)
+    assert queued is not None and queued.due_at is None
     assert fast_engine.run_now(later) is False and fast_engine.run_now(waiting) is False
     run_until_idle(fast_engine)
     fast_engine.flush_history()
