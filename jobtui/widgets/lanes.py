@@ -95,5 +95,8 @@ class LanesTable(KeyedTable):
     def show(self, queues: Sequence[QueueStats], colors: Palette, now: datetime, *, needle: str = "",
              narrow: bool = False) -> None:
         shown = [q for q in queues if not needle or needle in q.name.lower()]
-        self.set_columns(PAUSED_COLUMNS if any(q.paused for q in shown) else COLUMNS)
+        key = self.cursor_key
+        changed = self.set_columns(PAUSED_COLUMNS if any(q.paused for q in shown) else COLUMNS)
         self.sync(lane_rows(shown, colors, now, narrow=narrow))
+        if changed and key in self.row_keys:  # the State column came or went: stay on the same lane
+            self.move_cursor(row=self.get_row_index(key), animate=False)
