@@ -6,10 +6,23 @@ tests feed the app a deterministic double that implements the same protocol.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from jobengine.models import FailedJob, FailureGroup, HealthReport, JobDetail, JobRecord, Snapshot, WindowStats
+from jobengine.models import (
+    FailedJob,
+    FailureGroup,
+    HealthReport,
+    JobDetail,
+    JobRecord,
+    LanePage,
+    Snapshot,
+    WindowStats,
+)
+
+if TYPE_CHECKING:
+    from jobengine.bulk import BulkResult
 
 
 class EngineAPI(Protocol):
@@ -54,4 +67,31 @@ class EngineAPI(Protocol):
 
     def retry_group(self, fingerprint: str) -> int:
         """Retry every failed job in a failure group; returns how many went back."""
+        ...
+
+    def pause(self, queue: str, reason: str | None = None) -> bool:
+        """Pause a queue on every worker (jobs stay queued); False if it was paused already."""
+        ...
+
+    def resume(self, queue: str) -> bool:
+        """Resume a paused queue; False if it was not paused."""
+        ...
+
+    def lane_page(self, queue: str, state: str = "queued", after: tuple[float, str] | None = None,
+                  limit: int = 50) -> LanePage:
+        """One keyset page of a lane's jobs in one state (queued, scheduled, running, ...)."""
+        ...
+
+    def run_now(self, job_id: str) -> bool:
+        """Move a scheduled job to the front of its queue; False if it is not scheduled."""
+        ...
+
+    def count_filtered(self, kind: str, search: str | None) -> int:
+        """How many jobs a bulk retry / cancel by this typed search would touch (before the cap)."""
+        ...
+
+    def bulk(self, kind: str, search: str | None, *, cap: int | None = None,
+             progress: Callable[[int, int], object] | None = None, stop: Callable[[], bool] | None = None,
+             dry_run: bool = False) -> BulkResult:
+        """Retry or cancel everything the typed search matches, in batches, audited as one action."""
         ...

@@ -23,7 +23,7 @@ from jobengine.retry.strategies import STRATEGIES
 from jobengine.types import Priority
 
 CONFIG_NAME = "jobtui.toml"
-OPERATOR_ACTIONS = ("dispatch", "retry", "cancel", "limit", "prune", "reconcile", "pause", "resume")
+OPERATOR_ACTIONS = ("dispatch", "retry", "cancel", "limit", "prune", "reconcile", "pause", "resume", "run_now")
 #: what `[alerts] events` may name (jobengine.alerts); none given: every one
 ALERT_EVENTS = ("health", "failures", "stuck", "long_wait", "dead_letters", "redis_reset")
 _DAY = 86400
@@ -38,7 +38,7 @@ _RULES: dict[str, tuple[str, float, float]] = {
     "job_timeout": ("int", 1, 30 * _DAY), "result_ttl": ("int", 0, 366 * _DAY),
     "failure_ttl": ("int", 1, 366 * _DAY), "history_batch": ("int", 1, 100_000),
     "reconcile_every": ("float", 0, 30 * _DAY), "recovery_after": ("float", 3, _DAY),
-    "refresh": ("float", 0.1, 3600), "read_only": ("bool", 0, 0),
+    "refresh": ("float", 0.1, 3600), "read_only": ("bool", 0, 0), "bulk_cap": ("int", 1, 1_000_000),
     "long_wait": ("pos", 0, 366 * _DAY),
     "alerts_enabled": ("bool", 0, 0), "alert_interval": ("float", 1, 366 * _DAY),
     "alert_check_every": ("float", 1, _DAY), "alert_burst_count": ("int", 1, v.MAX_COUNT),
@@ -53,6 +53,7 @@ _KEYS = {"redis_url": "redis.url", "database_url": "database.url", "long_running
          "job_timeout": "worker.job_timeout", "result_ttl": "worker.result_ttl",
          "failure_ttl": "worker.failure_ttl", "history_batch": "worker.history_batch", "refresh": "console.refresh",
          "reconcile_every": "worker.reconcile_every", "recovery_after": "worker.recovery_after",
+         "bulk_cap": "console.bulk_cap",
          "worker_queues": "worker.queues", "queues_extra": "queues.extra", "dispatch_allow": "dispatch.allow",
          "permissions": "permissions.allow", "long_wait": "thresholds.long_wait",
          "queue_wait": "thresholds.queue_wait", "alerts_enabled": "alerts.enabled", "alert_urls": "alerts.urls",
@@ -145,6 +146,7 @@ class Settings:
     # a worker silent this long is declared dead; its jobs go back to their queues (runtime/recovery)
     recovery_after: float = 45.0
     refresh: float = 1.0
+    bulk_cap: int = 10_000  # the most jobs one bulk action by filter touches
     read_only: bool = False
     # queues beyond the lanes that workers, limits and thresholds may name ([queues] extra)
     queues_extra: tuple[str, ...] = ()
@@ -337,7 +339,7 @@ _SCALARS: dict[str, dict[str, tuple[str, type]]] = {
         "reconcile_every": ("reconcile_every", float),
         "recovery_after": ("recovery_after", float),
     },
-    "console": {"refresh": ("refresh", float)},
+    "console": {"refresh": ("refresh", float), "bulk_cap": ("bulk_cap", int)},
     "alerts": {
         "enabled": ("alerts_enabled", bool),
         "interval": ("alert_interval", float),

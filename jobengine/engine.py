@@ -23,13 +23,26 @@ from jobengine.connection import redis_from_url, where
 from jobengine.dispatch import Dispatcher, JobSpec
 from jobengine.errors import ConfigError, RedisUnavailable, StoreUnavailable, ValidationError
 from jobengine.history.writer import HistoryWriter
-from jobengine.models import FailedJob, FailureGroup, HealthReport, JobDetail, JobRecord, Snapshot, WindowStats
+from jobengine.lanes import Lanes
+from jobengine.models import (
+    LANE_STATES,
+    FailedJob,
+    FailureGroup,
+    HealthReport,
+    JobDetail,
+    JobRecord,
+    LanePage,
+    PauseInfo,
+    Snapshot,
+    WindowStats,
+)
 from jobengine.monitor import Monitor
 from jobengine.operations import Operations
 from jobengine.retry import RetryPolicy
 from jobengine.store.postgres import PostgresStore
 
 if TYPE_CHECKING:
+    from jobengine.bulk import BulkResult
     from jobengine.runtime.fastworker import FastWorker
     from jobengine.runtime.worker import ForkingJobWorker, JobWorker
 
@@ -61,6 +74,7 @@ class Engine:
                                      permissions=settings.permissions)
         self.cache = TaggedCache(self.connection)
         self.monitor = Monitor(settings, self.connection, self.store, self.cache)
+        self.lanes = Lanes(self.connection)
         self._writer: HistoryWriter | None = None
         self._limiter: Any = None
         self._watch: Any = None
@@ -180,16 +194,126 @@ class Engine:
         self.audit("retry_group", f"group {fingerprint}: {done} of {len(ids)} job(s) retried")
         return done
 
-    def retry_filtered(self, search: str, limit: int = 10_000) -> int:
-        """Retry every open failure matching `search` (as the failed list filters); one
-        `retry_filtered` audit row (the filter and count) plus a `retry` row per job."""
-        self.guard("retry")
+    def retry_filtered(self, search: str, limit: int | None = None) -> int:
+        """Retry every open failure matching the typed search `search` (as the failed list
+        filters), at most `limit` (default `[console] bulk_cap`); returns how many went back.
+        One `retry_filtered` audit row (the filter and counts). See `bulk`."""
         v.text(search, "search", max_len=v.MAX_TEXT)
-        v.integer(limit, "limit", 1, 100_000)
-        ids = [f.job_id for f in self.store.failed_jobs(limit=limit, search=search) if f.retried_at is None]
-        done = len(self._redis_call(lambda: self.operations.retry_many(ids)))
-        self.audit("retry_filtered", f"search {search!r}: {done} of {len(ids)} job(s) retried")
+        return self.bulk("retry", search, cap=limit).done
+
+    def cancel_filtered(self, search: str, limit: int | None = None) -> int:
+        """Cancel (or stop) every queued, scheduled or running job matching `search`, at most
+        `limit`; returns how many. One `cancel_filtered` audit row. See `bulk`."""
+        v.text(search, "search", max_len=v.MAX_TEXT)
+        return self.bulk("cancel", search, cap=limit).done
+
+    def count_filtered(self, kind: str, search: str | None) -> int:
+        """How many jobs `bulk(kind, search)` would touch before its cap: open failures (retry)
+        or in-flight jobs as history knows them (cancel). One indexed count query."""
+        from jobengine.bulk import Bulk, check
+        from jobengine.query import parse_query
+
+        query = parse_query(search)
+        check(kind, query)
+        return Bulk(self.store, self.operations).count(kind, query)  # type: ignore[arg-type]
+
+    def bulk(self, kind: str, search: str | None, *, cap: int | None = None,
+             progress: Callable[[int, int], object] | None = None, stop: Callable[[], bool] | None = None,
+             dry_run: bool = False) -> BulkResult:
+        """Retry or cancel everything the typed search matches (jobengine.query), in batches of
+        1,000, at most `cap` jobs (default `[console] bulk_cap`); `progress(done, total)` after
+        each batch, `stop()` asked before each. Refused in read-only; audited as ONE row (the
+        filter and counts), not per job. `dry_run`: only count (nothing written, no audit)."""
+        from jobengine.bulk import Bulk, check
+        from jobengine.query import parse_query
+
+        if kind not in ("retry", "cancel"):
+            raise ValidationError(f"bulk action: expected retry or cancel, got {v.show(kind)}")
+        if not dry_run:
+            self.guard(kind)
+        query = parse_query(search)
+        check(kind, query)
+        limit = self.settings.bulk_cap if cap is None else v.integer(cap, "cap", 1, 1_000_000)
+        runner = Bulk(self.store, self.operations)
+        result: BulkResult = self._redis_call(lambda: runner.run(kind, query, limit, progress=progress,  # type: ignore[arg-type]
+                                                                 stop=stop, dry_run=dry_run))
+        if not dry_run:
+            self.audit(f"{kind}_filtered", result.line())
+        return result
+
+    # ---- lanes: pause, pages, run now -------------------------------------------------------
+    def pause(self, queue: str, reason: str | None = None) -> bool:
+        """Pause `queue` on every worker of every host within a second (jobs stay queued,
+        dispatch still enqueues); False if it was paused already. Audited; refused read-only."""
+        from jobengine.operations import actor
+
+        self.guard("pause")
+        v.queue_name(queue, "queue", self.settings.known_queues)
+        reason = v.optional_text(reason, "reason")
+        user, host = actor()
+        done = self._redis_call(lambda: self.lanes.pause(queue, f"{user}@{host}", (reason or "").strip() or None))
+        self._redis_call(lambda: self.cache.flush_tag(TAG_SNAPSHOT))
+        self.audit("pause", f"queue {queue}" + (f": {reason.strip()}" if reason and reason.strip() else "")
+                   + ("" if done else " (was paused already)"))
         return done
+
+    def resume(self, queue: str) -> bool:
+        """Resume a paused queue (workers take from it again within a second); False if it was
+        not paused. Audited; refused read-only."""
+        self.guard("resume")
+        v.queue_name(queue, "queue", self.settings.known_queues)
+        done = self._redis_call(lambda: self.lanes.resume(queue))
+        self._redis_call(lambda: self.cache.flush_tag(TAG_SNAPSHOT))
+        self.audit("resume", f"queue {queue}" + ("" if done else " (was not paused)"))
+        return done
+
+    def paused_queues(self) -> dict[str, PauseInfo]:
+        """The paused queues: who paused them, since when, why."""
+        return self._redis_call(self.lanes.paused)
+
+    def lane_page(self, queue: str, state: str = "queued", after: tuple[float, str] | None = None,
+                  limit: int = 50) -> LanePage:
+        """One keyset page of `queue`'s jobs in `state` (queued head first, scheduled soonest due
+        first, running, then finished / failed / canceled newest first), with their type and
+        arguments from history (one query); pass the page's `after` for the next page."""
+        from jobengine.lanes import with_history
+
+        v.queue_name(queue, "queue")
+        if state not in LANE_STATES:
+            raise ValidationError(f"state: expected one of {', '.join(LANE_STATES)}, got {v.show(state)}")
+        v.integer(limit, "limit", 1, 1000)
+        if after is not None and not (isinstance(after, tuple) and len(after) == 2
+                                      and isinstance(after[0], int | float) and isinstance(after[1], str)):
+            raise ValidationError(f"after: expected (score, member), got {v.show(after)}")
+        raw = self._redis_call(lambda: self.lanes.page(queue, state, after, limit))
+        try:
+            records = self.store.get_jobs([j.id for j in raw.jobs]) if raw.jobs else []
+        except StoreUnavailable as exc:
+            log.debug("lane page without history rows: %s", exc)
+            records = []
+        return with_history(queue, state, raw, records)
+
+    def run_now(self, job_id: str) -> bool:
+        """Move a scheduled job to the front of its queue now; False if it is not scheduled.
+        Audited (`run_now`), recorded in the job's log; refused read-only."""
+        from jobengine.cache import invalidate_job_status
+        from jobengine.history.events import add_event
+        from jobengine.operations import actor
+        from jobengine.types import EventKind
+
+        self.guard("run_now")
+        v.job_id(job_id)
+        queue = self._redis_call(lambda: self.lanes.run_now(job_id))
+        if queue is None:
+            return False
+        user, host = actor()
+        with self.connection.pipeline(transaction=False) as pipe:
+            add_event(pipe, EventKind.QUEUED, job_id, queue, at=datetime.now(UTC), message=f"run now by {user}@{host}")
+            invalidate_job_status(pipe, job_id)
+            pipe.execute()
+        self._redis_call(lambda: self.cache.flush_tag(TAG_SNAPSHOT))
+        self.operations.audit("run_now", [job_id])
+        return True
 
     # ---- reads ---------------------------------------------------------------------------
     def snapshot(self) -> Snapshot:
@@ -240,12 +364,24 @@ class Engine:
             return None
         if max_text is not None:
             detail = bounded(detail, max_text)
+        rq_status = self._cached_status(detail.record.id).get("rq")
+        if rq_status == "scheduled":
+            detail = replace(detail, due_at=self._due_at(detail.record.id, detail.record.queue))
         if detail.failure is None:
-            return replace(detail, rq_status=self._cached_status(detail.record.id).get("rq"))
+            return replace(detail, rq_status=rq_status)
         strategy = self.policy.strategy_for_name(detail.failure.error_class)
         decision = strategy.decide(max(1, detail.record.attempts))
-        return replace(detail, retry_strategy=strategy.name, rq_status=self._cached_status(detail.record.id).get("rq"),
+        return replace(detail, retry_strategy=strategy.name, rq_status=rq_status,
                        next_delay=decision.delay if decision.retry else None)
+
+    def _due_at(self, job_id: str, queue: str) -> datetime | None:
+        from jobengine.keys import rq_scheduled_key
+
+        try:
+            score = self.connection.zscore(rq_scheduled_key(queue), job_id)
+        except redis.RedisError:
+            return None
+        return None if score is None else datetime.fromtimestamp(float(score), UTC)
 
     def job_text(self, job_id: str, field: str) -> str | None:
         """The whole text of one field of a job's detail ("args", "error_message" or "traceback");

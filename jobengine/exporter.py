@@ -49,6 +49,7 @@ _GAUGES = (
     ("queue_processed", "Jobs finished since the queue was last idle for an hour "
                         "(the specification's queue:{queue}:processed)."),
     ("queue_rate_used", "Jobs admitted by the rate limit in the last 60 s."),
+    ("queue_paused", "1 while the queue is paused (jobtui pause): workers leave its jobs queued."),
 )
 _COUNTERS = (keys.METRICS_PROCESSED, keys.METRICS_FAILED, keys.METRICS_DURATION, keys.METRICS_DEFERRED)
 
@@ -94,7 +95,7 @@ class DeploymentCollector(Collector):
         limit_family = GaugeMetricFamily("queue_rate_limit", "Effective rate limit, jobs per minute.",
                                          labels=["queue"])
         for p in probes:
-            values = (p.size, p.scheduled, p.started, p.failed, p.processed, p.rate_used)
+            values = (p.size, p.scheduled, p.started, p.failed, p.processed, p.rate_used, int(p.paused is not None))
             for family, value in zip(gauges.values(), values, strict=True):
                 family.add_metric([p.name], float(value))
             if p.rate_limit is not None:

@@ -184,6 +184,9 @@ def job_status_cache_name(job_id: str) -> str:
     return f"job_status:{job_id}"
 
 
+#: Hash queue -> JSON {"by": "user@host", "since": epoch seconds, "reason": text | null} of the
+#: paused queues (`jobtui pause`): every worker's QueueGate skips them; dispatch still enqueues.
+PAUSED = f"{PREFIX}:queues:paused"
 #: Hash queue -> "1" while the queue is over its size threshold (one warning per crossing).
 OVER_THRESHOLD = f"{PREFIX}:monitor:over-threshold"
 #: Lock held by the one process pruning the deployment.

@@ -6,7 +6,7 @@ import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from jobengine.types import EventKind, JobStatus, Priority
@@ -143,6 +143,17 @@ class JobDetail:
     rq_status: str | None = None
     truncated: tuple[str, ...] = ()
     """Fields cut by `Engine.job_detail(max_text=...)` ("args", "error_message", "traceback")."""
+    due_at: datetime | None = None
+    """When a scheduled job is due (its score in its queue's scheduled registry)."""
+
+
+@dataclass(frozen=True)
+class PauseInfo:
+    """Why a queue is paused: by whom (OS user@host), since when, and the reason given."""
+
+    by: str
+    since: datetime
+    reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -159,6 +170,7 @@ class QueueProbe:
     oldest_wait: float | None  # seconds the head job has waited (None: nothing waiting)
     rate_limit: int | None  # effective jobs per minute, the run-time override merged (None: unlimited)
     rate_used: int  # hits in the current 60 s window (counted whether or not a limit applies)
+    paused: PauseInfo | None = None  # set by `jobtui pause`: workers skip the queue
 
 
 @dataclass(frozen=True)
@@ -177,10 +189,55 @@ class QueueStats:
     rate_limit: int | None = None
     rate_used: int = 0
     size_threshold: int | None = None
+    paused: PauseInfo | None = None
 
     @property
     def over_threshold(self) -> bool:
         return self.size_threshold is not None and self.size > self.size_threshold
+
+
+LaneState = Literal["queued", "scheduled", "running", "finished", "failed", "canceled"]
+LANE_STATES: tuple[LaneState, ...] = ("queued", "scheduled", "running", "finished", "failed", "canceled")
+
+
+@dataclass(frozen=True)
+class LaneJob:
+    """One job of a lane as its Redis list or registry holds it, with its history row's type and
+    arguments (None when PostgreSQL has no row: a plain RQ producer's job, or PostgreSQL away)."""
+
+    id: str
+    state: LaneState
+    score: float | None  # registry score (scheduled: due epoch seconds); list index for queued
+    rq_status: str | None = None
+    description: str | None = None  # RQ's "func(args)" text
+    type: str | None = None
+    func: str | None = None
+    args: str | None = None
+    attempts: int = 0
+    created_at: datetime | None = None
+    enqueued_at: datetime | None = None
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    worker: str | None = None
+
+    @property
+    def due_at(self) -> datetime | None:
+        """When a scheduled job is due (its score in the scheduled registry)."""
+        if self.state != "scheduled" or self.score is None:
+            return None
+        return datetime.fromtimestamp(self.score, UTC)
+
+
+@dataclass(frozen=True)
+class LanePage:
+    """A keyset page of one lane's jobs in one state; `after` asks for the next (None: the last)."""
+
+    queue: str
+    state: LaneState
+    jobs: tuple[LaneJob, ...]
+    total: int
+    after: tuple[float, str] | None = None
+    counts: Mapping[str, int] = field(default_factory=dict)  # every state's size, read in the same trip
 
 
 @dataclass(frozen=True)

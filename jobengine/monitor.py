@@ -3,10 +3,10 @@ the Prometheus scrape (`jobengine.exporter`), goes through one probe, `QueueRead
 
 A probe is one pipelined round trip however many queues there are: sizes, registries, the
 `queue:{queue}:processed` counter, rate-limit use, the run-time overrides (merged with the
-configuration by `ratelimit.limit.effective_limits`) and the head jobs' enqueue times (one small
-Lua script). The snapshot adds the last hour's per-minute buckets to the same pipeline. Crossing a
-queue-size threshold logs one warning per crossing for the whole deployment (the state lives in
-Redis; the process that flips it logs).
+configuration by `ratelimit.limit.effective_limits`), the paused queues and the head jobs'
+enqueue times (one small Lua script). The snapshot adds the last hour's per-minute buckets to
+the same pipeline. Crossing a queue-size threshold logs one warning per crossing for the whole
+deployment (the state lives in Redis; the process that flips it logs).
 
 The snapshot is shared: computed at most once per `console.refresh` seconds for every console
 and CLI reading it (a Redis lock picks the process that computes; see TaggedCache.shared). A
@@ -31,6 +31,7 @@ from jobengine.config import Settings
 from jobengine.connection import where
 from jobengine.errors import StoreUnavailable
 from jobengine.health import verdict
+from jobengine.lanes import parse_paused
 from jobengine.models import (
     HealthReport,
     HistoryProgress,
@@ -99,7 +100,7 @@ class QueueRead:
         self.now = now
 
     def __len__(self) -> int:
-        return self.PER_QUEUE * len(self.queues) + (2 if self.queues else 1)
+        return self.PER_QUEUE * len(self.queues) + (3 if self.queues else 2)
 
     def append(self, pipe: Any) -> None:
         for q in self.queues:
@@ -110,13 +111,15 @@ class QueueRead:
             pipe.get(keys.queue_processed_key(q))
             RedisWindowStorage.queue_usage(pipe, q, self.now)
         pipe.hgetall(keys.RATE_LIMITS)
+        pipe.hgetall(keys.PAUSED)
         if self.queues:
             pipe.eval(_HEADS, len(self.queues), *map(keys.rq_queue_key, self.queues), keys.RQ_JOB_PREFIX)
 
     def parse(self, replies: Sequence[Any]) -> list[QueueProbe]:
         n = self.PER_QUEUE * len(self.queues)
         limits = effective_limits(self.configured, parse_overrides(replies[n]))
-        heads = replies[n + 1] if self.queues else []
+        paused = parse_paused(replies[n + 1])
+        heads = replies[n + 2] if self.queues else []
         probes = []
         for i, q in enumerate(self.queues):
             size, scheduled, started, failed, processed, used = replies[i * self.PER_QUEUE:(i + 1) * self.PER_QUEUE]
@@ -126,7 +129,8 @@ class QueueRead:
             probes.append(QueueProbe(
                 name=q, size=int(size), scheduled=int(scheduled), started=int(started), failed=int(failed),
                 processed=int(processed or 0), oldest_wait=max(0.0, wait) if wait is not None else None,
-                rate_limit=limit.amount if limit is not None else None, rate_used=int(used)))
+                rate_limit=limit.amount if limit is not None else None, rate_used=int(used),
+                paused=paused.get(q)))
         return probes
 
 
@@ -203,7 +207,7 @@ class Monitor:
             processed_per_minute=metrics.queue_series(buckets, p.name, "p"),
             failed_per_minute=metrics.queue_series(buckets, p.name, "f"),
             rate_limit=p.rate_limit, rate_used=p.rate_used if p.rate_limit is not None else 0,
-            size_threshold=self.settings.queue_size.get(p.name),
+            size_threshold=self.settings.queue_size.get(p.name), paused=p.paused,
         ) for p in probes]
         return stats, metrics.throughput(buckets, minutes)
 

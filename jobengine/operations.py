@@ -74,14 +74,15 @@ class Operations:
         self._guard("retry")
         return bool(self._retry([self._fetch(job_id)]))
 
-    def retry_many(self, job_ids: Sequence[str]) -> list[str]:
+    def retry_many(self, job_ids: Sequence[str], *, audit: bool = True) -> list[str]:
         """Retry each job as `retry` does (ids no longer in Redis are skipped); their failures leave
-        the failed list in one UPDATE. Returns the ids put back on their queues."""
+        the failed list in one UPDATE. Returns the ids put back on their queues. `audit=False`:
+        no audit row per job (a bulk action by filter writes its one row itself)."""
         self._guard("retry")
         found = Job.fetch_many(list(job_ids), connection=self.connection) if job_ids else []
-        return self._retry([job for job in found if job is not None])
+        return self._retry([job for job in found if job is not None], audit=audit)
 
-    def _retry(self, jobs: Sequence[Job]) -> list[str]:
+    def _retry(self, jobs: Sequence[Job], *, audit: bool = True) -> list[str]:
         # Stamped before the first requeue: a worker may run and fail a requeued job again while
         # the others are requeued, and that new failure must stay on the failed list.
         at = datetime.now(UTC)
@@ -99,17 +100,19 @@ class Operations:
                     done.append(job)
                     break
         finally:  # what went back is recorded even if a later job could not be requeued
-            self._record(EventKind.REQUEUED, done, "retry", at)
+            self._record(EventKind.REQUEUED, done, "retry", at, audit=audit)
         return [job.id for job in done]
 
-    def cancel(self, job_id: str) -> bool:
-        """Cancel a queued or scheduled job, stop a running one; False if it is already done."""
+    def cancel(self, job_id: str, *, audit: bool = True) -> bool:
+        """Cancel a queued or scheduled job, stop a running one; False if it is already done.
+        `audit=False`: no audit row (a bulk action by filter writes its one row itself)."""
         self._guard("cancel")
         job = self._fetch(job_id)
         status = job.get_status(refresh=True)
         if status == JobStatus.STARTED:
             send_stop_job_command(self.connection, job.id)
-            self._audit("stop", [job.id])
+            if audit:
+                self._audit("stop", [job.id])
             return True  # the worker records the `stopped` event (and drops the cached status)
         if status not in (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED):
             return False
@@ -117,10 +120,11 @@ class Operations:
             job.cancel()
         except InvalidJobOperation:
             return False
-        self._record(EventKind.CANCELED, [job], "cancel", datetime.now(UTC))
+        self._record(EventKind.CANCELED, [job], "cancel", datetime.now(UTC), audit=audit)
         return True
 
-    def _record(self, kind: EventKind, jobs: Sequence[Job], action: str, at: datetime) -> None:
+    def _record(self, kind: EventKind, jobs: Sequence[Job], action: str, at: datetime, *,
+                audit: bool = True) -> None:
         """History events, status-cache drops, (for retries) the failures up to `at` resolved,
         the snapshot flushed and the audit lines of one action on `jobs`: a constant number of
         round trips."""
@@ -139,7 +143,8 @@ class Operations:
             except StoreUnavailable as exc:
                 log.warning("failures of %s stay listed until PostgreSQL is back: %s", _some(ids), exc)
         TaggedCache(self.connection).flush_tag(TAG_SNAPSHOT)  # the next poll shows the action
-        self._audit(action, ids)
+        if audit:
+            self._audit(action, ids)
 
     def audit(self, action: str, job_ids: Sequence[str]) -> None:
         """An audit row per job for one action (a PostgreSQL outage only logs it)."""

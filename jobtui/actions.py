@@ -69,15 +69,29 @@ class ActionSpec:
 ACTIONS: tuple[ActionSpec, ...] = (
     # ---- steering (screen scope, first so the footer shows them first) --------------------
     ActionSpec("jobtui.retry", "r", "retry", "Retry", "Retry the highlighted job (put it back on its lane)",
-               ("failed", "job"), mutating=True),
+               ("failed", "job", "lane"), mutating=True),
     ActionSpec("jobtui.retry_bulk", "R", "retry_bulk", "Retry all",
-               "Retry the marked jobs, or every job in the highlighted failure group (asks first)",
-               ("failed",), mutating=True, key_display="R"),
+               "Retry the marked jobs, the highlighted failure group, or all N failures matching the filter "
+               "(shows N, asks first; in batches, cancellable)", ("failed",), mutating=True, key_display="R"),
     ActionSpec("jobtui.more_text", "m", "more_text", "More text",
                "Load more of a cut argument, error message or traceback (eight times more, up to 1 MB)",
                ("job",), footer_optional=True),
     ActionSpec("jobtui.cancel", "c", "cancel", "Cancel", "Cancel the highlighted job; a running job is stopped",
-               ("stuck", "job"), mutating=True),
+               ("stuck", "job", "lane"), mutating=True),
+    ActionSpec("jobtui.run_now", "n", "run_now", "Run now",
+               "Move the highlighted scheduled job to the front of its lane", ("lane",), mutating=True),
+    ActionSpec("jobtui.lane.cancel_all", "C", "cancel_matching", "Cancel all",
+               "Cancel every queued, scheduled or running job of this lane matching the filter (shows N, asks "
+               "first; in batches, cancellable)", ("lane",), mutating=True, key_display="C", footer_optional=True),
+    ActionSpec("jobtui.lane.pause", "P", "toggle_pause", "Pause/resume",
+               "Pause the lane on every worker (its jobs stay queued), or resume it (asks first)",
+               ("dashboard", "lane"), mutating=True, key_display="P"),
+    ActionSpec("jobtui.lane.section", "s", "next_section", "Section",
+               "Show the lane's next state: queued, scheduled, running, finished, failed, canceled", ("lane",),
+               footer_optional=True),
+    ActionSpec("jobtui.lane.open", "enter", "open_lane", "Open lane",
+               "List the highlighted lane's queued, scheduled, running and finished jobs", ("dashboard",),
+               show=False, bound=False),
     ActionSpec("jobtui.cancel_bulk", "C", "cancel_bulk", "Cancel marked",
                "Cancel or stop every marked job (asks first)", ("stuck",), mutating=True, key_display="C"),
     ActionSpec("jobtui.mark", "space", "mark", "Mark", "Mark or unmark the highlighted job for a bulk action",
@@ -86,10 +100,10 @@ ACTIONS: tuple[ActionSpec, ...] = (
                ("failed",)),
     ActionSpec("jobtui.open", "enter", "open", "Open",
                "Show the highlighted job's detail (on a group: list that exception's failures)",
-               ("failed", "stuck"), show=False, bound=False),
+               ("failed", "stuck", "lane"), show=False, bound=False),
     ActionSpec("jobtui.filter", "slash", "filter", "Filter",
-               "Filter by type, queue, exception or id (server-side for failures)",
-               ("dashboard", "failed", "stuck"), key_display="/"),
+               "Filter: free text, or typed on the failed list (type:email queue:high error:Timeout since:1h "
+               "args:ada@), server-side for failures", ("dashboard", "failed", "stuck", "lane"), key_display="/"),
     ActionSpec("jobtui.window", "w", "cycle_window", "Window",
                "Cycle the throughput chart and run times through 1h, 6h, 24h and 7d", ("dashboard",),
                footer_optional=True),
@@ -103,6 +117,9 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("jobtui.quit", "q", "quit", "Quit", "Quit the console", (APP,)),
     ActionSpec("jobtui.lookup", "j", "lookup", "Find", "Look a job up by its id or an id prefix", (APP,),
                footer_optional=True),
+    ActionSpec("jobtui.lane.prompt", "colon", "prompt", "Command",
+               "Open the command palette: ':lane low' opens a lane, or any action by name", (APP,),
+               key_display=":", footer_optional=True),
     ActionSpec("jobtui.pause", "p", "pause", "Pause", "Pause the automatic refresh", (APP,), footer_optional=True),
     ActionSpec("jobtui.resume", "p", "resume", "Resume", "Resume the automatic refresh", (APP,),
                footer_optional=True),
@@ -129,13 +146,14 @@ SCOPE_TITLES = {
     "stuck": "Stuck jobs",
     "job": "Job detail",
     "dashboard": "Dashboard",
+    "lane": "Lane view",
     ALL: "Every screen",
     APP: "Everywhere",
     "confirm": "Confirmation dialogs",
     "lookup": "Find dialog",
     "help": "Help",
 }
-HELP_SCOPES = ("dashboard", "failed", "stuck", "job", ALL, APP, "confirm")
+HELP_SCOPES = ("dashboard", "failed", "stuck", "job", "lane", ALL, APP, "confirm")
 """The scopes the help screen lists, in this order (the current screen's first)."""
 
 

@@ -15,7 +15,7 @@ from jobengine.api import EngineAPI
 from jobengine.errors import OperationRefused
 from jobengine.models import JobDetail
 from jobtui.actions import APP, bindings_for
-from jobtui.commands import JobCommands
+from jobtui.commands import JobCommands, LaneCommands
 from jobtui.format import clock_time, count
 from jobtui.messages import (
     DETAIL_TEXT,
@@ -33,12 +33,14 @@ from jobtui.screens.dashboard import DashboardScreen
 from jobtui.screens.failed import FailedScreen
 from jobtui.screens.help import HelpScreen
 from jobtui.screens.job import JobScreen
+from jobtui.screens.lane import LaneScreen
 from jobtui.screens.lookup import LookupScreen
 from jobtui.screens.stuck import StuckScreen
 
 SCREEN_ORDER = ("dashboard", "failed", "stuck", "job")
 ACTION_GROUP = "action"
-VERB_PAST = {"retry": "Retried", "cancel": "Canceled", "retry_group": "Retried"}
+VERB_PAST = {"retry": "Retried", "cancel": "Canceled", "retry_group": "Retried", "run_now": "Moved to the front:",
+             "pause": "Paused", "resume": "Resumed"}
 
 
 def _local_now() -> datetime:
@@ -58,7 +60,7 @@ class JobTUI(PollerMixin, App[None]):
     }
     DEFAULT_MODE = "dashboard"
     BINDINGS = bindings_for(APP)
-    COMMANDS = App.COMMANDS | {JobCommands}
+    COMMANDS = App.COMMANDS | {JobCommands, LaneCommands}
     NOTIFICATION_TIMEOUT = 6
 
     def __init__(
@@ -77,6 +79,9 @@ class JobTUI(PollerMixin, App[None]):
         self.view_state = ViewState()
         self.current_job: JobDetail | None = None
         self.previous_mode = "dashboard"
+        settings = getattr(engine, "settings", None)
+        self.bulk_cap = int(getattr(settings, "bulk_cap", 10_000))
+        """The most jobs one bulk action by filter touches ([console] bulk_cap)."""
 
     # ---- lifecycle -----------------------------------------------------------------------
     def on_mount(self) -> None:
@@ -91,6 +96,19 @@ class JobTUI(PollerMixin, App[None]):
     def poll_plan(self) -> PollPlan:
         base = self.screen_stack[0] if self.screen_stack else None
         return base.poll_plan() if isinstance(base, BaseScreen) else PollPlan()
+
+    def action_prompt(self) -> None:
+        """`:` opens the command palette (`:lane low` opens that lane; any action by its name)."""
+        self.action_command_palette()
+
+    def open_lane(self, queue: str, state: str = "queued") -> None:
+        """Push the lane view of `queue` over the current screen (escape goes back)."""
+        top = self.screen
+        if isinstance(top, LaneScreen) and top.queue == queue:
+            return
+        if isinstance(top, LaneScreen):
+            self.pop_screen()
+        self.push_screen(LaneScreen(queue, state))
 
     # ---- poll results --------------------------------------------------------------------
     def on_snapshot_updated(self, message: SnapshotUpdated) -> None:
@@ -208,7 +226,7 @@ class JobTUI(PollerMixin, App[None]):
     def run_operation(self, operation: Operation) -> None:
         """Run a retry/cancel in a thread worker; the result arrives as ActionDone."""
         if self.read_only:
-            self.notify("Read-only mode: retry and cancel are disabled.", severity="warning")
+            self.notify("Read-only mode: retry, cancel, run now and pause are disabled.", severity="warning")
             return
         self._operate(operation)
 
@@ -222,8 +240,13 @@ class JobTUI(PollerMixin, App[None]):
         try:
             if op.verb == "retry_group" and op.fingerprint:
                 total = self.engine.retry_group(op.fingerprint)
+            elif op.verb in ("pause", "resume") and op.queue:
+                done = [op.queue] if (self.engine.pause(op.queue, op.reason) if op.verb == "pause"
+                                      else self.engine.resume(op.queue)) else []
+                total = len(done)
             else:
-                call = self.engine.retry if op.verb == "retry" else self.engine.cancel
+                calls = {"retry": self.engine.retry, "cancel": self.engine.cancel, "run_now": self.engine.run_now}
+                call = calls[op.verb]
                 for job_id in op.job_ids:
                     try:
                         (done if call(job_id) else skipped).append(job_id)
@@ -251,7 +274,8 @@ class JobTUI(PollerMixin, App[None]):
 def _describe(outcome: Outcome) -> tuple[str, str, str]:
     """(message, title, severity) for a finished operation's notification."""
     op = outcome.operation
-    verb = {"retry": "Retry", "cancel": "Cancel", "retry_group": "Retry"}[op.verb]
+    verb = {"retry": "Retry", "cancel": "Cancel", "retry_group": "Retry", "run_now": "Run now", "pause": "Pause",
+            "resume": "Resume"}[op.verb]
     if outcome.error:
         return f"{outcome.error}", f"{verb} failed", "error"
     if op.verb == "retry_group":
@@ -260,6 +284,13 @@ def _describe(outcome: Outcome) -> tuple[str, str, str]:
         if not outcome.count:
             return f"No failed jobs left in group {op.label}.", "Nothing to retry", "warning"
         return f"{count(outcome.count)} jobs in group {op.label} went back on their lanes.", "Retried", "information"
+    if op.verb in ("pause", "resume"):
+        if outcome.refused:
+            return outcome.refused, f"{verb} refused", "warning"
+        state = "paused" if op.verb == "pause" else "running"
+        if not outcome.done:
+            return f"Lane {op.queue} was {state} already.", "Nothing to do", "warning"
+        return f"{VERB_PAST[op.verb]} lane {op.queue} on every worker.", "Done", "information"
     n = len(op.job_ids)
     if outcome.refused and not outcome.done:
         return outcome.refused, f"{verb} refused", "warning"

@@ -77,3 +77,32 @@ class JobCommands(Provider):
             score = max(matcher.match(name), matcher.match(plain) * 0.5)
             if score > 0:
                 yield Hit(score, highlighted(matcher, name), runner, text=name, help=help_text)
+
+
+class LaneCommands(Provider):
+    """`lane NAME` for every lane of the last snapshot: typed after `:` (or ctrl+p) it opens the
+    lane view, as Enter on the dashboard's lane row does."""
+
+    def _lanes(self) -> list[str]:
+        app: Any = self.app
+        snapshot = getattr(getattr(app, "view_state", None), "snapshot", None)
+        return [q.name for q in snapshot.queues] if snapshot is not None else []
+
+    def _runner(self, queue: str) -> Callable[[], Any]:
+        app: Any = self.app
+        return partial(app.open_lane, queue)
+
+    async def discover(self) -> Hits:
+        for queue in self._lanes():
+            name = f"lane {queue}"
+            yield DiscoveryHit(Content(name), self._runner(queue), text=name,
+                               help=literal_markup(f"Open the {queue} lane's jobs"))
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for queue in self._lanes():
+            name = f"lane {queue}"
+            score = matcher.match(name)
+            if score > 0:
+                yield Hit(score, highlighted(matcher, name), self._runner(queue), text=name,
+                          help=literal_markup(f"Open the {queue} lane's jobs"))

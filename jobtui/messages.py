@@ -51,9 +51,11 @@ class PollExtras:
 class Operation:
     """One steering request from the operator, naming the jobs they saw."""
 
-    verb: str  # "retry" | "cancel" | "retry_group"
+    verb: str  # "retry" | "cancel" | "retry_group" | "run_now" | "pause" | "resume"
     job_ids: tuple[str, ...] = ()
     fingerprint: str | None = None
+    queue: str | None = None  # pause / resume
+    reason: str | None = None
     label: str = ""
     past: str = ""
     """How the notification says it was done ('Retried', 'Stopped'); derived from verb if empty."""

@@ -137,7 +137,7 @@ class FastWorker(Outcomes, Liveness, BaseWorker):
         super().__init__(*args, worker_ttl=worker_ttl, **kwargs)  # type: ignore[misc]
 
     def configure(self, settings: Settings, policy: RetryPolicy, limiter: RateLimiter | None = None) -> None:
-        self.settings, self.policy, self.gate = settings, policy, QueueGate(limiter)
+        self.settings, self.policy, self.gate = settings, policy, QueueGate(limiter, self.connection)
         if not self._ttl_given:  # a worker_ttl the user chose is kept
             self.worker_ttl = WORKER_TTL
         self.push_exc_handler(abandoned_job_recorder(self.connection, self.name))

@@ -32,8 +32,10 @@ from jobengine.models import (
     RestorableJob,
     ThroughputPoint,
 )
+from jobengine.query import JobQuery
 from jobengine.store.batch import BATCH_TYPES, batch_rows, event_message, in_order
 from jobengine.store.batch import first_line as _first_line
+from jobengine.store.filters import is_plain, query_params, search_params
 from jobengine.store.sqlfile import migrations, queries
 from jobengine.types import JobStatus, Priority
 
@@ -85,19 +87,6 @@ def _log(row: Row) -> LogEntry:
 
 
 # ---- search and prefix helpers --------------------------------------------------------------------
-
-def _like_escape(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
-def search_params(search: str | None) -> Row:
-    """Parameters of the failed-jobs search clause (all None when there is no search)."""
-    term = (search or "").strip()
-    if not term:
-        return {"search": None, "contains": None, "prefix": None}
-    escaped = _like_escape(term)
-    return {"search": term, "contains": f"%{escaped}%", "prefix": f"{escaped}%"}
-
 
 def prefix_bounds(prefix: str) -> tuple[str, str | None]:
     """[lo, hi) such that, byte-wise (UTF-8 order = code point order), lo <= id < hi iff id starts
@@ -405,28 +394,54 @@ class PostgresStore:
         return [_job(r) for r in self._rows("active_jobs", {"limit": limit})]
 
     def failed_jobs(self, limit: int = 50, before: tuple[datetime, int] | None = None,
-                    search: str | None = None) -> list[FailedJob]:
+                    search: str | JobQuery | None = None) -> list[FailedJob]:
         """Newest failures first. Pass the last row's (failed_at, id) as `before` for the next page.
 
-        `search` matches type, queue, error class or message (substring) or a job id prefix,
-        ignoring case; it filters while walking the time index, so rare terms read more rows.
+        `search` is a typed search (jobengine.query: type:, queue:, since:, error:, args:, id:)
+        whose free text matches type, queue, error class or message (substring) or a job id
+        prefix, ignoring case; free text filters while walking the time index, so rare terms read
+        more rows, while type: and queue: walk their own index.
         """
         before_at, before_id = before if before is not None else ("infinity", 2**63 - 1)
-        params = {"limit": limit, "before_at": before_at, "before_id": before_id, **search_params(search)}
+        params = {"limit": limit, "before_at": before_at, "before_id": before_id, **query_params(search)}
         return [_failed(r) for r in self._rows("failed_page", params)]
 
-    def failed_total(self, search: str | None = None) -> int:
+    def failed_total(self, search: str | JobQuery | None = None) -> int:
         """Exact number of open (not retried) failures matching `search`; without one, an O(1)
         counter read."""
-        if search is None:
+        if search is None or is_plain(search):
             return int(self._scalar("failed_count"))
-        return int(self._scalar("failed_total", search_params(search)))
+        return int(self._scalar("failed_total", query_params(search)))
 
-    def failure_groups(self, limit: int = 100, search: str | None = None,
+    def failed_filtered_ids(self, search: str | JobQuery | None, before: tuple[datetime, int] | None = None,
+                            limit: int = 1000) -> tuple[list[str], tuple[datetime, int] | None]:
+        """One batch of a bulk action: job ids of open failures matching `search`, newest first
+        after the keyset cursor `before`; and the cursor of the next batch (None: the last)."""
+        before_at, before_id = before if before is not None else ("infinity", 2**63 - 1)
+        rows = self._rows("failed_filtered_ids", {"limit": limit, "before_at": before_at, "before_id": before_id,
+                                                  **query_params(search)})
+        cursor = (rows[-1]["failed_at"], rows[-1]["id"]) if len(rows) == limit else None
+        return list(dict.fromkeys(r["job_id"] for r in rows)), cursor
+
+    def in_flight_total(self, search: str | JobQuery | None = None) -> int:
+        """Queued, scheduled and running jobs (as history knows them) matching `search`."""
+        return int(self._scalar("in_flight_total", query_params(search)))
+
+    def in_flight_filtered_ids(self, search: str | JobQuery | None, after: tuple[datetime, str] | None = None,
+                               limit: int = 1000) -> tuple[list[str], tuple[datetime, str] | None]:
+        """One batch of a bulk cancel: in-flight job ids matching `search`, oldest first after
+        the keyset cursor `after`; and the next batch's cursor (None: the last)."""
+        after_at, after_id = after if after is not None else ("-infinity", "")
+        rows = self._rows("in_flight_filtered", {"limit": limit, "after_at": after_at, "after_id": after_id,
+                                                 **query_params(search)})
+        cursor = (rows[-1]["created_at"], rows[-1]["id"]) if len(rows) == limit else None
+        return [r["id"] for r in rows], cursor
+
+    def failure_groups(self, limit: int = 100, search: str | JobQuery | None = None,
                        days: int | None = 7) -> list[FailureGroup]:
         """Failures grouped by (error class, fingerprint), biggest first, each with its newest
         message. Only failures of the last `days` days count (None: all time) to stay cheap."""
-        params = {"limit": limit, "days": days, **search_params(search)}
+        params = {"limit": limit, "days": days, **query_params(search)}
         return [_group(r) for r in self._rows("failure_groups", params)]
 
     def recent_failure_groups(self, since: datetime, limit: int = 100,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from jobtui.cli import alerts, audit, demo, history, jobs, ops, reconcile, serve, worker
+from jobtui.cli import alerts, audit, demo, history, jobs, ops, reconcile, serve, steer, worker
 from jobtui.cli.context import Context, Group, checked, configure_logging, friendly, global_options, pass_ctx
 
 
@@ -36,7 +36,7 @@ def console(ctx: Context, refresh: float | None) -> None:
 
 
 for _command in (console, *ops.COMMANDS, *jobs.COMMANDS, *worker.COMMANDS, *demo.COMMANDS, *audit.COMMANDS,
-                 *history.COMMANDS, *reconcile.COMMANDS, *alerts.COMMANDS, *serve.COMMANDS):
+                 *history.COMMANDS, *reconcile.COMMANDS, *alerts.COMMANDS, *serve.COMMANDS, *steer.COMMANDS):
     cli.add_command(_command)
 
 

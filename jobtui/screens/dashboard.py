@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from textual import on
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
+from textual.widgets import DataTable
 
-from jobengine.models import ThroughputPoint
+from jobengine.models import QueueStats, ThroughputPoint
 from jobtui.actions import ALL, bindings_for
 from jobtui.format import counted
 from jobtui.messages import PollPlan, ViewState
 from jobtui.screens.base import BaseScreen
+from jobtui.screens.confirm import confirm_pause
 from jobtui.widgets.durations import DurationsTable
 from jobtui.widgets.health import HealthBar
 from jobtui.widgets.lanes import LanesTable
@@ -22,7 +25,8 @@ PER = {60: "per minute", 300: "per 5 min", 3600: "per hour"}
 
 
 class DashboardScreen(BaseScreen):
-    """Everything at a glance; `/` filters lanes and workers locally, `w` cycles the chart's window."""
+    """Everything at a glance; `/` filters lanes and workers locally, `w` cycles the chart's window;
+    enter opens a lane, `P` pauses or resumes it."""
 
     MODE = "dashboard"
     TITLE = "Dashboard"
@@ -79,7 +83,7 @@ class DashboardScreen(BaseScreen):
         if snap is None:
             return
         colors, narrow, needle = self.theme_palette, self.narrow, self.needle.lower()
-        self.query_one(LanesTable).show(snap.queues, colors, needle=needle)
+        self.query_one(LanesTable).show(snap.queues, colors, self.now, needle=needle, narrow=narrow)
         points, step, loading = self._series(state)
         self.query_one("#chart-box").border_title = self.chart_title(step)
         self.query_one(ThroughputChart).show(points, self.tz, dark=self.app.current_theme.dark, loading=loading)
@@ -89,10 +93,32 @@ class DashboardScreen(BaseScreen):
         slow = {j.id for j in snap.long_running}
         self.query_one(WorkersTable).show(snap.workers, self.now, colors, narrow=narrow, needle=needle, slow=slow)
         over = sum(1 for q in snap.queues if q.over_threshold)
-        self.query_one("#lanes-box").border_subtitle = f"{over} over threshold" if over else ""
+        paused = sum(1 for q in snap.queues if q.paused)
+        notes = ([f"{paused} paused"] if paused else []) + ([f"{over} over threshold"] if over else [])
+        self.query_one("#lanes-box").border_subtitle = " · ".join(notes)
         workers_box = self.query_one("#workers-box")
         workers_box.border_title = "Workers" + (
             f" · [$text-warning]{counted(len(slow), 'long-running job')}[/]" if slow else "")
         busy = sum(1 for w in snap.workers if w.state == "busy")
         stale = sum(1 for w in snap.workers if is_stale(w, self.now))
         workers_box.border_subtitle = f"{busy}/{len(snap.workers)} busy" + (f" · {stale} stale" if stale else "")
+
+    # ---- lanes ---------------------------------------------------------------------------
+    def highlighted_lane(self) -> QueueStats | None:
+        snap = self.state.snapshot
+        key = self.query_one(LanesTable).cursor_key
+        return next((q for q in snap.queues if q.name == key), None) if snap is not None else None
+
+    @on(DataTable.RowSelected, "#lanes")
+    def _lane_selected(self, event: DataTable.RowSelected) -> None:
+        self.action_open_lane()
+
+    def action_open_lane(self) -> None:
+        lane = self.highlighted_lane()
+        if lane is not None:
+            self.jobapp.open_lane(lane.name)
+
+    def action_toggle_pause(self) -> None:
+        lane = self.highlighted_lane()
+        if lane is not None:
+            confirm_pause(self.jobapp, lane.name, lane.paused, self.now)

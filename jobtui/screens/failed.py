@@ -16,6 +16,7 @@ from jobtui.messages import FAILED_PAGE, DetailLoaded, FailedPageLoaded, Operati
 from jobtui.paging import FailedPages
 from jobtui.poller import describe_error
 from jobtui.screens.base import BaseScreen
+from jobtui.screens.bulk import run_bulk
 from jobtui.screens.confirm import ConfirmScreen
 from jobtui.widgets.detail import JobDetailView
 from jobtui.widgets.table import Column, KeyedTable, Row
@@ -53,13 +54,15 @@ def short_class(error_class: str) -> str:
 
 
 class FailedScreen(BaseScreen):
-    """Flat list (paged, markable) or groups; `r`/`R` retry; detail follows the highlight."""
+    """Flat list (paged, markable) or groups; `r`/`R` retry (R with nothing marked: every failure
+    the typed filter matches, counted and confirmed first); detail follows the highlight."""
 
     MODE = "failed"
     TITLE = "Failed jobs"
     AUTO_FOCUS = "#failed-table"
     CSS_PATH = "failed.tcss"
     BINDINGS = bindings_for(MODE) + bindings_for(ALL)
+    FILTER_PLACEHOLDER = "type:email queue:high error:Timeout since:1h args:ada@ id:3f2a or text — esc clears"
 
     def __init__(self) -> None:
         super().__init__()
@@ -106,8 +109,6 @@ class FailedScreen(BaseScreen):
         if not allowed:
             return allowed
         if action in ("retry", "mark") and self.grouped:
-            return None
-        if action == "retry_bulk" and not self.grouped and not self.marked:
             return None
         return True
 
@@ -346,7 +347,8 @@ class FailedScreen(BaseScreen):
             detail = f"Every failure of {group.error_class}: {ellipsize(group.sample_message, 60)}"
         else:
             jobs = tuple(self.by_key[k].job_id for k in self.pages_order() if k in self.marked)
-            if not jobs:
+            if not jobs:  # nothing marked: every failure the filter matches, counted first
+                run_bulk(self.jobapp, "retry", self.needle, "failures", after=self._after_bulk)
                 return
             op = Operation("retry", jobs, label=f"{len(jobs)} jobs")
             question = f"Retry {len(jobs)} job{'s' if len(jobs) != 1 else ''}?"
@@ -357,6 +359,12 @@ class FailedScreen(BaseScreen):
                 self.jobapp.run_operation(op)
 
         self.app.push_screen(ConfirmScreen(question, detail, confirm_label="Retry"), decided)
+
+    def _after_bulk(self) -> None:
+        self.pages.reset()
+        self._details.clear()
+        self._detail_key = None
+        self._render_table()
 
     def pages_order(self) -> list[str]:
         return [str(r.id) for r in self.pages.rows]

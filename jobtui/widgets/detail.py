@@ -71,13 +71,14 @@ def render_detail(detail: JobDetail, now: datetime, tz: tzinfo | None, colors: P
         ("function", Text(r.func or DASH)),
         ("worker", Text(r.worker or DASH)),
         ("created", _when(r.created_at, now, tz)),
+        ("due", _when(detail.due_at, now, tz)),
         ("started", _when(r.started_at, now, tz)),
         ("finished", _when(r.finished_at, now, tz)),
         ("failed", _when(r.failed_at, now, tz)),
         ("duration", _duration(r.duration, r.started_at, r.finished_at, now)),
     ]
     for label, value in rows:
-        if label in ("finished", "failed") and (value.plain if isinstance(value, Text) else value) == DASH:
+        if label in ("due", "finished", "failed") and (value.plain if isinstance(value, Text) else value) == DASH:
             continue
         facts.add_row(label, value)
     parts: list[RenderableType] = [head, facts]

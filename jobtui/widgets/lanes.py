@@ -1,8 +1,10 @@
-"""The lanes table: one row per queue with sizes, wait, rate-limit use and a sparkline."""
+"""The lanes table: one row per queue with sizes, wait, rate-limit use and a sparkline; a State
+column ("paused 4m by ada@web-01") appears while any lane is paused."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
 from rich.text import Text
 
@@ -22,6 +24,13 @@ COLUMNS = (
     Column("spark", "Processed/min, last hour", short_label="Processed/min", priority=5, min_width=10, flex=True),
 )
 """Narrow terminals get the short labels first, then lose the sparkline, the rate limit, ..."""
+STATE = Column("state", "State")
+"""Shown only while a lane is paused, never hidden: "paused 4m by ada@web-01", "paused 4m" when narrow."""
+PAUSED_COLUMNS = (COLUMNS[0], STATE, *COLUMNS[1:-1],
+                  Column("spark", "Processed/min, last hour", short_label="Done/min", priority=5, min_width=10,
+                         flex=True))
+"""With the State column the sparkline's short label is shorter, so 80 columns still fit every name."""
+PAUSED_MARK = "‖ "
 SPARK_MAX = 40
 """The most minutes-buckets a sparkline gets (the column may be wider)."""
 
@@ -44,18 +53,29 @@ def spark_cell(q: QueueStats, colors: Palette) -> Fill:
     return draw
 
 
-def lane_rows(queues: Sequence[QueueStats], colors: Palette) -> list[Row]:
-    """Rows for `KeyedTable.sync`, keyed by queue name."""
+def pause_text(q: QueueStats, now: datetime, *, short: bool = False) -> str:
+    """'paused 4m by ada@web-01' ('paused 4m' when `short`; empty for a running lane)."""
+    if q.paused is None:
+        return ""
+    text = f"paused {duration(max(0.0, (now - q.paused.since).total_seconds()))}"
+    return text if short else f"{text} by {q.paused.by}"
+
+
+def lane_rows(queues: Sequence[QueueStats], colors: Palette, now: datetime, *, narrow: bool = False) -> list[Row]:
+    """Rows for `KeyedTable.sync`, keyed by queue name (a State cell second while any is paused)."""
     rows: list[Row] = []
+    paused = any(q.paused for q in queues)
     for q in queues:
         hot = f"bold {colors.error}" if q.over_threshold else ""
-        name = Text(("▲ " if q.over_threshold else "  ") + q.name, style=hot)
+        mark = "▲ " if q.over_threshold else PAUSED_MARK if q.paused else "  "
+        name = Text(mark + q.name, style=hot or (colors.warning if q.paused else ""))
         full = q.rate_limit is not None and q.rate_used >= q.rate_limit
         rows.append(
             (
                 q.name,
                 [
                     name,
+                    *([Text(pause_text(q, now, short=narrow), style=f"bold {colors.warning}")] if paused else []),
                     _num(count(q.size), hot),
                     _num(count(q.scheduled)),
                     _num(count(q.running)),
@@ -70,9 +90,13 @@ def lane_rows(queues: Sequence[QueueStats], colors: Palette) -> list[Row]:
 
 
 class LanesTable(KeyedTable):
-    """Render only: `show(queues, colors, needle=...)`; the table fits the columns to its width."""
+    """Render only: `show(queues, colors, now, needle=...)`; the table fits the columns to its width."""
 
-    def show(self, queues: Sequence[QueueStats], colors: Palette, *, needle: str = "") -> None:
-        self.set_columns(COLUMNS)
+    def show(self, queues: Sequence[QueueStats], colors: Palette, now: datetime, *, needle: str = "",
+             narrow: bool = False) -> None:
         shown = [q for q in queues if not needle or needle in q.name.lower()]
-        self.sync(lane_rows(shown, colors))
+        key = self.cursor_key
+        changed = self.set_columns(PAUSED_COLUMNS if any(q.paused for q in shown) else COLUMNS)
+        self.sync(lane_rows(shown, colors, now, narrow=narrow))
+        if changed and key in self.row_keys:  # the State column came or went: stay on the same lane
+            self.move_cursor(row=self.get_row_index(key), animate=False)

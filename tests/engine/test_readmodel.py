@@ -95,7 +95,7 @@ def test_probe_is_one_round_trip_and_survives_a_head_without_hash(limited: Engin
     assert len(commands) == 1  # one pipeline for every queue
     assert (probes["default"].size, probes["default"].oldest_wait) == (1, None)
     assert probes["low"].oldest_wait is not None
-    assert len(QueueRead(["a", "b"], {}, time.time())) == 2 * QueueRead.PER_QUEUE + 2
+    assert len(QueueRead(["a", "b"], {}, time.time())) == 2 * QueueRead.PER_QUEUE + 3  # + limits, paused, heads
 
 
 def test_snapshot_health_and_scrape_agree_after_an_override(limited: Engine) -> None:

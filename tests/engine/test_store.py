@@ -16,6 +16,7 @@ import pytest
 
 from jobengine.errors import JobNotFound, StoreUnavailable
 from jobengine.models import JobEvent, NewJob, failure_fingerprint
+from jobengine.store.filters import query_params
 from jobengine.store.postgres import PostgresStore, event_message, prefix_bounds
 from jobengine.store.sqlfile import migrations, parse_sections, queries
 from jobengine.types import EventKind, JobStatus, Priority
@@ -471,7 +472,7 @@ def test_hot_queries_use_indexes(store: PostgresStore, database_url: str) -> Non
             FROM generate_series(1, 5000) AS n""")
         conn.execute("UPDATE failed_jobs SET retried_at = failed_at + interval '1 minute' WHERE id % 3 = 0")
         conn.execute("ANALYZE")
-    no_search = {"search": None, "contains": None, "prefix": None}
+    no_search = query_params(None)  # the typed-search parameters, none filtering
     fingerprint, job_ids = hashlib.md5(b"1").hexdigest()[:12], [hashlib.md5(b"7").hexdigest()]
     plans = {
         "active_jobs": store.explain("active_jobs", {"limit": 100}),

@@ -19,6 +19,7 @@ import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
+from jobengine.bulk import BulkResult
 from jobengine.engine import bounded
 from jobengine.errors import JobNotFound, OperationRefused, UnavailableError
 from jobengine.metrics import WINDOWS
@@ -29,8 +30,11 @@ from jobengine.models import (
     HealthReport,
     JobDetail,
     JobRecord,
+    LaneJob,
+    LanePage,
     LogEntry,
     Outage,
+    PauseInfo,
     QueueStats,
     RunningJob,
     Snapshot,
@@ -39,6 +43,7 @@ from jobengine.models import (
     WorkerInfo,
     failure_fingerprint,
 )
+from jobengine.query import parse_query
 from jobengine.types import JobStatus, Priority
 
 NOW = datetime(2025, 3, 14, 14, 3, 12, tzinfo=UTC)
@@ -129,6 +134,10 @@ class FakeEngine:
         self._failures: list[FailedJob] = []
         self._jobs: dict[str, JobRecord] = {}
         self._failure_of: dict[str, FailedJob] = {}
+        self.paused: dict[str, PauseInfo] = {}
+        self.lane_gone: set[str] = set()  # lane jobs canceled or run now since
+        self.lane_ids: dict[str, tuple[str, str, int]] = {}  # lane job id -> (queue, state, index)
+        self.bulk_batch = 40
         self._build(failures)
         if long_names:
             self._lengthen_names()
@@ -260,6 +269,7 @@ class FakeEngine:
                     rate_limit=limit,
                     rate_used=used,
                     size_threshold=threshold,
+                    paused=self.paused.get(name),
                 )
             )
         workers = self._workers(stuck)
@@ -382,10 +392,20 @@ class FakeEngine:
 
     @staticmethod
     def _matches(row: FailedJob, search: str | None) -> bool:
+        """The typed search as the store runs it (type:, queue:, error:, id:, free text)."""
         if not search:
             return True
-        needle = search.lower()
-        return any(
+        q = parse_query(search, NOW)
+        if (q.types and row.type not in q.types) or (q.queues and row.queue not in q.queues):
+            return False
+        if q.error and q.error.lower() not in f"{row.error_class} {row.error_message}".lower():
+            return False
+        if q.id_prefix and not row.job_id.startswith(q.id_prefix):
+            return False
+        if q.since and row.failed_at < q.since:
+            return False
+        needle = (q.text or "").lower()
+        return not needle or any(
             needle in value.lower()
             for value in (row.type, row.queue, row.error_class, row.error_message, row.job_id, row.fingerprint)
         )
@@ -420,6 +440,8 @@ class FakeEngine:
         return detail if detail is None or max_text is None else bounded(detail, max_text)
 
     def _job_detail(self, job_id_or_prefix: str) -> JobDetail | None:
+        if job_id_or_prefix in self.lane_ids:
+            return self._lane_detail(job_id_or_prefix)
         with self._lock:
             self.calls.append(("job_detail", job_id_or_prefix))
             key = job_id_or_prefix.strip()
@@ -431,6 +453,17 @@ class FakeEngine:
             record = self._jobs[matches[0]]
             failure = self._failure_of.get(record.id) if record.status is JobStatus.FAILED else None
         return self._detail(record, failure)
+
+    def _lane_detail(self, jid: str) -> JobDetail | None:
+        queue, state, index = self.lane_ids[jid]
+        job = self.lane_job(queue, state, index)
+        status = {"queued": JobStatus.QUEUED, "scheduled": JobStatus.SCHEDULED, "running": JobStatus.PROCESSING,
+                  "finished": JobStatus.FINISHED, "canceled": JobStatus.CANCELED}.get(state, JobStatus.QUEUED)
+        record = JobRecord(id=jid, type=job.type or "?", queue=queue, priority=self._priority(queue), status=status,
+                           attempts=job.attempts, created_at=job.created_at or NOW, started_at=job.started_at,
+                           finished_at=job.ended_at, func=job.func, args=job.args, worker=job.worker)
+        logs = (LogEntry(record.created_at, "queued", "info", f"queued on {queue}"),)
+        return JobDetail(record=record, logs=logs, rq_status=state, due_at=job.due_at)
 
     def _detail(self, record: JobRecord, failure: FailedJob | None) -> JobDetail:
         logs: list[LogEntry] = [LogEntry(record.created_at, "queued", "info", f"queued on {record.queue}")]
@@ -483,6 +516,9 @@ class FakeEngine:
         with self._lock:
             self.calls.append(("cancel", job_id))
             self._check(job_id)
+            if job_id in self.lane_ids:
+                self.lane_gone.add(job_id)
+                return True
             record = self._jobs.get(job_id)
             if record is None or not record.status.in_flight:
                 return False
@@ -500,6 +536,111 @@ class FakeEngine:
             for row in members:
                 self._jobs[row.job_id] = replace(self._jobs[row.job_id], status=JobStatus.QUEUED)
             return len(members)
+
+    # ---- EngineAPI: lanes, pause, bulk --------------------------------------------------------
+    def pause(self, queue: str, reason: str | None = None) -> bool:
+        with self._lock:
+            self.calls.append(("pause", queue, reason))
+            if self.read_only:
+                raise OperationRefused("pause refused: the engine is in read-only mode")
+            if queue in self.paused:
+                return False
+            self.paused[queue] = PauseInfo("ada@web-01", NOW, reason)
+            return True
+
+    def resume(self, queue: str) -> bool:
+        with self._lock:
+            self.calls.append(("resume", queue))
+            if self.read_only:
+                raise OperationRefused("resume refused: the engine is in read-only mode")
+            return self.paused.pop(queue, None) is not None
+
+    def lane_counts(self, queue: str) -> dict[str, int]:
+        lane = next(lane for lane in LANES if lane[0] == queue)
+        failed = sum(1 for r in self._failures if r.queue == queue)
+        return {"queued": lane[2], "scheduled": lane[3], "running": RUNNING[queue], "finished": 30, "failed": failed,
+                "canceled": 0}
+
+    def lane_job(self, queue: str, state: str, i: int) -> LaneJob:
+        """The i-th job of a lane's state, made up deterministically."""
+        k = [lane[0] for lane in LANES].index(queue)
+        types = ("mail.send_digest", "billing.send_invoice", "reports.build_daily", "sync.pull_orders")
+        job_type = types[(i + k) % len(types)]
+        if self.long_names:
+            job_type = LONG_TYPES.get(job_type, job_type)
+        h = hashlib.md5(f"lane/{queue}/{state}/{i}".encode()).hexdigest()
+        jid = f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:32]}"
+        self.lane_ids[jid] = (queue, state, i)
+        at = NOW - timedelta(seconds=30 + 47 * i)
+        scores = {"queued": float(i), "scheduled": (NOW + timedelta(seconds=90 + 150 * i)).timestamp(),
+                  "running": (NOW + timedelta(seconds=60)).timestamp()}
+        score = scores.get(state, (NOW - timedelta(seconds=20 * i)).timestamp())
+        return LaneJob(
+            id=jid, state=state, score=score, rq_status=state, type=job_type, func=f"app.jobs.{job_type}",  # type: ignore[arg-type]
+            args=f'{{"user": {1000 + i}, "tenant": "acme"}}', attempts=1 + i % 3, created_at=at,
+            enqueued_at=at if state == "queued" else None,
+            started_at=NOW - timedelta(seconds=12 + 60 * i) if state == "running" else None,
+            ended_at=NOW - timedelta(seconds=20 * i) if state in ("finished", "failed", "canceled") else None,
+            worker="w-batch-1" if state == "running" else None)
+
+    def lane_page(self, queue: str, state: str = "queued", after: tuple[float, str] | None = None,
+                  limit: int = 50) -> LanePage:
+        with self._lock:
+            self.calls.append(("lane_page", queue, state, after, limit))
+            if self.outage:
+                raise UnavailableError("Redis unreachable at 127.0.0.1:6379 (connection refused)")
+            counts = self.lane_counts(queue)
+            if state == "failed":
+                jobs = [LaneJob(id=r.job_id, state="failed", score=r.failed_at.timestamp(), rq_status="failed",
+                                type=r.type, args=self._jobs[r.job_id].args, attempts=r.attempts, ended_at=r.failed_at)
+                        for r in self._failures if r.queue == queue]
+            else:
+                jobs = [self.lane_job(queue, state, i) for i in range(min(counts[state], 2000))]
+            jobs = [j for j in jobs if j.id not in self.lane_gone]
+        start = 0 if after is None else next((n + 1 for n, j in enumerate(jobs) if j.id == after[1]), 0)
+        page = jobs[start:start + limit]
+        more = start + limit < len(jobs)
+        return LanePage(queue=queue, state=state, jobs=tuple(page), total=counts[state],  # type: ignore[arg-type]
+                        after=(page[-1].score or 0.0, page[-1].id) if more and page else None, counts=counts)
+
+    def run_now(self, job_id: str) -> bool:
+        with self._lock:
+            self.calls.append(("run_now", job_id))
+            self._check(job_id)
+            if job_id in self.lane_gone or self.lane_ids.get(job_id, ("", "", 0))[1] != "scheduled":
+                return False
+            self.lane_gone.add(job_id)
+            return True
+
+    def count_filtered(self, kind: str, search: str | None) -> int:
+        with self._lock:
+            self.calls.append(("count_filtered", kind, search))
+            if kind == "retry":
+                return sum(1 for r in self._failures if self._matches(r, search))
+            return 42
+
+    def bulk(self, kind: str, search: str | None, *, cap: int | None = None, progress: object = None,
+             stop: object = None, dry_run: bool = False) -> BulkResult:
+        with self._lock:
+            self.calls.append(("bulk", kind, search))
+            if self.read_only:
+                raise OperationRefused(f"{kind} refused: the engine is in read-only mode")
+            matched = [r for r in self._failures if self._matches(r, search)] if kind == "retry" else []
+        limit = min(len(matched), cap or 10_000)
+        done = 0
+        for start in range(0, limit, self.bulk_batch):
+            if callable(stop) and stop():
+                break
+            batch = matched[start:min(limit, start + self.bulk_batch)]
+            with self._lock:
+                gone = {r.job_id for r in batch}
+                self._failures = [r for r in self._failures if r.job_id not in gone]
+            done += len(batch)
+            if callable(progress):
+                progress(done, limit)
+        stopped = done < limit
+        return BulkResult(kind, parse_query(search, NOW), len(matched), done, done, 0, cap or 10_000,  # type: ignore[arg-type]
+                          stopped=stopped)
 
     # ---- helpers for tests ----------------------------------------------------------------
     def called(self, name: str) -> list[tuple[object, ...]]:

@@ -17,6 +17,7 @@ from jobengine.types import JobStatus
 from jobtui import JobTUI
 from jobtui.commands import JobCommands
 from jobtui.screens.base import BaseScreen
+from jobtui.screens.bulk import BulkScreen
 from jobtui.screens.confirm import ConfirmScreen
 from jobtui.screens.failed import FailedScreen
 from jobtui.screens.help import HelpScreen
@@ -146,11 +147,13 @@ async def test_keys_that_do_not_apply_are_greyed_out(engine: FakeEngine, make_ap
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.press("2")
         await settle(pilot)
-        assert disabled_footer_keys(app) == {"R"}  # nothing marked, not grouped
+        assert disabled_footer_keys(app) == set()  # nothing marked: R acts on all matching (asks first)
         await pilot.press("R")
-        await pilot.pause()
-        assert not isinstance(app.screen, ConfirmScreen)
-        assert engine.called("retry") == [] and engine.called("retry_group") == []
+        await settle(pilot)
+        assert isinstance(app.screen, BulkScreen) and not isinstance(app.screen, ConfirmScreen)
+        await pilot.press("n")
+        await settle(pilot)
+        assert engine.called("retry") == [] and engine.called("retry_group") == [] and engine.called("bulk") == []
         await pilot.press("space")
         await pilot.pause()
         assert disabled_footer_keys(app) == set()

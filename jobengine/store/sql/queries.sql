@@ -304,10 +304,18 @@ LIMIT %(limit)s
 
 -- name: failed_page
 -- Keyset page of open failures: rows strictly before (before_at, before_id), newest first
--- (failed_jobs_open_idx).
+-- (failed_jobs_open_idx; with type: or queue: their own open indexes of migration 008). Every
+-- filtering query takes the same typed-search parameters (jobengine/store/filters.py): a NULL one
+-- does not filter.
 SELECT id, job_id, type, queue, error_class, error_message, traceback, fingerprint, failed_at, attempts
 FROM failed_jobs
 WHERE retried_at IS NULL AND (failed_at, id) < (%(before_at)s::timestamptz, %(before_id)s::bigint)
+  AND (%(type1)s::text IS NULL OR type = %(type1)s) AND (%(types)s::text[] IS NULL OR type = ANY(%(types)s::text[]))
+  AND (%(queue1)s::text IS NULL OR queue = %(queue1)s) AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[]))
+  AND failed_at >= coalesce(%(since)s::timestamptz, '-infinity')
+  AND (%(error)s::text IS NULL OR error_class ILIKE %(error)s OR error_message ILIKE %(error)s)
+  AND (%(id_like)s::text IS NULL OR job_id LIKE %(id_like)s)
+  AND (%(args)s::text IS NULL OR EXISTS (SELECT 1 FROM jobs j WHERE j.id = failed_jobs.job_id AND j.args ILIKE %(args)s))
   AND (%(search)s::text IS NULL
        OR type ILIKE %(contains)s OR queue ILIKE %(contains)s OR error_class ILIKE %(contains)s
        OR error_message ILIKE %(contains)s OR job_id ILIKE %(prefix)s)
@@ -322,6 +330,12 @@ SELECT value AS n FROM history_counters WHERE name = 'failed_jobs'
 SELECT count(*) AS n
 FROM failed_jobs
 WHERE retried_at IS NULL
+  AND (%(type1)s::text IS NULL OR type = %(type1)s) AND (%(types)s::text[] IS NULL OR type = ANY(%(types)s::text[]))
+  AND (%(queue1)s::text IS NULL OR queue = %(queue1)s) AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[]))
+  AND failed_at >= coalesce(%(since)s::timestamptz, '-infinity')
+  AND (%(error)s::text IS NULL OR error_class ILIKE %(error)s OR error_message ILIKE %(error)s)
+  AND (%(id_like)s::text IS NULL OR job_id LIKE %(id_like)s)
+  AND (%(args)s::text IS NULL OR EXISTS (SELECT 1 FROM jobs j WHERE j.id = failed_jobs.job_id AND j.args ILIKE %(args)s))
   AND (%(search)s::text IS NULL
        OR type ILIKE %(contains)s OR queue ILIKE %(contains)s OR error_class ILIKE %(contains)s
        OR error_message ILIKE %(contains)s OR job_id ILIKE %(prefix)s)
@@ -334,6 +348,12 @@ WITH groups AS (
            max(failed_at) AS last_seen
     FROM failed_jobs
     WHERE retried_at IS NULL AND failed_at >= coalesce(now() - make_interval(days => %(days)s::int), '-infinity')
+      AND (%(type1)s::text IS NULL OR type = %(type1)s) AND (%(types)s::text[] IS NULL OR type = ANY(%(types)s::text[]))
+      AND (%(queue1)s::text IS NULL OR queue = %(queue1)s) AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[]))
+      AND failed_at >= coalesce(%(since)s::timestamptz, '-infinity')
+      AND (%(error)s::text IS NULL OR error_class ILIKE %(error)s OR error_message ILIKE %(error)s)
+      AND (%(id_like)s::text IS NULL OR job_id LIKE %(id_like)s)
+      AND (%(args)s::text IS NULL OR EXISTS (SELECT 1 FROM jobs j WHERE j.id = failed_jobs.job_id AND j.args ILIKE %(args)s))
       AND (%(search)s::text IS NULL
            OR type ILIKE %(contains)s OR queue ILIKE %(contains)s OR error_class ILIKE %(contains)s
            OR error_message ILIKE %(contains)s OR job_id ILIKE %(prefix)s)
@@ -379,6 +399,55 @@ CROSS JOIN LATERAL (
     LIMIT 1
 ) AS s
 ORDER BY g.n DESC, g.last_seen DESC, g.fingerprint
+
+-- name: failed_filtered_ids
+-- A bulk action's batch: the jobs of open failures matching the search, strictly before the
+-- keyset cursor, newest first (the same walk as failed_page).
+SELECT job_id, failed_at, id
+FROM failed_jobs
+WHERE retried_at IS NULL AND (failed_at, id) < (%(before_at)s::timestamptz, %(before_id)s::bigint)
+  AND (%(type1)s::text IS NULL OR type = %(type1)s) AND (%(types)s::text[] IS NULL OR type = ANY(%(types)s::text[]))
+  AND (%(queue1)s::text IS NULL OR queue = %(queue1)s) AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[]))
+  AND failed_at >= coalesce(%(since)s::timestamptz, '-infinity')
+  AND (%(error)s::text IS NULL OR error_class ILIKE %(error)s OR error_message ILIKE %(error)s)
+  AND (%(id_like)s::text IS NULL OR job_id LIKE %(id_like)s)
+  AND (%(args)s::text IS NULL OR EXISTS (SELECT 1 FROM jobs j WHERE j.id = failed_jobs.job_id AND j.args ILIKE %(args)s))
+  AND (%(search)s::text IS NULL
+       OR type ILIKE %(contains)s OR queue ILIKE %(contains)s OR error_class ILIKE %(contains)s
+       OR error_message ILIKE %(contains)s OR job_id ILIKE %(prefix)s)
+ORDER BY failed_at DESC, id DESC
+LIMIT %(limit)s
+
+-- name: in_flight_filtered
+-- A bulk cancel's batch: queued, scheduled or running jobs matching the search, oldest first,
+-- strictly after the keyset cursor (the in-flight rows of jobs_in_flight_idx, sorted).
+SELECT id, created_at
+FROM jobs
+WHERE status IN ('queued', 'scheduled', 'processing')
+  AND (created_at, id) > (%(after_at)s::timestamptz, %(after_id)s::text)
+  AND (%(type1)s::text IS NULL OR type = %(type1)s) AND (%(types)s::text[] IS NULL OR type = ANY(%(types)s::text[]))
+  AND (%(queue1)s::text IS NULL OR queue = %(queue1)s) AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[]))
+  AND created_at >= coalesce(%(since)s::timestamptz, '-infinity')
+  AND (%(id_like)s::text IS NULL OR id LIKE %(id_like)s)
+  AND (%(args)s::text IS NULL OR args ILIKE %(args)s)
+  AND (%(search)s::text IS NULL
+       OR type ILIKE %(contains)s OR queue ILIKE %(contains)s OR func ILIKE %(contains)s
+       OR args ILIKE %(contains)s OR id ILIKE %(prefix)s)
+ORDER BY created_at, id
+LIMIT %(limit)s
+
+-- name: in_flight_total
+SELECT count(*) AS n
+FROM jobs
+WHERE status IN ('queued', 'scheduled', 'processing')
+  AND (%(type1)s::text IS NULL OR type = %(type1)s) AND (%(types)s::text[] IS NULL OR type = ANY(%(types)s::text[]))
+  AND (%(queue1)s::text IS NULL OR queue = %(queue1)s) AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[]))
+  AND created_at >= coalesce(%(since)s::timestamptz, '-infinity')
+  AND (%(id_like)s::text IS NULL OR id LIKE %(id_like)s)
+  AND (%(args)s::text IS NULL OR args ILIKE %(args)s)
+  AND (%(search)s::text IS NULL
+       OR type ILIKE %(contains)s OR queue ILIKE %(contains)s OR func ILIKE %(contains)s
+       OR args ILIKE %(contains)s OR id ILIKE %(prefix)s)
 
 -- name: failed_job_ids_in_group
 SELECT job_id
