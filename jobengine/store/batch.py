@@ -41,29 +41,35 @@ def first_line(text: str | None) -> str:
 
 def event_message(event: JobEvent) -> str:
     """The log line for an event: its own message, else a sentence built from its fields."""
-    if event.message:
-        return event.message
-    error = ": ".join(p for p in (event.error_class, first_line(event.error_message)) if p)
-    kind = event.kind
-    if kind in (EventKind.QUEUED, EventKind.REQUEUED):
-        return f"{kind.value} on {event.queue}"
-    if kind is EventKind.SCHEDULED:
-        return f"scheduled to run in {event.delay:.1f}s" if event.delay is not None else "scheduled"
+    return message_of(event.kind, event.message, event.queue, event.attempt, event.duration, event.delay,
+                      event.worker, event.error_class, event.error_message)
+
+
+def message_of(kind: EventKind, message: str | None, queue: str, attempt: int | None, duration: float | None,
+               delay: float | None, worker: str | None, error_class: str | None,
+               error_message: str | None) -> str:
+    """`event_message` from an event's fields (the history writer builds rows without JobEvents)."""
+    if message:
+        return message
     if kind is EventKind.STARTED:
-        run = f"attempt {event.attempt}" if event.attempt else "run"
-        return f"{run} started" + (f" on {event.worker}" if event.worker else "")
+        run = f"attempt {attempt} started" if attempt else "run started"
+        return f"{run} on {worker}" if worker else run
     if kind is EventKind.FINISHED:
-        return f"finished in {event.duration:.3f}s" if event.duration is not None else "finished"
+        return f"finished in {duration:.3f}s" if duration is not None else "finished"
+    if kind in _REQUEUING:
+        return f"{kind.value} on {queue}"
+    if kind is EventKind.SCHEDULED:
+        return f"scheduled to run in {delay:.1f}s" if delay is not None else "scheduled"
+    error = ": ".join(p for p in (error_class, first_line(error_message)) if p)
     if kind is EventKind.RETRY:
-        text = "retry" + (f" {event.attempt}" if event.attempt else "")
-        text += f" in {event.delay:.1f}s" if event.delay is not None else ""
+        text = "retry" + (f" {attempt}" if attempt else "")
+        text += f" in {delay:.1f}s" if delay is not None else ""
         return text + (f" after {error}" if error else "")
     if kind is EventKind.FAILED:
-        text = f"failed after {event.attempt} attempt{'s' if event.attempt != 1 else ''}" \
-            if event.attempt else "failed"
+        text = f"failed after {attempt} attempt{'s' if attempt != 1 else ''}" if attempt else "failed"
         return text + (f": {error}" if error else "")
     if kind is EventKind.DEFERRED:
-        return f"deferred for {event.delay:.1f}s" if event.delay is not None else "deferred"
+        return f"deferred for {delay:.1f}s" if delay is not None else "deferred"
     return kind.value  # canceled, stopped
 
 
@@ -85,22 +91,44 @@ def in_order(events: Iterable[JobEvent]) -> list[JobEvent]:
     return sorted(unique.values(), key=event_order)
 
 
+Keyed = tuple[tuple[Any, ...], tuple[Any, ...]]
+"""(sort key as `event_order` makes it, row without its pos)."""
+
+
+def ordered_rows(keyed: list[Keyed]) -> list[tuple[Any, ...]]:
+    """`batch_rows` of rows built by `row_of`: sorted by their keys, numbered (`pos`) oldest first.
+    Sorts `keyed` in place; each event id once (a stream read never repeats an entry)."""
+    keyed.sort(key=_first)
+    return [(pos, *row) for pos, (_, row) in enumerate(keyed)]
+
+
+def _first(pair: Keyed) -> tuple[Any, ...]:
+    return pair[0]
+
+
 def batch_rows(events: Sequence[JobEvent]) -> list[tuple[Any, ...]]:
     """One `history_batch` row per event (BATCH_COLUMNS), `events` already `in_order`."""
-    rows = []
-    for pos, e in enumerate(events):
-        kind = e.kind
-        failed = kind is EventKind.FAILED
-        error_class = (e.error_class or "unknown") if failed else None
-        rows.append((
-            pos, e.event_id, e.job_id, e.at, kind.value, _LEVELS.get(kind, "info"), e.attempt, e.delay,
-            event_message(e), e.type, e.queue, e.priority.rank if e.priority is not None else None,
-            e.func, e.args, e.worker, e.duration,
-            e.at + timedelta(seconds=e.delay) if e.delay is not None and kind in _SCHEDULING else None,
-            error_class, e.error_message if failed else None, e.traceback if failed else None,
-            failure_fingerprint(error_class, e.error_message or "") if error_class is not None else None,
-        ))
-    return rows
+    return [(pos, *row_of(e.event_id, e.kind, e.job_id, e.at, e.queue, e.type,
+                          e.priority.rank if e.priority is not None else None, e.attempt, e.duration, e.delay,
+                          e.func, e.args, e.worker, e.error_class, e.error_message, e.traceback, e.message))
+            for pos, e in enumerate(events)]
+
+
+def row_of(event_id: str, kind: EventKind, job_id: str, at: datetime, queue: str, type: str | None,
+           rank: int | None, attempt: int | None, duration: float | None, delay: float | None,
+           func: str | None, args: str | None, worker: str | None, error_class: str | None,
+           error_message: str | None, traceback: str | None, message: str | None) -> tuple[Any, ...]:
+    """One event's `history_batch` row without its `pos` (BATCH_COLUMNS[1:]), from its fields."""
+    text = message_of(kind, message, queue, attempt, duration, delay, worker, error_class, error_message)
+    if kind is EventKind.FAILED:
+        error_class = error_class or "unknown"
+        fingerprint = failure_fingerprint(error_class, error_message or "")
+    else:
+        error_class = error_message = traceback = fingerprint = None
+    return (event_id, job_id, at, kind.value, _LEVELS.get(kind, "info"), attempt, delay, text,
+            type, queue, rank, func, args, worker, duration,
+            at + timedelta(seconds=delay) if delay is not None and kind in _SCHEDULING else None,
+            error_class, error_message, traceback, fingerprint)
 
 
 # ---- the per-event reference ------------------------------------------------------------------
