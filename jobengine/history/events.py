@@ -8,7 +8,7 @@ PostgreSQL. `parse_events` reads an entry as `JobEvent`s.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,7 +16,7 @@ import redis
 
 from jobengine import keys
 from jobengine.models import JobEvent
-from jobengine.store.batch import Keyed, row_of
+from jobengine.store.batch import KINDS, Keyed, row_of
 from jobengine.types import EventKind, Priority
 
 _OPTIONAL = ("type", "priority", "attempt", "duration", "delay", "func", "args", "worker",
@@ -84,24 +84,26 @@ def parse_event(event_id: str, raw: Mapping[bytes | str, bytes | str]) -> JobEve
     )
 
 
-_KINDS = {kind.value: kind for kind in EventKind}
 _RANKS = {priority.value: priority.rank for priority in Priority}
 
 
-def entry_rows(event_id: str, raw: Mapping[bytes | str, bytes | str]) -> list[Keyed]:
+def entry_rows(event_id: str, raw: Mapping[bytes | str, bytes | str] | Sequence[bytes]) -> list[Keyed]:
     """The store's batch rows of one stream entry, each with its sort key (`batch.ordered_rows`
     numbers them): exactly `batch_rows` of `parse_events`, decoded once and built without
-    `JobEvent`s (the history writer's hot path). Raises KeyError or ValueError (a
+    `JobEvent`s (the history writer's hot path). `raw` is the entry's fields as a mapping, or
+    as Redis sends them (field, value, field, value...). Raises KeyError or ValueError (a
     UnicodeDecodeError too) for an entry that does not parse, as `parse_events` does."""
+    pairs: Any = zip(it := iter(raw), it, strict=False) if isinstance(raw, list) else raw.items()  # type: ignore[union-attr]
     try:
-        f = {k.decode(): v.decode() for k, v in raw.items()}  # type: ignore[union-attr]
+        f = {k.decode(): v.decode() for k, v in pairs}
     except AttributeError:  # a client decoding responses itself
+        pairs = zip(it := iter(raw), it, strict=False) if isinstance(raw, list) else raw.items()  # type: ignore[union-attr]
         f = {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
-             for k, v in raw.items()}
+             for k, v in pairs}
     get = f.get
-    kind = _KINDS.get(f["k"])
-    if kind is None:
-        raise ValueError(f"{f['k']!r} is not a valid EventKind")
+    kind = f["k"]
+    if kind not in KINDS:
+        raise ValueError(f"{kind!r} is not a valid EventKind")
     job_id, queue, type_, worker = f["j"], f["q"], get("type"), get("worker")
     at = datetime.fromtimestamp(float(f["t"]), UTC)
     attempt = int(a) if (a := get("attempt")) is not None else None
@@ -121,5 +123,5 @@ def entry_rows(event_id: str, raw: Mapping[bytes | str, bytes | str]) -> list[Ke
         return [row]
     start_id, start_at = f"{event_id}-s", datetime.fromtimestamp(float(started), UTC)
     return [((start_at, (), start_id),
-             row_of(start_id, EventKind.STARTED, job_id, start_at, queue, type_, None, attempt, None, None,
+             row_of(start_id, "started", job_id, start_at, queue, type_, None, attempt, None, None,
                     None, None, worker, None, None, None, None)), row]

@@ -48,6 +48,30 @@ Entries = list[tuple[str, Any]]
 Written = tuple[int, int]  # (entries taken off the stream, events written)
 
 
+def _as_sent(response: Any, **options: Any) -> Any:
+    return response
+
+
+def _entries(got: Any) -> Entries:
+    """XREADGROUP's reply for our one stream, as Redis sent it (RESP2: [[stream, entries]], RESP3:
+    {stream: entries}); each entry (id, [field, value, ...]) or (id, None) once deleted."""
+    if not got:
+        return []
+    return _ids(next(iter(got.values())) if isinstance(got, dict) else got[0][1])
+
+
+def _ids(entries: Any) -> Entries:
+    return [(eid.decode() if isinstance(eid, bytes) else eid, raw) for eid, raw in entries]
+
+
+def _mapping(raw: Any) -> dict[Any, Any]:
+    """An entry's fields as a mapping (dead letters keep them byte for byte)."""
+    if isinstance(raw, list):
+        it = iter(raw)
+        return dict(zip(it, it, strict=False))
+    return dict(raw)
+
+
 class _Applier:
     """One daemon thread writing one batch at a time while the caller reads the next (a daemon,
     unlike concurrent.futures' workers, so a process that never stops its writer still exits)."""
@@ -92,6 +116,9 @@ class HistoryWriter:
         each batch is applied (the engine's: apply migrations not yet applied; it may raise
         StoreUnavailable, and then the batch waits)."""
         self.connection = connection
+        self._raw = redis.Redis(connection_pool=connection.connection_pool)  # stream reads, as Redis sends them
+        for command in ("XREADGROUP", "XAUTOCLAIM"):  # fields stay flat lists: no dict per entry
+            self._raw.set_response_callback(command, _as_sent)
         self.store = store
         self.batch = batch
         self.max_batch = max(max_batch, batch)
@@ -137,25 +164,21 @@ class HistoryWriter:
     def _read_entries(self, block_ms: int | None) -> Entries:
         self._ensure_group()
         if self._recover:
-            got: Any = self.connection.xreadgroup(keys.HISTORY_GROUP, self.consumer,  # RESP2: [[stream, entries]]
-                                                  {keys.EVENTS_STREAM: "0"}, count=self.size)
-            if got and got[0][1]:
-                return self._ids(got[0][1])
+            got: Any = self._raw.xreadgroup(keys.HISTORY_GROUP, self.consumer, {keys.EVENTS_STREAM: "0"},
+                                            count=self.size)
+            if entries := _entries(got):
+                return entries
             self._recover = False
         clock = time.monotonic()
         if clock - self._claimed_at >= self._claim_every:
             self._claimed_at = clock
-            claimed: Any = self.connection.xautoclaim(keys.EVENTS_STREAM, keys.HISTORY_GROUP, self.consumer,
-                                                      self.claim_idle_ms, "0-0", count=self.size)
+            claimed: Any = self._raw.xautoclaim(keys.EVENTS_STREAM, keys.HISTORY_GROUP, self.consumer,
+                                                self.claim_idle_ms, "0-0", count=self.size)
             if claimed and claimed[1]:
-                return self._ids(claimed[1])
-        got = self.connection.xreadgroup(keys.HISTORY_GROUP, self.consumer, {keys.EVENTS_STREAM: ">"},
-                                         count=self.size, block=block_ms)
-        return self._ids(got[0][1]) if got else []
-
-    @staticmethod
-    def _ids(entries: Any) -> Entries:
-        return [(eid.decode() if isinstance(eid, bytes) else eid, raw) for eid, raw in entries]
+                return _ids(claimed[1])
+        got = self._raw.xreadgroup(keys.HISTORY_GROUP, self.consumer, {keys.EVENTS_STREAM: ">"},
+                                   count=self.size, block=block_ms)
+        return _entries(got)
 
     def _adapt(self, taken: int) -> None:
         """A full read means more is waiting: read twice as many next time; a read a quarter full
@@ -256,7 +279,7 @@ class HistoryWriter:
         with self.connection.pipeline(transaction=True) as pipe:
             for eid, error in rejected:
                 if raws.get(eid):
-                    deadletters.park(pipe, eid, raws[eid], error)
+                    deadletters.park(pipe, eid, _mapping(raws[eid]), error)
             pipe.xack(keys.EVENTS_STREAM, keys.HISTORY_GROUP, *ids)
             pipe.xdel(keys.EVENTS_STREAM, *ids)
             if applied:

@@ -330,7 +330,7 @@ class PostgresStore:
         """
         return self.apply_rows(batch_rows(in_order(events)))
 
-    def apply_rows(self, rows: Sequence[tuple[Any, ...]]) -> int:
+    def apply_rows(self, rows: Sequence[Sequence[Any]]) -> int:
         """`apply_events` of rows already built (`batch.batch_rows`/`batch.ordered_rows`: BATCH_COLUMNS,
         oldest first, each event id once), as the history writer sends them."""
         if not rows:
