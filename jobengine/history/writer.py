@@ -129,6 +129,8 @@ class HistoryWriter:
         self._claim_every = max(0.5, min(5.0, claim_idle / 2))
         self._claimed_at = float("-inf")
         self._recover = True  # read this consumer's own pending entries first (start, after a failure)
+        self._blocker: redis.Redis | None = None  # see _blocking
+        self._blocker_id: int | None = None
         self._group_ready = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -176,9 +178,27 @@ class HistoryWriter:
                                                 self.claim_idle_ms, "0-0", count=self.size)
             if claimed and claimed[1]:
                 return _ids(claimed[1])
-        got = self._raw.xreadgroup(keys.HISTORY_GROUP, self.consumer, {keys.EVENTS_STREAM: ">"},
-                                   count=self.size, block=block_ms)
+        client = self._raw
+        if block_ms:
+            client = self._blocking()
+            if self._stop.is_set():
+                return []
+        got = client.xreadgroup(keys.HISTORY_GROUP, self.consumer, {keys.EVENTS_STREAM: ">"},
+                                count=self.size, block=block_ms)
         return _entries(got)
+
+    def _blocking(self) -> redis.Redis:
+        """The client of the waiting reads: one connection of its own, whose id `stop()` unblocks
+        (CLIENT UNBLOCK), so a writer that waits for events stops at once."""
+        if self._blocker is None:
+            pool = self.connection.connection_pool
+            own: redis.ConnectionPool = redis.ConnectionPool(connection_class=pool.connection_class,
+                                                             max_connections=1, **pool.connection_kwargs)
+            self._blocker = redis.Redis(connection_pool=own)
+            self._blocker.set_response_callback("XREADGROUP", _as_sent)
+        if self._blocker_id is None:
+            self._blocker_id = int(self._blocker.client_id())
+        return self._blocker
 
     def _adapt(self, taken: int) -> None:
         """A full read means more is waiting: read twice as many next time; a read a quarter full
@@ -347,6 +367,7 @@ class HistoryWriter:
                     self._report_error(self.last_error)
                 inflight = None  # _step waited for it
                 self._recover = True
+                self._blocker_id = None  # its connection may be a new one now
                 self.size = self.batch
                 self._stop.wait(delay)
                 delay = min(max(delay * 2, interval), 10.0)
@@ -368,9 +389,15 @@ class HistoryWriter:
         another writer claims its entries after `claim_idle`.
         """
         self._stop.set()
+        if self._blocker_id is not None:  # wake a read waiting for events
+            with contextlib.suppress(redis.RedisError):
+                self.connection.client_unblock(self._blocker_id)
         if self._thread is not None:
             self._thread.join(timeout=15)
             self._thread = None
+        if self._blocker is not None:
+            self._blocker.connection_pool.disconnect()
+            self._blocker, self._blocker_id = None, None
         try:
             if flush:
                 self.drain()

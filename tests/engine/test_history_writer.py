@@ -198,10 +198,10 @@ def test_two_writers_and_a_dead_one_overlapping_leave_the_reference_rows(conn: r
     assert snapshot(database_url, ORDER_FREE_JOB_COLUMNS) == expected
 
 
-def test_an_idle_writer_takes_a_new_event_at_once(conn: redis.Redis, store: PostgresStore,
-                                                  database_url: str) -> None:
+def test_an_idle_writer_takes_a_new_event_at_once_and_stops_at_once(conn: redis.Redis, store: PostgresStore,
+                                                                     database_url: str) -> None:
     writer = HistoryWriter(conn, store)
-    writer.start(interval=3.0)  # the longest an idle read waits in Redis, not a sleep between reads
+    writer.start(interval=5.0)  # the longest an idle read waits in Redis, not a sleep between reads
     try:
         time.sleep(0.3)  # idle: blocked in XREADGROUP
         sent = time.monotonic()
@@ -209,6 +209,10 @@ def test_an_idle_writer_takes_a_new_event_at_once(conn: redis.Redis, store: Post
                                  queue="default")])
         wait_until(lambda: scalar(database_url, "SELECT count(*) FROM jobs WHERE id = 'now'") == 1, 10)
         assert time.monotonic() - sent < 1.0
+        time.sleep(0.3)  # idle again
     finally:
+        asked = time.monotonic()
         writer.stop()
+    assert time.monotonic() - asked < 1.0  # the waiting read is unblocked, not waited out (5 s)
+    assert stream_empty(conn)
 
