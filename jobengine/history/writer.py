@@ -44,6 +44,9 @@ from jobengine.store.protocol import HistoryStore
 
 log = logging.getLogger("jobengine.history")
 
+YIELD_EVERY = 256
+"""Entries parsed between two releases of the GIL (about 2 ms of Python): the worker thread of the
+same process waits for the GIL at most that long, not a whole switch interval (5 ms) each time."""
 Entries = list[tuple[str, Any]]
 Written = tuple[int, int]  # (entries taken off the stream, events written)
 
@@ -231,7 +234,9 @@ class HistoryWriter:
         raws = dict(entries)
         parsed: list[tuple[str, list[Keyed]]] = []
         rejected: list[tuple[str, str]] = []
-        for eid, raw in entries:
+        for n, (eid, raw) in enumerate(entries, 1):
+            if not n % YIELD_EVERY:  # a large batch: let the worker thread have the GIL (a few ms apart)
+                time.sleep(0)
             if not raw:  # deleted while pending (XDEL by another writer): nothing to write
                 rejected.append((eid, ""))
                 continue
