@@ -14,12 +14,8 @@ rows are in PostgreSQL within `--drain` seconds of the producer stopping.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
-import signal
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -28,21 +24,11 @@ import psycopg
 import redis
 
 from bench.common import parser, scratch_database
+from bench.contenders import Children, redis_pid
+from bench.cpu import CpuSampler, pg_backends
 from bench.worker_throughput import given_redis, own_redis, processes, settings_for
 from jobengine import Engine, JobSpec, keys
 from jobengine.demo import noop
-
-
-def child(args: argparse.Namespace) -> None:
-    """One worker process: its writer thread and worker run until SIGTERM, then flush."""
-    logging.basicConfig(level=logging.WARNING)
-    with Engine(settings_for(args.redis_url, args.database_url), migrate=False) as engine:
-        writer = engine.history_writer()
-        worker = engine.worker()
-        writer.start(interval=0.05)
-        redis.Redis.from_url(args.redis_url).rpush("bench:ready", worker.name)
-        worker.work(burst=False, with_scheduler=True, logging_level="WARNING")  # until SIGTERM
-        writer.stop(flush=True)
 
 
 def produce(engine: Engine, conn: redis.Redis, rate: float, seconds: float) -> tuple[int, int, int]:
@@ -80,21 +66,16 @@ def main() -> None:
     p.add_argument("--processes", type=int, default=2)
     p.add_argument("--drain", type=float, default=5.0, help="seconds allowed to drain after the producer")
     p.add_argument("--own-redis", action="store_true", help="Run against a private redis-server.")
-    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    p.add_argument("--database-url", help=argparse.SUPPRESS)
     args = p.parse_args()
-    if args.child:
-        child(args)
-        return
     logging.basicConfig(level=logging.WARNING)
     with (own_redis() if args.own_redis else given_redis(args.redis_url)) as redis_url, \
-            scratch_database(args.pg_url) as database_url:
+            scratch_database(args.pg_url) as database_url, tempfile.TemporaryDirectory() as tmp:
         Engine(settings_for(redis_url, database_url)).close()  # migrate once
         conn = redis.Redis.from_url(redis_url)
         rate = args.rate
+        print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
         if rate is None:
-            with tempfile.TemporaryDirectory() as tmp:
-                best = processes(conn, redis_url, database_url, 6000, args.processes, Path(tmp))
+            best = processes(conn, redis_url, database_url, 10000, args.processes, Path(tmp))
             rate = best.durable_rate * args.load
             print(f"durable maximum, {args.processes} processes: {best.durable_rate:,.0f} jobs/s; "
                   f"dispatching {rate:,.0f} jobs/s ({args.load:.0%}) for {args.seconds:g} s")
@@ -103,13 +84,12 @@ def main() -> None:
             pg.execute("TRUNCATE jobs, job_logs, failed_jobs")
             pg.execute("ALTER TABLE job_logs ADD COLUMN IF NOT EXISTS applied_at timestamptz "
                        "DEFAULT clock_timestamp()")
-        env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
-        argv = [sys.executable, "-m", "bench.history_lag", "--child", "--redis-url", redis_url,
-                "--database-url", database_url]
-        workers = [subprocess.Popen(argv, env=env) for _ in range(args.processes)]
+        workers = Children("ours", args.processes, redis_url, database_url, Path(tmp), serve=True)
+        backends = pg_backends(database_url)
+        sampler = CpuSampler({"workers": lambda: workers.pids, "redis": redis_pid(conn), "postgres": backends})
         try:
-            while conn.llen("bench:ready") < args.processes:
-                time.sleep(0.05)
+            workers.go()
+            sampler.start()
             with Engine(settings_for(redis_url, database_url), migrate=False) as engine:
                 sent, peak, peak_bytes = produce(engine, conn, rate, args.seconds)
             stopped = time.perf_counter()
@@ -117,11 +97,11 @@ def main() -> None:
                     and time.perf_counter() - stopped < args.drain + 30:
                 time.sleep(0.02)
             drained = time.perf_counter() - stopped
+            used = sampler.stop()
         finally:
-            for w in workers:
-                w.send_signal(signal.SIGTERM)
-            for w in workers:
-                w.wait(timeout=60)
+            workers.stop()
+            workers.wait(timeout=60)
+            backends.close()  # type: ignore[attr-defined]
         with psycopg.connect(database_url) as pg:
             lag = pg.execute("""
                 SELECT count(*),
@@ -134,7 +114,11 @@ def main() -> None:
               f"{args.processes} worker processes")
         print(f"history lag over {lag[0]:,} rows: p50 {lag[1] * 1000:.0f} ms, p99 {lag[2] * 1000:.0f} ms, "
               f"max {lag[3] * 1000:.0f} ms")
-        print(f"largest stream length {peak:,} entries ({peak_bytes / 1024:,.0f} KiB of Redis memory)")
+        print(f"largest stream length {peak:,} entries ({peak_bytes / 1024:,.0f} KiB of Redis memory, "
+              f"MEMORY USAGE)")
+        print("CPU while producing (cores busy): " + ", ".join(
+            f"{name} {seconds / sampler.seconds:.2f}" for name, seconds in used.items()) +
+            f", machine {sampler.busy / sampler.seconds:.2f} of {os.cpu_count()}")
         print(f"stream drained and every row in PostgreSQL {drained:.2f} s after the producer stopped")
         if drained > args.drain:
             raise SystemExit(f"FAIL: not drained within {args.drain:g} s")

@@ -1,73 +1,72 @@
 """Worker throughput: bare RQ's SimpleWorker, our worker and huey (1 thread), same Redis, same run.
 
-N no-op jobs are queued first (not timed); each contender then drains them in this process with
-one thread: RQ's `SimpleWorker`; `jobtui`'s default worker with history on (events streamed to
-PostgreSQL by the HistoryWriter thread, whose commands and round trips count; the run fails if
-any history row is missing); huey's RedisHuey consumer with one worker thread. Each contender
-runs `--repeat` times, interleaved; the median run is reported.
+N jobs are queued first (not timed); each contender then drains them with one worker thread:
+RQ's `SimpleWorker`; `jobtui`'s default worker with history on (events streamed to PostgreSQL by
+its HistoryWriter thread, whose commands and round trips count; the run fails if any history
+row is missing); huey's consumer with one worker thread. Each contender runs `--repeat` times,
+interleaved; the median run (by durable rate) is reported.
 
-- jobs/s: N / wall time from the first dequeue to the last job done ("worker done");
-- durable jobs/s (ours): N / wall time from the first dequeue until the writer's final flush has
-  put the last history row in PostgreSQL ("history durable"): what the product promises, so the
-  ratios against bare RQ and huey (which keep no history) use it;
+- `--body noop` (default): a no-op job; `--body touch`: a small realistic job doing two Redis
+  calls of its own (SETNX + INCR on its key, bench/jobs.py), the same function for everyone;
+- default: the contenders run in this process; `--separate`: each in a worker process of its
+  own, started and waiting before the clock starts (bench/contenders.py);
+- worker done jobs/s: N / wall time from the first dequeue to the last job done;
+- durable jobs/s (ours): N / wall time until the writer's final flush has put the last history
+  row in PostgreSQL: what the product promises, so the ratios against bare RQ and huey (which
+  keep no history) use it; `durable/done` says how far history trails the worker;
 - commands/job: Redis `INFO` total_commands_processed delta / N (commands run by Lua scripts
-  count, as Redis counts them; the measurement's own INFO calls do not);
-- round trips/job: client requests written to Redis / N, counted in this process by wrapping
-  redis-py's `send_packed_command` (one call per command or per whole pipeline/MULTI block).
+  count, as Redis counts them; the measurement's own commands do not);
+- round trips/job: client requests written to Redis / N, counted in the worker's process by
+  wrapping redis-py's `send_packed_command` (one call per command or per whole pipeline);
+- CPU (`--separate`, `--processes`; Linux): seconds of CPU per job of the worker processes (all
+  their threads: the writer's too), of the Redis server and of the PostgreSQL backends serving
+  the scratch database, sampled from /proc/<pid>/stat, and how many cores each kept busy.
 
-`--processes 1,2,4` runs our worker in that many processes instead (each with its writer
-thread), started and waiting before the clock starts, and prints the scaling curve.
-`--own-redis` starts a private redis-server for the run, so other clients of a shared server
-cannot inflate the command counts.
+`--processes 1,2,4` runs our worker in that many processes (each with its writer thread) and
+prints the durable curve, where it flattens (the CPU of each part) and an estimate for a larger
+machine. `--own-redis` starts a private redis-server for the run, so other clients of a shared
+server cannot inflate the command counts.
 
-    python -m bench.worker_throughput --jobs 2000 --own-redis
-    python -m bench.worker_throughput --jobs 4000 --own-redis --processes 1,2,4
+    python -m bench.worker_throughput --jobs 4000 --own-redis
+    python -m bench.worker_throughput --jobs 4000 --own-redis --separate --body touch
+    python -m bench.worker_throughput --jobs 8000 --own-redis --processes 1,2,4
 """
 
 from __future__ import annotations
 
-import argparse
-import itertools
-import json
 import logging
 import os
+import random
 import shutil
 import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
 import redis
-import redis.connection
 from rq import Queue, SimpleWorker
 
+from bench import jobs as bodies
 from bench.common import commands_processed, parser, scratch_database
-from jobengine import Engine, JobSpec, Settings
-from jobengine.demo import noop
+from bench.contenders import (
+    Children,
+    enqueue,
+    huey_app,
+    redis_pid,
+    requests_so_far,
+    reset,
+    settings_for,
+)
+from bench.cpu import CpuSampler, pg_backends
+from jobengine import Engine
 
-LANES = {"critical": ("critical", 0.0), "high": ("high", 0.0), "normal": ("default", 0.0), "low": ("low", 0.0)}
-_requests = itertools.count()
-_send = redis.connection.AbstractConnection.send_packed_command
-
-
-def _counting_send(self: redis.connection.AbstractConnection, command: object, check_health: bool = True) -> None:
-    next(_requests)
-    _send(self, command, check_health)
-
-
-redis.connection.AbstractConnection.send_packed_command = _counting_send  # type: ignore[method-assign]
-
-
-def requests_so_far() -> int:
-    """Requests written to Redis by this process so far (a round trip each)."""
-    return next(_requests)  # the probe itself adds one; callers subtract deltas, so it cancels out
+__all__ = ["given_redis", "own_redis", "processes", "settings_for"]
 
 
 @dataclass
@@ -77,10 +76,8 @@ class Run:
     seconds: float
     commands: int
     round_trips: int
-    redis_cpu: float = 0.0  # seconds of Redis server CPU (processes mode)
-    worker_cpu: float = 0.0  # seconds of CPU of the worker processes (processes mode)
-    machine_cpu: float = 0.0  # seconds of CPU used by the whole machine (processes mode, Linux)
     durable_seconds: float | None = None  # until the last history row was in PostgreSQL (ours)
+    cpu: dict[str, float] = field(default_factory=dict)  # CPU seconds: workers, redis, postgres, machine
 
     @property
     def rate(self) -> float:
@@ -98,6 +95,10 @@ class Run:
     @property
     def trips_per_job(self) -> float:
         return self.round_trips / self.jobs
+
+    @property
+    def wall(self) -> float:
+        return self.durable_seconds or self.seconds
 
 
 def measure(name: str, conn: redis.Redis, jobs: int, fn: Callable[[], object],
@@ -118,26 +119,21 @@ def measure(name: str, conn: redis.Redis, jobs: int, fn: Callable[[], object],
                durable_seconds=durable)
 
 
-def settings_for(redis_url: str, database_url: str) -> Settings:
-    return Settings.load(env={}, redis_url=redis_url, database_url=database_url, lanes=dict(LANES))
+# ---- contenders in this process -------------------------------------------------------------
+
+def bare_rq(conn: redis.Redis, redis_url: str, database_url: str, jobs: int, body: str) -> Run:
+    reset(conn, database_url)
+    enqueue("rq", redis_url, database_url, body, jobs)
+    worker = SimpleWorker([Queue("default", connection=conn)], connection=conn)
+    run = measure("bare RQ SimpleWorker", conn, jobs, lambda: worker.work(burst=True, logging_level="WARNING"))
+    check_body(conn, body, jobs)
+    return run
 
 
-# ---- contenders -------------------------------------------------------------------------------
-
-def bare_rq(conn: redis.Redis, jobs: int) -> Run:
-    conn.flushdb()
-    queue = Queue("default", connection=conn)
-    queue.enqueue_many([Queue.prepare_data(noop, result_ttl=500) for _ in range(jobs)])
-    worker = SimpleWorker([queue], connection=conn)
-    return measure("bare RQ SimpleWorker", conn, jobs, lambda: worker.work(burst=True, logging_level="WARNING"))
-
-
-def ours(conn: redis.Redis, redis_url: str, database_url: str, jobs: int) -> Run:
-    conn.flushdb()
-    with psycopg.connect(database_url, autocommit=True) as pg:
-        pg.execute("TRUNCATE jobs, job_logs, failed_jobs")
-    with Engine(settings_for(redis_url, database_url)) as engine:
-        engine.dispatch_many([JobSpec(noop, priority="normal") for _ in range(jobs)])
+def ours(conn: redis.Redis, redis_url: str, database_url: str, jobs: int, body: str) -> Run:
+    reset(conn, database_url)
+    enqueue("ours", redis_url, database_url, body, jobs)
+    with Engine(settings_for(redis_url, database_url), migrate=False) as engine:
         writer = engine.history_writer()
         worker = engine.worker()
 
@@ -148,33 +144,18 @@ def ours(conn: redis.Redis, redis_url: str, database_url: str, jobs: int) -> Run
         result = measure(f"jobtui {type(worker).__name__} (+history)", conn, jobs, run,
                          after=lambda: writer.stop(flush=True))
     check_history(database_url, jobs)
+    check_body(conn, body, jobs)
     return result
 
 
-def check_history(database_url: str, jobs: int) -> None:
-    """Keep the comparison honest: every job's history reached PostgreSQL."""
-    with psycopg.connect(database_url) as pg:
-        finished = pg.execute("SELECT count(*) FROM jobs WHERE status = 'finished'").fetchone()[0]
-        started = pg.execute("SELECT count(*) FROM job_logs WHERE kind = 'started'").fetchone()[0]
-    if finished != jobs or started != jobs:
-        raise SystemExit(f"history mismatch: {finished} finished rows, {started} started events for {jobs} jobs")
-
-
-def huey_noop() -> None:
-    return None
-
-
-def huey(conn: redis.Redis, redis_url: str, jobs: int) -> Run:
-    """huey's RedisHuey (BRPOP), a no-op task, a consumer with one worker thread."""
-    from huey import RedisHuey
+def huey(conn: redis.Redis, redis_url: str, database_url: str, jobs: int, body: str) -> Run:
+    """huey's RedisHuey (BRPOP), a consumer with one worker thread."""
     from huey.consumer import Consumer
     from huey.signals import SIGNAL_COMPLETE, SIGNAL_ERROR
 
-    conn.flushdb()
-    app = RedisHuey("jobtui-bench", url=redis_url)
-    task = app.task()(huey_noop)
-    for _ in range(jobs):
-        task()
+    reset(conn, database_url)
+    enqueue("huey", redis_url, database_url, body, jobs)
+    app, _ = huey_app(redis_url)
     done, count, lock = threading.Event(), [0], threading.Lock()
 
     @app.signal(SIGNAL_COMPLETE, SIGNAL_ERROR)
@@ -193,73 +174,62 @@ def huey(conn: redis.Redis, redis_url: str, jobs: int) -> Run:
     result = measure("huey (1 worker thread)", conn, jobs, run)
     consumer.stop(graceful=True)
     app.storage.pool.disconnect()
+    check_body(conn, body, jobs)
     return result
 
 
-# ---- processes mode ---------------------------------------------------------------------------
-
-def child(args: argparse.Namespace) -> None:
-    """One worker process of `--processes`: ready, wait for the start signal, drain, report."""
-    logging.basicConfig(level=logging.WARNING)
-    conn = redis.Redis.from_url(args.redis_url)
-    with Engine(settings_for(args.redis_url, args.database_url), migrate=False) as engine:
-        writer = engine.history_writer()
-        worker = engine.worker()
-        conn.rpush("bench:ready", worker.name)
-        conn.blpop(["bench:go"], timeout=120)
-        trips, cpu = requests_so_far(), time.process_time()
-        writer.start()
-        worker.work(burst=True, with_scheduler=True, logging_level="WARNING")
-        ended, cpu = time.time(), time.process_time() - cpu
-        writer.stop(flush=True)
-        durable = time.time()
-        trips = requests_so_far() - trips - 1
-    Path(args.report).write_text(json.dumps({"ended": ended, "durable": durable, "round_trips": trips,
-                                             "cpu": cpu}))
+def check_history(database_url: str, jobs: int) -> None:
+    """Keep the comparison honest: every job's history reached PostgreSQL."""
+    with psycopg.connect(database_url) as pg:
+        row = pg.execute("SELECT (SELECT count(*) FROM jobs WHERE status = 'finished'), "
+                         "(SELECT count(*) FROM job_logs WHERE kind = 'started')").fetchone()
+    finished, started = row if row is not None else (0, 0)
+    if finished != jobs or started != jobs:
+        raise SystemExit(f"history mismatch: {finished} finished rows, {started} started events for {jobs} jobs")
 
 
-def machine_cpu() -> float:
-    """CPU seconds the machine has spent busy so far (every process: workers, Redis, PostgreSQL);
-    0 where /proc/stat does not exist."""
-    try:
-        with open("/proc/stat") as stat:
-            ticks = [int(v) for v in stat.readline().split()[1:]]
-    except OSError:
-        return 0.0
-    idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)  # idle + iowait
-    return (sum(ticks[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+def check_body(conn: redis.Redis, body: str, jobs: int) -> None:
+    """The bodies really ran, once each (a sample of 20 jobs)."""
+    if body == "touch":
+        for n in random.sample(range(jobs), min(20, jobs)):
+            if conn.get(f"bench:body:{n}:runs") != b"1":
+                raise SystemExit(f"job {n}'s body did not run exactly once")
 
 
-def redis_cpu(conn: redis.Redis) -> float:
-    info = conn.info("cpu")
-    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+# ---- contenders in worker processes of their own -------------------------------------------------
+
+NAMES = {"ours": "jobtui FastWorker (+history)", "rq": "bare RQ SimpleWorker", "huey": "huey (1 worker thread)"}
 
 
-def processes(conn: redis.Redis, redis_url: str, database_url: str, jobs: int, n: int, tmp: Path) -> Run:
-    conn.flushdb()
-    with psycopg.connect(database_url, autocommit=True) as pg:
-        pg.execute("TRUNCATE jobs, job_logs, failed_jobs")
-    with Engine(settings_for(redis_url, database_url)) as engine:
-        engine.dispatch_many([JobSpec(noop, priority="normal") for _ in range(jobs)])
-    reports = [tmp / f"report-{n}-{i}.json" for i in range(n)]
-    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
-    argv = [sys.executable, "-m", "bench.worker_throughput", "--child", "--redis-url", redis_url,
-            "--database-url", database_url]
-    children = [subprocess.Popen([*argv, "--report", str(r)], env=env) for r in reports]
-    while conn.llen("bench:ready") < n:
-        time.sleep(0.05)
-    before, cpu, busy = commands_processed(conn), redis_cpu(conn), machine_cpu()
-    start = time.time()
-    conn.rpush("bench:go", *range(n))
-    if any(c.wait(timeout=600) for c in children):
-        raise SystemExit("a worker process failed")
-    data = [json.loads(r.read_text()) for r in reports]
-    commands = commands_processed(conn) - before - 3  # minus RPUSH and the two INFO
-    ended = max(d["ended"] for d in data)
-    cpu, busy = redis_cpu(conn) - cpu, (machine_cpu() - busy) * (ended - start) / (time.time() - start)
-    check_history(database_url, jobs)
-    return Run(f"{n} process(es)", jobs, ended - start, commands, sum(d["round_trips"] for d in data), cpu,
-               sum(d["cpu"] for d in data), busy, max(d["durable"] for d in data) - start)
+def separate(contender: str, conn: redis.Redis, redis_url: str, database_url: str, jobs: int, body: str,
+             tmp: Path, n: int = 1) -> Run:
+    """`n` worker processes of `contender` (ready before the clock) drain `jobs` jobs."""
+    reset(conn, database_url)
+    enqueue(contender, redis_url, database_url, body, jobs)
+    children = Children(contender, n, redis_url, database_url, tmp, jobs=jobs)
+    backends = pg_backends(database_url)
+    sampler = CpuSampler({"redis": redis_pid(conn), "postgres": backends}).start()
+    before = commands_processed(conn)
+    start = children.go()
+    reports = children.wait()
+    commands = commands_processed(conn) - before - 2  # minus RPUSH go and this INFO
+    used = sampler.stop()
+    backends.close()  # type: ignore[attr-defined]
+    ended, durable = max(r.ended for r in reports), max(r.durable for r in reports)
+    if contender == "ours":
+        check_history(database_url, jobs)
+    check_body(conn, body, jobs)
+    name = NAMES[contender] if n == 1 or contender != "ours" else f"jobtui, {n} processes"
+    return Run(name, jobs, ended - start, commands, sum(r.round_trips for r in reports),
+               durable - start if contender == "ours" else None,
+               {"workers": sum(r.cpu for r in reports), **used, "machine": sampler.busy * (durable - start)
+                / sampler.seconds})
+
+
+def processes(conn: redis.Redis, redis_url: str, database_url: str, jobs: int, n: int, tmp: Path,
+              body: str = "noop") -> Run:
+    """Our worker in `n` processes (kept for bench.history_lag)."""
+    return separate("ours", conn, redis_url, database_url, jobs, body, tmp, n)
 
 
 # ---- set-up and report ------------------------------------------------------------------------
@@ -291,60 +261,57 @@ def own_redis() -> Iterator[str]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+@contextmanager
+def given_redis(url: str) -> Iterator[str]:
+    yield url
+
+
 def median(runs: list[Run]) -> Run:
     """The run with the median durable rate (the worker-done rate for contenders without history)."""
     return sorted(runs, key=lambda r: r.durable_rate)[len(runs) // 2]
 
 
 def table(runs: list[Run]) -> None:
-    print(f"{'worker':34} {'jobs/s done':>11} {'durable':>8} {'cmds/job':>9} {'trips/job':>10}")
+    print(f"{'worker':30} {'jobs/s done':>11} {'durable':>8} {'dur/done':>8} {'cmds/job':>9} {'trips/job':>10}")
     for run in runs:
-        durable = f"{run.durable_rate:8.0f}" if run.durable_seconds is not None else f"{'-':>8}"
-        print(f"{run.name:34} {run.rate:11.0f} {durable} {run.per_job:9.2f} {run.trips_per_job:10.3f}")
+        durable = f"{run.durable_rate:8.0f} {run.durable_rate / run.rate:8.2f}" if run.durable_seconds is not None \
+            else f"{'-':>8} {'-':>8}"
+        print(f"{run.name:30} {run.rate:11.0f} {durable} {run.per_job:9.2f} {run.trips_per_job:10.3f}")
 
 
-def main() -> None:
-    p = parser(__doc__.splitlines()[0])
-    p.add_argument("--jobs", type=int, default=2000)
-    p.add_argument("--repeat", type=int, default=3, help="Runs per contender (median reported).")
-    p.add_argument("--processes", help="Comma-separated process counts, e.g. 1,2,4 (our worker only).")
-    p.add_argument("--own-redis", action="store_true", help="Run against a private redis-server.")
-    p.add_argument("--no-huey", action="store_true", help="Skip huey (not installed: pip install .[bench]).")
-    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    p.add_argument("--database-url", help=argparse.SUPPRESS)
-    p.add_argument("--report", help=argparse.SUPPRESS)
-    args = p.parse_args()
-    if args.child:
-        child(args)
+def cpu_table(runs: list[Run]) -> None:
+    """CPU per job (µs) and cores kept busy, per part, over each run's wall time (until durable)."""
+    if not any(r.cpu for r in runs):
         return
-    logging.basicConfig(level=logging.WARNING)
-    with (own_redis() if args.own_redis else given_redis(args.redis_url)) as redis_url, \
-            scratch_database(args.pg_url) as database_url:
-        Engine(settings_for(redis_url, database_url)).close()  # migrate once
-        conn = redis.Redis.from_url(redis_url)
-        if args.processes:
-            counts = [int(n) for n in args.processes.split(",")]
-            with tempfile.TemporaryDirectory() as tmp:
-                curve = {n: median([processes(conn, redis_url, database_url, args.jobs, n, Path(tmp))
-                                    for _ in range(args.repeat)]) for n in counts}
-            conn.flushdb()
-            table(list(curve.values()))
-            base = curve[counts[0]].durable_rate
-            print("durable scaling: " + ", ".join(f"{n}: x{curve[n].durable_rate / base:.2f}" for n in counts))
-            print(f"CPU while draining ({os.cpu_count()} cores): " + "; ".join(
-                f"{n}: workers {r.worker_cpu / r.seconds:.2f} cores, Redis {r.redis_cpu / r.seconds:.2f} cores, "
-                f"machine {r.machine_cpu / r.seconds:.2f} cores busy"
-                for n, r in curve.items()))
-            return
-        results: dict[str, list[Run]] = {"rq": [], "ours": [], "huey": []}
-        for _ in range(args.repeat):
-            results["rq"].append(bare_rq(conn, args.jobs))
-            results["ours"].append(ours(conn, redis_url, database_url, args.jobs))
-            if not args.no_huey:
-                results["huey"].append(huey(conn, redis_url, args.jobs))
-        conn.flushdb()
-    best = {k: median(v) for k, v in results.items() if v}
-    table(list(best.values()))
+    print(f"CPU ({os.cpu_count()} cores; µs per job, cores busy over the run):")
+    print(f"{'':30} {'workers':>16} {'Redis':>16} {'PostgreSQL':>16} {'machine':>16}")
+    for run in runs:
+        cells = [f"{run.cpu.get(k, 0) / run.jobs * 1e6:6.0f} µs {run.cpu.get(k, 0) / run.wall:4.2f} c"
+                 for k in ("workers", "redis", "postgres", "machine")]
+        print(f"{run.name:30} " + " ".join(f"{c:>16}" for c in cells))
+
+
+def estimate(curve: dict[int, Run]) -> None:
+    """Where the curve flattens on this machine, and what a larger one would do."""
+    last = curve[max(curve)]
+    per = {k: last.cpu.get(k, 0) / last.jobs * 1e6 for k in ("workers", "redis", "postgres")}
+    total = sum(per.values())
+    one = curve[min(curve)].durable_rate / min(curve)
+    cores = os.cpu_count() or 1
+    bound = cores * 1e6 / total if total else float("inf")
+    print(f"per job at {max(curve)} processes: workers {per['workers']:.0f} µs, Redis {per['redis']:.0f} µs, "
+          f"PostgreSQL {per['postgres']:.0f} µs = {total:.0f} µs of CPU; {cores} cores bound it at "
+          f"{bound:,.0f} jobs/s (measured {last.durable_rate:,.0f})")
+    if per["redis"] and total:
+        redis_cap = 1e6 / per["redis"]
+        for c in (8, 16, 32):
+            rate = min(redis_cap, c * 1e6 / total)
+            print(f"  estimate, {c} cores: {rate:,.0f} jobs/s durable with about {rate / one:.0f} worker processes "
+                  f"({'Redis (one core) is the limit' if rate == redis_cap else 'CPU is the limit'}; "
+                  f"Redis alone caps at {redis_cap:,.0f} jobs/s)")
+
+
+def ratios(best: dict[str, Run], results: dict[str, list[Run]]) -> None:
     mine = best["ours"]
     print(f"ours durable / ours worker done: {mine.durable_rate / mine.rate:.2f}")
     print(f"ratio ours (durable)/RQ: {mine.durable_rate / best['rq'].rate:.2f}" +
@@ -353,9 +320,52 @@ def main() -> None:
                                                        for k, v in results.items() if v) + ")")
 
 
-@contextmanager
-def given_redis(url: str) -> Iterator[str]:
-    yield url
+def main() -> None:
+    p = parser(__doc__.splitlines()[0])
+    p.add_argument("--jobs", type=int, default=4000)
+    p.add_argument("--repeat", type=int, default=3, help="Runs per contender (median reported).")
+    p.add_argument("--body", choices=sorted(bodies.BODIES), default="noop")
+    p.add_argument("--separate", action="store_true", help="Each contender in a worker process of its own.")
+    p.add_argument("--processes", help="Comma-separated process counts, e.g. 1,2,4 (our worker only).")
+    p.add_argument("--own-redis", action="store_true", help="Run against a private redis-server.")
+    p.add_argument("--no-huey", action="store_true", help="Skip huey (not installed: pip install .[bench]).")
+    args = p.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    with (own_redis() if args.own_redis else given_redis(args.redis_url)) as redis_url, \
+            scratch_database(args.pg_url) as database_url, tempfile.TemporaryDirectory() as folder:
+        os.environ[bodies.BODY_REDIS] = redis_url
+        tmp = Path(folder)
+        Engine(settings_for(redis_url, database_url)).close()  # migrate once
+        conn = redis.Redis.from_url(redis_url)
+        print(f"{args.jobs} jobs, body {args.body}, " + (f"our worker in {args.processes} processes" if args.processes
+              else "worker processes of their own" if args.separate else "in this process") +
+              f"; load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
+        if args.processes:
+            counts = [int(n) for n in args.processes.split(",")]
+            runs: dict[int, list[Run]] = {n: [] for n in counts}
+            for _ in range(args.repeat):  # interleaved
+                for n in counts:
+                    runs[n].append(separate("ours", conn, redis_url, database_url, args.jobs, args.body, tmp, n))
+            conn.flushdb()
+            curve = {n: median(r) for n, r in runs.items()}
+            table(list(curve.values()))
+            cpu_table(list(curve.values()))
+            base = curve[counts[0]].durable_rate
+            print("durable scaling: " + ", ".join(f"{n}: x{curve[n].durable_rate / base:.2f}" for n in counts))
+            estimate(curve)
+            return
+        contenders = ["rq", "ours"] + ([] if args.no_huey else ["huey"])
+        results: dict[str, list[Run]] = {c: [] for c in contenders}
+        inline = {"rq": bare_rq, "ours": ours, "huey": huey}
+        for _ in range(args.repeat):
+            for c in contenders:
+                results[c].append(separate(c, conn, redis_url, database_url, args.jobs, args.body, tmp)
+                                  if args.separate else inline[c](conn, redis_url, database_url, args.jobs, args.body))
+        conn.flushdb()
+    best = {k: median(v) for k, v in results.items() if v}
+    table(list(best.values()))
+    cpu_table(list(best.values()))
+    ratios(best, results)
 
 
 if __name__ == "__main__":

@@ -1,13 +1,14 @@
 """The history event format (Redis only): one stream entry per job transition.
 
 Workers append one XADD to the pipeline they already send for a job's bookkeeping (`add_event`),
-so history costs no extra round trip; `HistoryWriter` (history/writer.py) turns the entries back
-into `JobEvent`s (`parse_events`) and copies them to PostgreSQL.
+so history costs no extra round trip; `HistoryWriter` (history/writer.py) turns the entries into
+the store's batch rows (`entry_rows`: one pass, no `JobEvent` in between) and copies them to
+PostgreSQL. `parse_events` reads an entry as `JobEvent`s.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,22 +16,27 @@ import redis
 
 from jobengine import keys
 from jobengine.models import JobEvent
+from jobengine.store.batch import KINDS, Keyed, row_of
 from jobengine.types import EventKind, Priority
 
-_OPTIONAL = ("type", "priority", "attempt", "duration", "delay", "func", "args", "worker",
-             "error_class", "error_message", "traceback", "message", "started")
+_OPTIONAL = frozenset({"type", "priority", "attempt", "duration", "delay", "func", "args", "worker",
+                       "error_class", "error_message", "traceback", "message", "started"})
+_KIND_TEXT = {kind: kind.value for kind in EventKind}  # an Enum's .value is a Python property: slow
 
 
 def event_fields(kind: EventKind, job_id: str, queue: str, at: datetime | None = None,
                  **details: Any) -> dict[str, str]:
-    """The stream entry for one event; None values are left out."""
+    """The stream entry for one event; None values are left out (a worker's hot path: every
+    transition of every job)."""
     stamp = (at or datetime.now(UTC)).timestamp()
-    fields = {"k": kind.value, "j": job_id, "q": queue, "t": f"{stamp:.6f}"}
+    fields = {"k": _KIND_TEXT[kind], "j": job_id, "q": queue, "t": f"{stamp:.6f}"}
+    if not _OPTIONAL.issuperset(details):
+        raise TypeError(f"unknown event detail {min(set(details) - _OPTIONAL)!r}")
     for name, value in details.items():
-        if name not in _OPTIONAL:
-            raise TypeError(f"unknown event detail {name!r}")
-        if value is not None:
-            fields[name] = value.value if isinstance(value, Priority) else str(value)
+        if value is None:
+            continue
+        kind_of = type(value)
+        fields[name] = value if kind_of is str else value.value if isinstance(value, Priority) else str(value)
     return fields
 
 
@@ -80,3 +86,46 @@ def parse_event(event_id: str, raw: Mapping[bytes | str, bytes | str]) -> JobEve
         traceback=f.get("traceback"),
         message=f.get("message"),
     )
+
+
+_RANKS = {priority.value: priority.rank for priority in Priority}
+
+
+def entry_rows(event_id: str, raw: Mapping[bytes | str, bytes | str] | Sequence[bytes]) -> list[Keyed]:
+    """The store's batch rows of one stream entry, each with its sort key (`batch.ordered_rows`
+    numbers them): exactly `batch_rows` of `parse_events`, decoded once and built without
+    `JobEvent`s (the history writer's hot path). `raw` is the entry's fields as a mapping, or
+    as Redis sends them (field, value, field, value...). Raises KeyError or ValueError (a
+    UnicodeDecodeError too) for an entry that does not parse, as `parse_events` does."""
+    pairs: Any = zip(it := iter(raw), it, strict=False) if isinstance(raw, list) else raw.items()  # type: ignore[union-attr]
+    try:
+        f = {k.decode(): v.decode() for k, v in pairs}
+    except AttributeError:  # a client decoding responses itself
+        pairs = zip(it := iter(raw), it, strict=False) if isinstance(raw, list) else raw.items()  # type: ignore[union-attr]
+        f = {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
+             for k, v in pairs}
+    get = f.get
+    kind = f["k"]
+    if kind not in KINDS:
+        raise ValueError(f"{kind!r} is not a valid EventKind")
+    job_id, queue, type_, worker = f["j"], f["q"], get("type"), get("worker")
+    at = datetime.fromtimestamp(float(f["t"]), UTC)
+    attempt = int(a) if (a := get("attempt")) is not None else None
+    duration = float(d) if (d := get("duration")) is not None else None
+    delay = float(d) if (d := get("delay")) is not None else None
+    rank = _RANKS[r] if (r := get("priority")) is not None else None
+    try:
+        seq: tuple[int, ...] = tuple(map(int, event_id.split("-")))
+    except ValueError:
+        seq = ()
+    row = ((at, seq, event_id),
+           row_of(event_id, kind, job_id, at, queue, type_, rank, attempt, duration, delay, get("func"),
+                  get("args"), worker, get("error_class"), get("error_message"), get("traceback"),
+                  get("message")))
+    started = get("started")
+    if started is None:
+        return [row]
+    start_id, start_at = f"{event_id}-s", datetime.fromtimestamp(float(started), UTC)
+    return [((start_at, (), start_id),
+             row_of(start_id, "started", job_id, start_at, queue, type_, None, attempt, None, None,
+                    None, None, worker, None, None, None, None)), row]

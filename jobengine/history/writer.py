@@ -6,6 +6,12 @@ acknowledges and deletes the entries. While PostgreSQL is down the events wait i
 reach PostgreSQL once it is back; a writer that died leaves its pending entries to be claimed
 by another after `claim_idle` seconds.
 
+At the worker's speed: the next batch is read and turned into rows while PostgreSQL applies the
+current one (one apply thread, one batch in flight); the read size adapts to the backlog (it
+doubles from `batch` toward `max_batch` while reads come back full, halves again when they do
+not); an idle writer waits in `XREADGROUP BLOCK`, so a new event is picked up at once, never after
+a sleep. Entries become the store's batch rows in one pass (`events.entry_rows`).
+
 Poison never blocks the stream: an entry that does not parse, or a batch PostgreSQL refuses as
 data (`HistoryDataError`), is split in halves until each refused entry stands alone; the rest
 is applied and each refused entry is parked in the dead-letter stream (history/deadletters.py)
@@ -19,10 +25,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import queue
 import socket
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from typing import Any
 
 import redis
@@ -30,32 +38,109 @@ import redis
 from jobengine import keys
 from jobengine.errors import HistoryDataError, StoreUnavailable
 from jobengine.history import deadletters
-from jobengine.history.events import parse_events
-from jobengine.models import JobEvent
+from jobengine.history.events import entry_rows
+from jobengine.store.batch import Keyed, ordered_rows
 from jobengine.store.protocol import HistoryStore
 
 log = logging.getLogger("jobengine.history")
+
+YIELD_EVERY = 256
+"""Entries parsed between two releases of the GIL (about 2 ms of Python): the worker thread of the
+same process waits for the GIL at most that long, not a whole switch interval (5 ms) each time."""
+Entries = list[tuple[str, Any]]
+Written = tuple[int, int]  # (entries taken off the stream, events written)
+
+
+def _as_sent(response: Any, **options: Any) -> Any:
+    return response
+
+
+def _entries(got: Any) -> Entries:
+    """XREADGROUP's reply for our one stream, as Redis sent it (RESP2: [[stream, entries]], RESP3:
+    {stream: entries}); each entry (id, [field, value, ...]) or (id, None) once deleted."""
+    if not got:
+        return []
+    return _ids(next(iter(got.values())) if isinstance(got, dict) else got[0][1])
+
+
+def _ids(entries: Any) -> Entries:
+    return [(eid.decode() if isinstance(eid, bytes) else eid, raw) for eid, raw in entries]
+
+
+def _mapping(raw: Any) -> dict[Any, Any]:
+    """An entry's fields as a mapping (dead letters keep them byte for byte)."""
+    if isinstance(raw, list):
+        it = iter(raw)
+        return dict(zip(it, it, strict=False))
+    return dict(raw)
+
+
+class _Applier:
+    """One daemon thread writing one batch at a time while the caller reads the next (a daemon,
+    unlike concurrent.futures' workers, so a process that never stops its writer still exits)."""
+
+    def __init__(self, write: Callable[[Entries], Written]) -> None:
+        self._write = write
+        self._work: queue.SimpleQueue[tuple[Future[Written], Entries] | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="history-apply", daemon=True)
+        self._thread.start()
+
+    def submit(self, entries: Entries) -> Future[Written]:
+        future: Future[Written] = Future()
+        self._work.put((future, entries))
+        return future
+
+    def _run(self) -> None:
+        while (item := self._work.get()) is not None:
+            future, entries = item
+            future.set_running_or_notify_cancel()
+            try:
+                future.set_result(self._write(entries))
+            except BaseException as exc:  # handed to the reader, which waits for every batch
+                future.set_exception(exc)
+
+    def __enter__(self) -> _Applier:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._work.put(None)
+        self._thread.join(timeout=60)
 
 
 class HistoryWriter:
     """Copies events from the Redis stream to PostgreSQL in batches."""
 
     def __init__(self, connection: redis.Redis, store: HistoryStore, *, batch: int = 500,
-                 consumer: str | None = None, claim_idle: float = 30.0,
-                 prepare: Callable[[], object] | None = None) -> None:
-        """`prepare` runs before each batch is applied (the engine's: apply migrations not yet
-        applied; it may raise StoreUnavailable, and then the batch waits)."""
+                 max_batch: int = 5000, linger: float = 0.005, consumer: str | None = None,
+                 claim_idle: float = 30.0, prepare: Callable[[], object] | None = None) -> None:
+        """`batch` is the first and smallest read, `max_batch` the largest a backlog grows it to;
+        `linger` is how long the background loop lets events gather after a read that was not
+        full (fewer, larger transactions; it adds at most that much lag). `prepare` runs before
+        each batch is applied (the engine's: apply migrations not yet applied; it may raise
+        StoreUnavailable, and then the batch waits)."""
         self.connection = connection
+        self._raw = redis.Redis(connection_pool=connection.connection_pool)  # stream reads, as Redis sends them
+        for command in ("XREADGROUP", "XAUTOCLAIM"):  # fields stay flat lists: no dict per entry
+            self._raw.set_response_callback(command, _as_sent)
         self.store = store
         self.batch = batch
+        self.max_batch = max(max_batch, batch)
+        self.size = batch  #: the current read size
+        self.linger = linger
         self.consumer = consumer or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self.claim_idle_ms = int(claim_idle * 1000)
+        self._claim_every = max(0.5, min(5.0, claim_idle / 2))
+        self._claimed_at = float("-inf")
+        self._recover = True  # read this consumer's own pending entries first (start, after a failure)
+        self._blocker: redis.Redis | None = None  # see _blocking
+        self._blocker_id: int | None = None
         self._group_ready = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._prepare = prepare
         self.written = 0
         self.dead = 0  #: entries this writer parked as dead letters
+        self.batches = 0  #: transactions that wrote a batch (or a part of one)
         self.last_error: str | None = None
 
     def _ensure_group(self) -> None:
@@ -68,31 +153,63 @@ class HistoryWriter:
                 raise
         self._group_ready = True
 
-    def _read(self) -> list[tuple[str, Any]]:
-        """Own pending entries first (a failed write), then entries idle elsewhere, then new ones.
-        A missing group (NOGROUP: Redis lost its data) is created again."""
+    def _read(self, block_ms: int | None = None) -> Entries:
+        """Own pending entries first (a failed write: `_recover` stays True while they last), then
+        entries idle elsewhere (every few seconds), then new ones, waiting up to `block_ms` for
+        them. A missing group (NOGROUP: Redis lost its data) is created again."""
         try:
-            return self._read_entries()
+            return self._read_entries(block_ms)
         except redis.ResponseError as exc:
-            if "NOGROUP" not in str(exc):
+            if "NOGROUP" not in str(exc) and "no longer exists" not in str(exc):
                 raise
             log.warning("history consumer group %s is gone (Redis reset?): creating it again", keys.HISTORY_GROUP)
             self._group_ready = False
-            return self._read_entries()
+            return self._read_entries(None)
 
-    def _read_entries(self) -> list[tuple[str, Any]]:
+    def _read_entries(self, block_ms: int | None) -> Entries:
         self._ensure_group()
-        got: Any = self.connection.xreadgroup(keys.HISTORY_GROUP, self.consumer,  # RESP2: [[stream, entries]]
-                                              {keys.EVENTS_STREAM: "0"}, count=self.batch)
-        if got and got[0][1]:
-            return got[0][1]
-        claimed: Any = self.connection.xautoclaim(keys.EVENTS_STREAM, keys.HISTORY_GROUP, self.consumer,
-                                                  self.claim_idle_ms, "0-0", count=self.batch)
-        if claimed and claimed[1]:
-            return claimed[1]
-        got = self.connection.xreadgroup(keys.HISTORY_GROUP, self.consumer,
-                                         {keys.EVENTS_STREAM: ">"}, count=self.batch)
-        return got[0][1] if got else []
+        if self._recover:
+            got: Any = self._raw.xreadgroup(keys.HISTORY_GROUP, self.consumer, {keys.EVENTS_STREAM: "0"},
+                                            count=self.size)
+            if entries := _entries(got):
+                return entries
+            self._recover = False
+        clock = time.monotonic()
+        if clock - self._claimed_at >= self._claim_every:
+            self._claimed_at = clock
+            claimed: Any = self._raw.xautoclaim(keys.EVENTS_STREAM, keys.HISTORY_GROUP, self.consumer,
+                                                self.claim_idle_ms, "0-0", count=self.size)
+            if claimed and claimed[1]:
+                return _ids(claimed[1])
+        client = self._raw
+        if block_ms:
+            client = self._blocking()
+            if self._stop.is_set():
+                return []
+        got = client.xreadgroup(keys.HISTORY_GROUP, self.consumer, {keys.EVENTS_STREAM: ">"},
+                                count=self.size, block=block_ms)
+        return _entries(got)
+
+    def _blocking(self) -> redis.Redis:
+        """The client of the waiting reads: one connection of its own, whose id `stop()` unblocks
+        (CLIENT UNBLOCK), so a writer that waits for events stops at once."""
+        if self._blocker is None:
+            pool = self.connection.connection_pool
+            own: redis.ConnectionPool = redis.ConnectionPool(connection_class=pool.connection_class,
+                                                             max_connections=1, **pool.connection_kwargs)
+            self._blocker = redis.Redis(connection_pool=own)
+            self._blocker.set_response_callback("XREADGROUP", _as_sent)
+        if self._blocker_id is None:
+            self._blocker_id = int(self._blocker.client_id())
+        return self._blocker
+
+    def _adapt(self, taken: int) -> None:
+        """A full read means more is waiting: read twice as many next time; a read a quarter full
+        or less halves the size again (never below `batch`)."""
+        if taken >= self.size:
+            self.size = min(self.size * 2, self.max_batch)
+        elif taken <= self.size // 4:
+            self.size = max(self.size // 2, self.batch)
 
     def drain_once(self) -> int:
         """Write one batch; returns how many events reached PostgreSQL (0 when none waited).
@@ -100,22 +217,31 @@ class HistoryWriter:
         Entries PostgreSQL refuses as data, or that do not parse, become dead letters (counted
         in `dead`). Raises StoreUnavailable when PostgreSQL cannot take the batch; what is not
         written yet stays pending (what was, is acknowledged)."""
-        return self._batch()[1]
+        entries = self._read()
+        self._adapt(len(entries))
+        return self._write(entries)[1] if entries else 0
 
-    def _batch(self) -> tuple[int, int]:
-        """drain_once's work: (entries taken off the stream, events written)."""
-        entries = [(eid.decode() if isinstance(eid, bytes) else eid, raw) for eid, raw in self._read()]
-        if not entries:
-            return 0, 0
+    def _write(self, entries: Entries) -> Written:
+        """Parse, apply and settle one batch read off the stream: (entries taken, events written).
+        On any error the entries not settled stay pending and the next read starts with them."""
+        try:
+            return self._write_batch(entries)
+        except BaseException:
+            self._recover = True
+            raise
+
+    def _write_batch(self, entries: Entries) -> Written:
         raws = dict(entries)
-        parsed: list[tuple[str, list[JobEvent]]] = []
+        parsed: list[tuple[str, list[Keyed]]] = []
         rejected: list[tuple[str, str]] = []
-        for eid, raw in entries:
+        for n, (eid, raw) in enumerate(entries, 1):
+            if not n % YIELD_EVERY:  # a large batch: let the worker thread have the GIL (a few ms apart)
+                time.sleep(0)
             if not raw:  # deleted while pending (XDEL by another writer): nothing to write
                 rejected.append((eid, ""))
                 continue
             try:
-                parsed.append((eid, parse_events(eid, raw)))
+                parsed.append((eid, entry_rows(eid, raw)))
             except (KeyError, ValueError) as exc:  # UnicodeDecodeError is a ValueError
                 rejected.append((eid, f"unreadable event: {type(exc).__name__}: {exc}"))
         applied: list[str] = []
@@ -126,15 +252,38 @@ class HistoryWriter:
         finally:
             self._settle(applied, rejected, raws)
 
-    def _apply(self, group: list[tuple[str, list[JobEvent]]], applied: list[str],
+    # ---- pipelined reading: the next batch is read while the current one is applied ----------
+    def _step(self, pool: _Applier, inflight: Future[Written] | None,
+              block_ms: int | None) -> tuple[Future[Written] | None, int, int]:
+        """Read the next batch (waiting up to `block_ms` for one only when none is in flight),
+        then wait for `inflight` and hand the new batch to `pool`. Entries read while a failure
+        happened stay pending: `_recover` makes the next read start with them, and such own
+        pending entries are written here, synchronously (nothing in flight may be read twice).
+        Returns (the batch now in flight, entries read, events written by `inflight`)."""
+        try:
+            entries = self._read(None if inflight is not None else block_ms)
+        except BaseException:
+            if inflight is not None:
+                with contextlib.suppress(Exception):  # its own error, if any, repeats on the retry
+                    inflight.result()
+            raise
+        written = inflight.result()[1] if inflight is not None else 0
+        self._adapt(len(entries))
+        if not entries:
+            return None, 0, written
+        if self._recover:
+            return None, len(entries), written + self._write(entries)[1]
+        return pool.submit(entries), len(entries), written
+
+    def _apply(self, group: list[tuple[str, list[Keyed]]], applied: list[str],
                rejected: list[tuple[str, str]]) -> int:
         """Apply `group` in one transaction; refused as data, apply each half (an entry alone
         that is refused goes to `rejected`). Returns the events written."""
         if not group:
             return 0
-        events = [event for _, evs in group for event in evs]
+        rows = ordered_rows([row for _, keyed in group for row in keyed])
         try:
-            self.store.apply_events(events)
+            self.store.apply_rows(rows)
         except HistoryDataError as exc:
             if len(group) == 1:
                 rejected.append((group[0][0], str(exc)))
@@ -142,8 +291,9 @@ class HistoryWriter:
             half = len(group) // 2
             return self._apply(group[:half], applied, rejected) + self._apply(group[half:], applied, rejected)
         applied.extend(eid for eid, _ in group)
-        self.written += len(events)
-        return len(events)
+        self.written += len(rows)
+        self.batches += 1
+        return len(rows)
 
     def _settle(self, applied: list[str], rejected: list[tuple[str, str]], raws: dict[str, Any]) -> None:
         """One MULTI: park the rejected entries, acknowledge and delete them and the applied
@@ -154,7 +304,7 @@ class HistoryWriter:
         with self.connection.pipeline(transaction=True) as pipe:
             for eid, error in rejected:
                 if raws.get(eid):
-                    deadletters.park(pipe, eid, raws[eid], error)
+                    deadletters.park(pipe, eid, _mapping(raws[eid]), error)
             pipe.xack(keys.EVENTS_STREAM, keys.HISTORY_GROUP, *ids)
             pipe.xdel(keys.EVENTS_STREAM, *ids)
             if applied:
@@ -168,13 +318,22 @@ class HistoryWriter:
                     log.error("history event %s parked as a dead letter: %s", eid, error)
 
     def drain(self) -> int:
-        """Write everything waiting now; returns the number of events written."""
+        """Write everything waiting now (pipelined, as the background loop; entries idle at
+        another consumer for `claim_idle` are claimed first); returns the number of events written."""
         total = 0
-        while True:
-            taken, written = self._batch()
-            if not taken:
-                return total
-            total += written
+        self._claimed_at = float("-inf")
+        with _Applier(self._write) as pool:
+            inflight: Future[Written] | None = None
+            try:
+                while True:
+                    inflight, taken, written = self._step(pool, inflight, None)
+                    total += written
+                    if not taken:
+                        return total
+            finally:
+                if inflight is not None:  # an error while reading: let the batch in flight finish
+                    with contextlib.suppress(Exception):
+                        inflight.result()
 
     def backlog(self) -> int:
         """Events not yet in PostgreSQL."""
@@ -182,30 +341,44 @@ class HistoryWriter:
 
     # ---- background thread ---------------------------------------------------------------
     def start(self, interval: float = 0.5) -> None:
-        """Drain in a daemon thread every `interval` seconds until `stop()`."""
+        """Write in a daemon thread until `stop()`: batches back to back while events wait; when
+        none do, wait for the next one in Redis (up to `interval` at a time; a failure backs off
+        from `interval` to 10 s)."""
         self._thread = threading.Thread(target=self._loop, args=(interval,), name="history-writer",
                                         daemon=True)
         self._thread.start()
 
     def _loop(self, interval: float) -> None:
+        block_ms = max(1, int(interval * 1000))
         delay = interval
-        while not self._stop.is_set():
-            try:
-                taken, _ = self._batch()
-                self.last_error = None
-                delay = 0 if taken >= self.batch else interval
-            except (StoreUnavailable, redis.RedisError) as exc:
-                if self.last_error != str(exc):
-                    log.warning("history writes paused: %s (events wait in Redis)", exc)
-                self.last_error = str(exc)
-                self._report_error(str(exc))
+        with _Applier(self._write) as pool:
+            inflight: Future[Written] | None = None
+            while not self._stop.is_set():
+                try:
+                    inflight, taken, _ = self._step(pool, inflight, block_ms)
+                    self.last_error = None
+                    delay = interval
+                    if taken < self.batch and self.linger:
+                        self._stop.wait(self.linger)  # a trickle: let a few more events gather
+                    continue
+                except (StoreUnavailable, redis.RedisError) as exc:
+                    if self.last_error != str(exc):
+                        log.warning("history writes paused: %s (events wait in Redis)", exc)
+                    self.last_error = str(exc)
+                    self._report_error(str(exc))
+                except Exception as exc:  # a bug must not end history for this process: log, back off
+                    log.exception("history writer: unexpected error")
+                    self.last_error = f"{type(exc).__name__}: {exc}"
+                    self._report_error(self.last_error)
+                inflight = None  # _step waited for it
+                self._recover = True
+                self._blocker_id = None  # its connection may be a new one now
+                self.size = self.batch
+                self._stop.wait(delay)
                 delay = min(max(delay * 2, interval), 10.0)
-            except Exception as exc:  # a bug must not end history for this process: log, back off
-                log.exception("history writer: unexpected error")
-                self.last_error = f"{type(exc).__name__}: {exc}"
-                self._report_error(self.last_error)
-                delay = min(max(delay * 2, interval), 10.0)
-            self._stop.wait(delay)
+            if inflight is not None:
+                with contextlib.suppress(Exception):  # stop() flushes what it left
+                    inflight.result()
 
     def _report_error(self, error: str) -> None:
         """Tell other processes (health) why this writer cannot write; best effort (Redis may be
@@ -221,9 +394,15 @@ class HistoryWriter:
         another writer claims its entries after `claim_idle`.
         """
         self._stop.set()
+        if self._blocker_id is not None:  # wake a read waiting for events
+            with contextlib.suppress(redis.RedisError):
+                self.connection.client_unblock(self._blocker_id)
         if self._thread is not None:
             self._thread.join(timeout=15)
             self._thread = None
+        if self._blocker is not None:
+            self._blocker.connection_pool.disconnect()
+            self._blocker, self._blocker_id = None, None
         try:
             if flush:
                 self.drain()

@@ -25,6 +25,13 @@ _RUN_ENDING = frozenset({EventKind.STARTED, EventKind.FINISHED, EventKind.FAILED
 _LEVELS = {EventKind.FAILED: "error", EventKind.RETRY: "warning", EventKind.STOPPED: "warning",
            EventKind.DEFERRED: "warning"}
 
+# the same, by the kinds' values (the row builders work on plain strings: an Enum's .value is slow)
+_TEXT_SCHEDULING = frozenset(k.value for k in _SCHEDULING)
+_TEXT_REQUEUING = frozenset(k.value for k in _REQUEUING)
+_TEXT_LEVELS = {k.value: level for k, level in _LEVELS.items()}
+KINDS = frozenset(k.value for k in EventKind)
+"""Every event kind's value."""
+
 BATCH_COLUMNS = ("pos", "event_id", "job_id", "at", "kind", "level", "attempt", "delay", "message", "type",
                  "queue", "priority", "func", "args", "worker", "duration", "scheduled_for", "error_class",
                  "error_message", "traceback", "fingerprint")
@@ -41,30 +48,37 @@ def first_line(text: str | None) -> str:
 
 def event_message(event: JobEvent) -> str:
     """The log line for an event: its own message, else a sentence built from its fields."""
-    if event.message:
-        return event.message
-    error = ": ".join(p for p in (event.error_class, first_line(event.error_message)) if p)
-    kind = event.kind
-    if kind in (EventKind.QUEUED, EventKind.REQUEUED):
-        return f"{kind.value} on {event.queue}"
-    if kind is EventKind.SCHEDULED:
-        return f"scheduled to run in {event.delay:.1f}s" if event.delay is not None else "scheduled"
-    if kind is EventKind.STARTED:
-        run = f"attempt {event.attempt}" if event.attempt else "run"
-        return f"{run} started" + (f" on {event.worker}" if event.worker else "")
-    if kind is EventKind.FINISHED:
-        return f"finished in {event.duration:.3f}s" if event.duration is not None else "finished"
-    if kind is EventKind.RETRY:
-        text = "retry" + (f" {event.attempt}" if event.attempt else "")
-        text += f" in {event.delay:.1f}s" if event.delay is not None else ""
+    return message_of(event.kind.value, event.message, event.queue, event.attempt, event.duration, event.delay,
+                      event.worker, event.error_class, event.error_message)
+
+
+def message_of(kind: str, message: str | None, queue: str, attempt: int | None, duration: float | None,
+               delay: float | None, worker: str | None, error_class: str | None,
+               error_message: str | None) -> str:
+    """`event_message` from an event's fields (`kind`: its value; the history writer builds rows
+    without JobEvents)."""
+    if message:
+        return message
+    if kind == "started":
+        run = f"attempt {attempt} started" if attempt else "run started"
+        return f"{run} on {worker}" if worker else run
+    if kind == "finished":
+        return f"finished in {duration:.3f}s" if duration is not None else "finished"
+    if kind in _TEXT_REQUEUING:
+        return f"{kind} on {queue}"
+    if kind == "scheduled":
+        return f"scheduled to run in {delay:.1f}s" if delay is not None else "scheduled"
+    error = ": ".join(p for p in (error_class, first_line(error_message)) if p)
+    if kind == "retry":
+        text = "retry" + (f" {attempt}" if attempt else "")
+        text += f" in {delay:.1f}s" if delay is not None else ""
         return text + (f" after {error}" if error else "")
-    if kind is EventKind.FAILED:
-        text = f"failed after {event.attempt} attempt{'s' if event.attempt != 1 else ''}" \
-            if event.attempt else "failed"
+    if kind == "failed":
+        text = f"failed after {attempt} attempt{'s' if attempt != 1 else ''}" if attempt else "failed"
         return text + (f": {error}" if error else "")
-    if kind is EventKind.DEFERRED:
-        return f"deferred for {event.delay:.1f}s" if event.delay is not None else "deferred"
-    return kind.value  # canceled, stopped
+    if kind == "deferred":
+        return f"deferred for {delay:.1f}s" if delay is not None else "deferred"
+    return kind  # canceled, stopped
 
 
 def event_order(e: JobEvent) -> tuple[datetime, tuple[int, ...], str]:
@@ -85,22 +99,52 @@ def in_order(events: Iterable[JobEvent]) -> list[JobEvent]:
     return sorted(unique.values(), key=event_order)
 
 
-def batch_rows(events: Sequence[JobEvent]) -> list[tuple[Any, ...]]:
-    """One `history_batch` row per event (BATCH_COLUMNS), `events` already `in_order`."""
-    rows = []
-    for pos, e in enumerate(events):
-        kind = e.kind
-        failed = kind is EventKind.FAILED
-        error_class = (e.error_class or "unknown") if failed else None
-        rows.append((
-            pos, e.event_id, e.job_id, e.at, kind.value, _LEVELS.get(kind, "info"), e.attempt, e.delay,
-            event_message(e), e.type, e.queue, e.priority.rank if e.priority is not None else None,
-            e.func, e.args, e.worker, e.duration,
-            e.at + timedelta(seconds=e.delay) if e.delay is not None and kind in _SCHEDULING else None,
-            error_class, e.error_message if failed else None, e.traceback if failed else None,
-            failure_fingerprint(error_class, e.error_message or "") if error_class is not None else None,
-        ))
+Keyed = tuple[tuple[Any, ...], list[Any]]
+"""(sort key as `event_order` makes it, row from `row_of`)."""
+
+
+def ordered_rows(keyed: list[Keyed]) -> list[list[Any]]:
+    """`batch_rows` of rows built by `row_of`: sorted by their keys, numbered (`pos`) oldest first.
+    Sorts `keyed` and numbers its rows in place; each event id once (a stream read never repeats
+    an entry)."""
+    keyed.sort(key=_first)
+    rows = [row for _, row in keyed]
+    for pos, row in enumerate(rows):
+        row[0] = pos
     return rows
+
+
+def _first(pair: Keyed) -> tuple[Any, ...]:
+    return pair[0]
+
+
+def batch_rows(events: Sequence[JobEvent]) -> list[list[Any]]:
+    """One `history_batch` row per event (BATCH_COLUMNS), `events` already `in_order`."""
+    rows = [row_of(e.event_id, e.kind.value, e.job_id, e.at, e.queue, e.type,
+                   e.priority.rank if e.priority is not None else None, e.attempt, e.duration, e.delay,
+                   e.func, e.args, e.worker, e.error_class, e.error_message, e.traceback, e.message)
+            for e in events]
+    for pos, row in enumerate(rows):
+        row[0] = pos
+    return rows
+
+
+def row_of(event_id: str, kind: str, job_id: str, at: datetime, queue: str, type: str | None,
+           rank: int | None, attempt: int | None, duration: float | None, delay: float | None,
+           func: str | None, args: str | None, worker: str | None, error_class: str | None,
+           error_message: str | None, traceback: str | None, message: str | None) -> list[Any]:
+    """One event's `history_batch` row (BATCH_COLUMNS, `pos` 0 until numbered) from its fields
+    (`kind`: the kind's value, one of KINDS)."""
+    text = message_of(kind, message, queue, attempt, duration, delay, worker, error_class, error_message)
+    if kind == "failed":
+        error_class = error_class or "unknown"
+        fingerprint = failure_fingerprint(error_class, error_message or "")
+    else:
+        error_class = error_message = traceback = fingerprint = None
+    return [0, event_id, job_id, at, kind, _TEXT_LEVELS.get(kind, "info"), attempt, delay, text,
+            type, queue, rank, func, args, worker, duration,
+            at + timedelta(seconds=delay) if delay is not None and kind in _TEXT_SCHEDULING else None,
+            error_class, error_message, traceback, fingerprint]
 
 
 # ---- the per-event reference ------------------------------------------------------------------

@@ -329,10 +329,13 @@ class PostgresStore:
         Raises HistoryDataError when PostgreSQL rejects a value of the batch (the same batch
         fails the same way: split it to find the event), StoreUnavailable otherwise.
         """
-        ordered = in_order(events)
-        if not ordered:
+        return self.apply_rows(batch_rows(in_order(events)))
+
+    def apply_rows(self, rows: Sequence[Sequence[Any]]) -> int:
+        """`apply_events` of rows already built (`batch.batch_rows`/`batch.ordered_rows`: BATCH_COLUMNS,
+        oldest first, each event id once), as the history writer sends them."""
+        if not rows:
             return 0
-        rows = batch_rows(ordered)
 
         def work(conn: Conn) -> int:
             with conn.cursor() as cur:

@@ -39,7 +39,7 @@ def _poison(engine: Engine, job_id: str = "poison-1") -> str:
 
 
 class CountingStore:
-    """The real store, counting apply_events calls (the halving must stay logarithmic)."""
+    """The real store, counting the writer's apply_rows calls (the halving must stay logarithmic)."""
 
     def __init__(self, store: object) -> None:
         self.store, self.calls = store, 0
@@ -47,9 +47,9 @@ class CountingStore:
     def __getattr__(self, name: str) -> object:
         return getattr(self.store, name)
 
-    def apply_events(self, events: object) -> None:
+    def apply_rows(self, rows: object) -> None:
         self.calls += 1
-        self.store.apply_events(events)  # type: ignore[attr-defined]
+        self.store.apply_rows(rows)  # type: ignore[attr-defined]
 
 
 def test_a_poison_entry_is_isolated_and_parked_and_the_rest_written(engine: Engine, database_url: str) -> None:
