@@ -1,7 +1,7 @@
 """Private servers for tests that stop, restart or flush them: a redis-server on a free port and a
 PostgreSQL cluster (initdb + pg_ctl on a data dir of the test's own, run as `postgres` when the
-tests run as root). Import the fixtures into a test module: `from tests.e2e.private_servers
-import private_pg, private_redis  # noqa: F401`.
+tests run as root). Import the fixture into a test module: `from tests.e2e.private_servers
+import private_pg  # noqa: F401` (`private_redis` is tests/conftest.py's).
 """
 
 from __future__ import annotations
@@ -14,43 +14,16 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
 
 
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-@pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[str]:
-    """A redis-server of this test's own (no persistence), so FLUSHALL hits nothing shared."""
-    from jobengine.embedded import _redis_executable
-
-    port = free_port()
-    proc = subprocess.Popen([_redis_executable(), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                             "--appendonly", "no", "--dir", str(tmp_path)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"redis://127.0.0.1:{port}/0"
-    try:
-        conn = redis.Redis.from_url(url)
-        for _ in range(100):
-            try:
-                conn.ping()
-                break
-            except redis.ConnectionError:
-                time.sleep(0.05)
-        conn.close()
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 def _pg_bin() -> Path | None:

@@ -24,7 +24,6 @@ from jobengine.history import event_fields
 from jobengine.runtime.jobinfo import MAX_ERROR_MESSAGE
 from jobengine.types import EventKind
 from tests.conftest import dbname_of, pg_url
-from tests.e2e.private_servers import private_redis  # noqa: F401
 from tests.engine import jobs
 from tests.engine.conftest import ZERO_DELAY_LANES
 from tests.engine.helpers import rows, run_until_idle, scalar

@@ -17,7 +17,7 @@ import redis
 
 from jobengine import Engine, JobSpec
 from jobengine.config import Settings
-from tests.e2e.private_servers import PrivatePostgres, private_pg, private_redis  # noqa: F401
+from tests.e2e.private_servers import PrivatePostgres, private_pg  # noqa: F401
 from tests.engine import jobs
 
 ROOT = Path(__file__).resolve().parents[2]
