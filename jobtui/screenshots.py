@@ -90,6 +90,9 @@ SHOTS = (
     Shot("help", "Every key, from the action table"),
     Shot("dashboard-80x24", "The dashboard in an 80x24 terminal"),
     Shot("dashboard-light", "The dashboard in the light theme"),
+    Shot("lane-scheduled", "The lane view: a lane's scheduled jobs with their due times"),
+    Shot("dashboard-paused", "A lane paused with P: who paused it and for how long"),
+    Shot("bulk-retry", "R on a typed filter: every matching failure counted before the confirmation"),
 )
 
 
@@ -299,9 +302,35 @@ async def drive(engine: Engine, out: Path, detail_job: str) -> None:
         await pilot.press("escape", "1")
         app.theme = "textual-light"
         await _shoot(pilot, out, "dashboard-light")
+        app.theme = "textual-dark"
+        await lanes_and_bulk(engine, app, pilot, out)
     app = JobTUI(engine)
     async with app.run_test(size=SMALL) as pilot:
         await _shoot(pilot, out, "dashboard-80x24")
+
+
+async def lanes_and_bulk(engine: Engine, app: Any, pilot: Any, out: Path) -> None:
+    """The lane view, a paused lane and the bulk dialog (the pause is undone after its shot)."""
+    from jobtui.screens.bulk import BulkScreen
+
+    app.open_lane("default", "scheduled")
+    await _shoot(pilot, out, "lane-scheduled")
+    await pilot.press("escape")
+    engine.pause("low", reason="inventory API down")
+    app.poll_now()
+    await _shoot(pilot, out, "dashboard-paused")
+    engine.resume("low")
+    groups = engine.failure_groups()
+    typed = f"error:{groups[0].error_class.rsplit('.', 1)[-1]} since:1h" if groups else "since:1h"
+    await pilot.press("2", "slash", *(c if c != " " else "space" for c in typed), "enter")
+    await _settle(pilot)
+    await pilot.press("R")
+    for _ in range(100):
+        if isinstance(app.screen, BulkScreen) and app.screen.phase == "ask":
+            break
+        await pilot.pause(0.05)
+    await _shoot(pilot, out, "bulk-retry")
+    await pilot.press("n", "escape")
 
 
 # ---- servers and clean-up ---------------------------------------------------------------------------

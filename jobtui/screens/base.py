@@ -59,8 +59,8 @@ class BaseScreen(Screen[None], inherit_bindings=False):
     VERTICAL_BREAKPOINTS = [(0, "-short"), (30, "-tall")]
     FILTER_PLACEHOLDER: ClassVar[str] = "filter: type, queue, exception or id — enter applies, esc clears"
 
-    def __init__(self) -> None:
-        super().__init__(id=f"{self.MODE}-screen")
+    def __init__(self, screen_id: str | None = None) -> None:
+        super().__init__(id=screen_id or f"{self.MODE}-screen")
         self.needle = ""
         self._state: ViewState | None = None
         self._filter_timer: Timer | None = None

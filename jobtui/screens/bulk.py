@@ -35,11 +35,13 @@ class BulkScreen(ModalScreen[BulkResult | None]):
     CSS_PATH = "bulk.tcss"
     BINDINGS = bindings_for("confirm")
 
-    def __init__(self, kind: Literal["retry", "cancel"], search: str, what: str, *, cap: int = 10_000) -> None:
+    def __init__(self, kind: Literal["retry", "cancel"], search: str, what: str, one: str = "", *,
+                 cap: int = 10_000) -> None:
         super().__init__()
         self.kind = kind
         self.search = search
         self.what = what  # "failures", "jobs of lane low"
+        self.one = one or what  # "failure", "job of lane low"
         self.cap = cap
         self.phase: Phase = "counting"
         self.matched = 0
@@ -90,7 +92,8 @@ class BulkScreen(ModalScreen[BulkResult | None]):
             return
         self.phase = "ask"
         acted = min(n, self.cap)
-        question.update(f"{self.verb} all {count(n)} matching {self.what}?")
+        question.update(f"{self.verb} the 1 matching {self.one}?" if n == 1 else
+                        f"{self.verb} all {count(n)} matching {self.what}?")
         capped = f" The first {acted:,} only: [console] bulk_cap is {self.cap:,}." if n > self.cap else ""
         detail.update(f"filter “{self.search or 'everything'}” · {acted:,} in batches of {BATCH:,}, "
                       f"audited as one action; esc stops it between batches.{capped}")
@@ -163,7 +166,8 @@ def describe_result(result: BulkResult) -> tuple[str, str]:
     return text + ".", "warning" if result.stopped or result.skipped else "information"
 
 
-def run_bulk(app: Any, kind: Literal["retry", "cancel"], search: str, what: str, after: Any = None) -> None:
+def run_bulk(app: Any, kind: Literal["retry", "cancel"], search: str, what: str, one: str = "",
+             after: Any = None) -> None:
     """Push the bulk dialog; when it ends, notify, start a new read epoch, poll, then `after()`."""
 
     def finished(result: BulkResult | None) -> None:
@@ -179,4 +183,4 @@ def run_bulk(app: Any, kind: Literal["retry", "cancel"], search: str, what: str,
     if app.read_only:
         app.notify("Read-only mode: bulk actions are disabled.", severity="warning")
         return
-    app.push_screen(BulkScreen(kind, search, what, cap=app.bulk_cap), finished)
+    app.push_screen(BulkScreen(kind, search, what, one, cap=app.bulk_cap), finished)

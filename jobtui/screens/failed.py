@@ -348,7 +348,7 @@ class FailedScreen(BaseScreen):
         else:
             jobs = tuple(self.by_key[k].job_id for k in self.pages_order() if k in self.marked)
             if not jobs:  # nothing marked: every failure the filter matches, counted first
-                run_bulk(self.jobapp, "retry", self.needle, "failures", after=self._after_bulk)
+                run_bulk(self.jobapp, "retry", self.needle, "failures", "failure", after=self._after_bulk)
                 return
             op = Operation("retry", jobs, label=f"{len(jobs)} jobs")
             question = f"Retry {len(jobs)} job{'s' if len(jobs) != 1 else ''}?"

@@ -9,6 +9,8 @@ now, `r` retries a failed or canceled one, `C` cancels every job of the lane mat
 
 from __future__ import annotations
 
+import itertools
+
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
@@ -29,6 +31,7 @@ from jobtui.widgets.detail import JobDetailView
 from jobtui.widgets.lanes import pause_text
 from jobtui.widgets.table import Column, KeyedTable, Row
 
+_SCREEN_IDS = itertools.count(1)
 LANE_PAGE = 50
 PREFETCH = 10
 ARGS_CAP = 200
@@ -71,7 +74,7 @@ class LaneScreen(BaseScreen):
     FILTER_PLACEHOLDER = "filter these jobs by id, type or arguments (C cancels all matching) — esc clears"
 
     def __init__(self, queue: str, state: str = "queued") -> None:
-        super().__init__()
+        super().__init__(f"lane-screen-{next(_SCREEN_IDS)}")  # one closing while the next opens
         self.queue = queue
         self.section: LaneState = next((s for s in LANE_STATES if s == state), "queued")
         self.rows: list[LaneJob] = []
@@ -311,7 +314,8 @@ class LaneScreen(BaseScreen):
 
     def action_cancel_matching(self) -> None:
         search = f"queue:{self.queue} {self.needle}".strip()
-        run_bulk(self.jobapp, "cancel", search, f"jobs of lane {self.queue}", after=self.reload)
+        run_bulk(self.jobapp, "cancel", search, f"jobs of lane {self.queue}", f"job of lane {self.queue}",
+                 after=self.reload)
 
     def action_toggle_pause(self) -> None:
         lane = self.lane_stats()

@@ -57,7 +57,8 @@ def pause_text(q: QueueStats, now: datetime, *, short: bool = False) -> str:
     """'paused 4m by ada@web-01' ('paused 4m' when `short`; empty for a running lane)."""
     if q.paused is None:
         return ""
-    text = f"paused {duration(max(0.0, (now - q.paused.since).total_seconds()))}"
+    seconds = (now - q.paused.since).total_seconds()
+    text = "paused just now" if seconds < 1 else f"paused {duration(seconds)}"
     return text if short else f"{text} by {q.paused.by}"
 
 

@@ -153,6 +153,7 @@ WHERE: tuple[Where, ...] = (
     ("failed", False, "help"),
     ("dashboard", False, "lookup"),
     ("failed", False, "confirm"),
+    ("dashboard", False, "lane"),
 )
 
 
@@ -178,6 +179,8 @@ async def go_to(app: JobTUI, pilot: Pilot[None], where: Where) -> None:
         app.action_lookup()
     elif modal == "confirm":
         app.push_screen(ConfirmScreen("Retry 3 jobs?", "The marked jobs go back on their lanes."))
+    elif modal == "lane":  # the lane view is pushed over the dashboard
+        app.open_lane("low")
     await pilot.pause()
 
 
