@@ -24,6 +24,7 @@ from jobengine.history import event_fields
 from jobengine.runtime.jobinfo import MAX_ERROR_MESSAGE
 from jobengine.types import EventKind
 from tests.conftest import dbname_of, pg_url
+from tests.e2e.conftest import RedisServer
 from tests.engine import jobs
 from tests.engine.conftest import ZERO_DELAY_LANES
 from tests.engine.helpers import rows, run_until_idle, scalar
@@ -102,8 +103,8 @@ def test_exceptions_of_any_text_never_kill_a_worker_process(fast_engine: Engine,
     assert scalar(database_url, "SELECT status FROM jobs WHERE id = %s", good) == "finished"
 
 
-def test_flushall_while_a_writer_runs(private_redis: str, database_url: str) -> None:  # noqa: F811
-    settings = Settings.load(env={}, redis_url=private_redis, database_url=database_url,
+def test_flushall_while_a_writer_runs(private_redis: RedisServer, database_url: str) -> None:
+    settings = Settings.load(env={}, redis_url=private_redis.url(), database_url=database_url,
                              lanes=dict(ZERO_DELAY_LANES))
     with Engine(settings) as engine:
         writer = engine.history_writer()

@@ -17,6 +17,7 @@ import redis
 
 from jobengine import Engine, JobSpec
 from jobengine.config import Settings
+from tests.e2e.conftest import RedisServer
 from tests.e2e.private_servers import PrivatePostgres, private_pg  # noqa: F401
 from tests.engine import jobs
 
@@ -54,11 +55,12 @@ def _q(url: str, sql: str) -> object:
         return row[0] if row else None
 
 
-def test_postgres_down_60s_under_load(private_pg: PrivatePostgres, private_redis: str,  # noqa: F811
+def test_postgres_down_60s_under_load(private_pg: PrivatePostgres, private_redis: RedisServer,  # noqa: F811
                                       tmp_path: Path) -> None:
-    settings = Settings.load(env={}, redis_url=private_redis, database_url=private_pg.url)
-    servers = ["--redis-url", private_redis, "--database-url", private_pg.url]
-    conn = redis.Redis.from_url(private_redis)
+    redis_url = private_redis.url()  # tests/e2e/conftest.py's private redis-server
+    settings = Settings.load(env={}, redis_url=redis_url, database_url=private_pg.url)
+    servers = ["--redis-url", redis_url, "--database-url", private_pg.url]
+    conn = redis.Redis.from_url(redis_url)
     total = 16_000
     with Engine(settings) as engine:  # migrates the fresh cluster
         for _ in range(0, total, 2000):
