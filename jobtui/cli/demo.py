@@ -114,6 +114,8 @@ def fresh_start(engine: Engine, users: int) -> bool:
     conn.flushdb()
     engine.store.clear_history()
     conn.set(DEMO_MARK, "1")
+    # A new Redis epoch for the emptied servers: what the demo cleared is not a reset to reconcile
+    engine.store.record_redis_epoch(engine.reconciler().ensure_epoch(), replace=True)
     return True
 
 

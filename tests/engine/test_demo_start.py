@@ -24,6 +24,17 @@ def test_an_earlier_demos_leftovers_are_cleared(fast_engine: Engine, database_ur
     assert conn.llen("rq:queue:low") == 0 and conn.exists(DEMO_MARK)
     assert scalar(database_url, "SELECT count(*) FROM jobs") == 0
     assert fast_engine.store.failed_total() == 0 and fast_engine.failed_jobs() == []
+    assert not fast_engine.monitor.redis_reset()  # what the demo cleared is no reset to reconcile
+
+
+def test_a_demo_after_redis_lost_its_data_starts_healthy(fast_engine: Engine) -> None:
+    assert fresh_start(fast_engine, users=1)
+    fast_engine.worker()  # the epoch is recorded, as when the demo's workers start
+    fast_engine.connection.flushdb()  # the embedded Redis restarted without its data
+    fast_engine.connection.set(DEMO_MARK, "1")
+    assert fast_engine.monitor.redis_reset()
+    assert fresh_start(fast_engine, users=1)
+    assert not fast_engine.monitor.redis_reset() and fast_engine.health().verdict != "failing"
 
 
 def test_data_no_demo_made_is_kept(fast_engine: Engine, database_url: str) -> None:
