@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import pytest
 from textual.pilot import Pilot
-from textual.worker import WorkerFailed
+from textual.worker import DeadlockError, WorkerCancelled, WorkerFailed
 
 from jobengine.models import FailedJob
 from jobtui import JobTUI
@@ -60,7 +60,9 @@ async def wait_until(pilot: Pilot[None], condition: Callable[[], bool], timeout:
 async def settle(pilot: Pilot[None], rounds: int = 3) -> None:
     """Let workers finish and their messages (and the refreshes they trigger) land."""
     for _ in range(rounds):
-        with contextlib.suppress(WorkerFailed):  # a failing poll is an outage the test wants to see
+        # a failing poll is an outage the test wants to see; a superseded (cancelled) poll is normal;
+        # a wait from inside a worker's own task is a deadlock Textual refuses: pause instead
+        with contextlib.suppress(WorkerFailed, WorkerCancelled, DeadlockError):
             await pilot.app.workers.wait_for_complete()
         await pilot.pause()
 

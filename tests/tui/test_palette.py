@@ -94,11 +94,7 @@ async def _fresh_screens(app: JobTUI) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("where", SCREENS)
-async def test_the_palette_opens_and_runs_each_command_on_every_screen(where: str, make_app: AppFactory,
-                                                                     request: pytest.FixtureRequest) -> None:
-    if where == "lookup":  # a palette command leaving the lookup dialog: WorkerCancelled (open defect, see #14)
-        request.applymarker(pytest.mark.xfail(
-            reason="open defect: WorkerCancelled when a palette command leaves the lookup dialog", strict=False))
+async def test_the_palette_opens_and_runs_each_command_on_every_screen(where: str, make_app: AppFactory) -> None:
     """Each command the palette lists there, chosen in the palette, on a fresh copy of the screen."""
     setup, screen_type = SCREENS[where]
     app = make_app()

@@ -132,9 +132,6 @@ WINDOW_PRESSES = {"6h": ("w",), "24h": ("w", "w"), "7d": ("w", "w", "w")}
 
 @pytest.mark.parametrize("size", ["80x24", "120x40"])
 @pytest.mark.parametrize("window", WINDOW_PRESSES)
-def test_dashboard_chart_windows(request: pytest.FixtureRequest, snap_compare: Compare, window: str, size: str) -> None:
-    if (window, size) == ("7d", "80x24"):  # differs only when run after the other snapshots: see issue #14's note
-        request.applymarker(pytest.mark.xfail(reason="order-dependent in the full file run; passes alone",
-                                              strict=False))
+def test_dashboard_chart_windows(snap_compare: Compare, window: str, size: str) -> None:
     engine = FakeEngine(long_names=True, dead_worker=True)
     assert snap_compare(app(engine), terminal_size=SIZES[size], run_before=keys(*WINDOW_PRESSES[window]))
