@@ -21,6 +21,20 @@ def tick_label(at: datetime, tz: tzinfo | None, span: float) -> str:
     return f"{local:%a %H}h"
 
 
+Y_LABELS = 14
+"""Columns the two y axes' labels take from the chart's width."""
+
+
+def spaced_ticks(points: int, width: int, label: int) -> list[int]:
+    """Up to five x ticks, first and last included, at least three columns apart between labels
+    (labels that would touch are shifted by plotext in an order that varies between runs)."""
+    room = max(2, min(5, (width + 3) // (label + 3)))
+    if points <= room:
+        return list(range(points))
+    step = (points - 1) / (room - 1)
+    return sorted({round(i * step) for i in range(room)})
+
+
 def _ticks(top: int) -> tuple[list[int], list[str]]:
     """Three round y ticks (0, middle, top) labelled 1.2k-style."""
     top = max(top, 1)
@@ -39,6 +53,9 @@ class ThroughputChart(PlotextPlot):
     """
 
     _key: tuple[object, ...] | None = None
+    _drawn: tuple[object, ...] | None = None
+    """The data key and size the figure was last built for (plotext keeps layout state across
+    resizes, textual-plotext#5: a figure is rebuilt from scratch whenever either changes)."""
 
     def show(self, points: Sequence[ThroughputPoint], tz: tzinfo | None, *, dark: bool = True,
              loading: bool = False) -> None:
@@ -46,11 +63,20 @@ class ThroughputChart(PlotextPlot):
         if key == self._key:
             return
         self._key = key
+        self.refresh()
+
+    def render(self) -> Any:
+        if self._key is not None and (self._key, self.size) != self._drawn:
+            self._drawn = (self._key, self.size)
+            self._plot_figure(*self._key)  # type: ignore[arg-type]
+        return super().render()
+
+    def _plot_figure(self, points: tuple[ThroughputPoint, ...], tz: tzinfo | None, dark: bool,
+                     loading: bool) -> None:
         plt: Any = self.plt  # plotext's annotations are narrower than what it accepts (yside, tick labels)
         plt.clear_figure()
         if not points:
             plt.title("loading…" if loading else "no data yet")
-            self.refresh()
             return
         xs = list(range(len(points)))
         processed = [p.processed for p in points]
@@ -59,11 +85,8 @@ class ThroughputChart(PlotextPlot):
         # sides with "L" and "⅃", and takes two of the few rows an 80x24 terminal leaves the chart).
         plt.plot(xs, processed, color="cyan" if dark else "blue", marker="braille")
         plt.plot(xs, failed, color="red", marker="braille", yside="right")
-        step = max(1, len(points) // 4)
-        ticks = list(range(0, len(points), step))
-        if ticks[-1] != len(points) - 1:
-            ticks.append(len(points) - 1)
         span = (points[-1].minute - points[0].minute).total_seconds()
+        ticks = spaced_ticks(len(points), self.size.width - Y_LABELS, len(tick_label(points[0].minute, tz, span)))
         plt.xticks(ticks, [tick_label(points[i].minute, tz, span) for i in ticks])
         # The failed axis goes to twice the busiest minute: a few failures stay visible next to
         # many processed jobs, in the lower half, so they do not read as a flood.
@@ -72,4 +95,3 @@ class ThroughputChart(PlotextPlot):
         plt.ylim(0, top_failed, yside="right")
         plt.yticks(*_ticks(top_processed), yside="left")
         plt.yticks(*_ticks(top_failed), yside="right")
-        self.refresh()

@@ -14,7 +14,8 @@ from textual.pilot import Pilot
 
 from jobengine.models import Outage
 from jobtui import JobTUI
-from tests.tui.conftest import QUIET, settle
+from jobtui.screens.dashboard import DashboardScreen
+from tests.tui.conftest import QUIET, settle, wait_until
 from tests.tui.doubles import NOW, FakeEngine
 
 Compare = Callable[..., bool]
@@ -26,8 +27,11 @@ def app(engine: FakeEngine | None = None, *, read_only: bool = False) -> JobTUI:
     return JobTUI(engine or FakeEngine(), refresh=QUIET, read_only=read_only, clock=lambda: NOW)
 
 
-def keys(*presses: str, theme: str | None = None) -> Callable[[Pilot[Any]], Awaitable[None]]:
-    """A run_before: wait for the first poll, press keys (settling after each), hide toasts."""
+def keys(*presses: str, theme: str | None = None,
+         until: Callable[[Pilot[Any]], bool] | None = None) -> Callable[[Pilot[Any]], Awaitable[None]]:
+    """A run_before: wait for the first poll, press keys (settling after each), wait for `until`
+    (what the keys asked for has arrived: a loaded machine may deliver it a few polls later),
+    hide toasts."""
 
     async def run(pilot: Pilot[Any]) -> None:
         if theme:
@@ -37,6 +41,9 @@ def keys(*presses: str, theme: str | None = None) -> Callable[[Pilot[Any]], Awai
             await pilot.press(key)
             await settle(pilot)
         if presses:  # a key's own poll (the chart window's read) may still be on its way
+            await settle(pilot)
+        if until is not None:
+            await wait_until(pilot, lambda: until(pilot), timeout=30.0)
             await settle(pilot)
         pilot.app.clear_notifications()
         await pilot.pause()
@@ -134,4 +141,18 @@ WINDOW_PRESSES = {"6h": ("w",), "24h": ("w", "w"), "7d": ("w", "w", "w")}
 @pytest.mark.parametrize("window", WINDOW_PRESSES)
 def test_dashboard_chart_windows(snap_compare: Compare, window: str, size: str) -> None:
     engine = FakeEngine(long_names=True, dead_worker=True)
-    assert snap_compare(app(engine), terminal_size=SIZES[size], run_before=keys(*WINDOW_PRESSES[window]))
+    assert snap_compare(app(engine), terminal_size=SIZES[size],
+                        run_before=keys(*WINDOW_PRESSES[window], until=window_loaded(window)))
+
+
+def window_loaded(window: str) -> Callable[[Pilot[Any]], bool]:
+    """The dashboard shows `window` and its data (not the "loading" placeholder) has arrived."""
+
+    def loaded(pilot: Pilot[Any]) -> bool:
+        screen = pilot.app.screen
+        if not isinstance(screen, DashboardScreen) or screen.window != window:
+            return False
+        stats = screen.state.extras.window
+        return stats is not None and stats.window == window
+
+    return loaded
