@@ -155,7 +155,7 @@ def read_liveness(connection: redis.Redis, now: float | None = None) -> WorkerLi
         for name in names:
             pipe.exists(keys.worker_alive_key(name))
             pipe.hget(keys.worker_held_key(name), "beat")
-            pipe.exists(keys.rq_worker_key(name))
+            pipe.sismember(keys.RQ_WORKERS, keys.rq_worker_key(name))  # in `rq info`'s set, not just a hash
         raw = pipe.execute()
     dead: list[tuple[str, float | None]] = []
     unregistered: list[str] = []

@@ -108,14 +108,18 @@ class Liveness:
         """RQ's heartbeat, our alive key and stamp, and RQ's registration again if it vanished
         (a Redis reset, or a recovery while this worker was cut off)."""
         with self.connection.pipeline() as pipe:
-            self.heartbeat(pipeline=pipe)  # first: HSET last_heartbeat answers 1 on a missing hash
+            # First, before this beat's own writes: is RQ's registration whole? (A block written
+            # after a reset may already have re-created the worker hash with a field or two.)
+            pipe.sismember(keys.RQ_WORKERS, self.key)
+            pipe.hexists(self.key, "birth")
+            self.heartbeat(pipeline=pipe)
             pipe.set(keys.worker_alive_key(self.name), self._life,
                      px=int(max(3.0, self.settings.recovery_after) * 1000))
             pipe.hset(self._held_key, "beat", f"{time.time():.3f}")
             pipe.sadd(keys.WORKERS, self.name)
             pipe.hlen(self._held_key)
             replies = pipe.execute()
-        if replies[0] == 1:
+        if not (replies[0] and replies[1]):
             log.warning("worker %s: its RQ registration was gone; registering again", self.name)
             with self.connection.pipeline() as pipe:
                 pipe.hset(self.key, mapping=self.serialize())  # type: ignore[arg-type]

@@ -4,6 +4,7 @@ processes started as an operator would (`python -m jobtui.cli --config ... worke
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -12,7 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,6 +37,7 @@ class RedisServer:
     port: int
     process: subprocess.Popen[bytes]
     host: str = "127.0.0.1"
+    command: list[str] = field(default_factory=list)
 
     def url(self, host: str | None = None) -> str:
         return f"redis://{host or self.host}:{self.port}/0"
@@ -52,6 +54,31 @@ class RedisServer:
                 self.process.kill()
                 self.process.wait()
 
+    def restart_empty(self, down: float, first: Callable[[redis.Redis], object] | None = None) -> None:
+        """SHUTDOWN NOSAVE (every key gone), `down` seconds without a server, then an empty one on
+        the same port, as after a crash of a Redis without persistence; `first` runs on it as
+        soon as it answers (before the workers' reconnect back-off has let them back)."""
+        with contextlib.suppress(redis.ConnectionError):
+            self.client().shutdown(nosave=True)
+        self.process.wait(10)
+        time.sleep(down)
+        self.process = subprocess.Popen(self.command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        client = _wait_until_up(self, every=0.005)
+        if first is not None:
+            first(client)
+
+
+def _wait_until_up(server: RedisServer, every: float = 0.05) -> redis.Redis:
+    client = server.client()
+    for _ in range(int(5 / every)):
+        try:
+            if client.ping():
+                return client
+        except redis.ConnectionError:
+            time.sleep(every)
+    server.stop()
+    raise RuntimeError("private redis-server did not start")
+
 
 def start_redis(binds: Sequence[str] = ()) -> RedisServer:
     """redis-server on a free port, no persistence, bound to loopback and `binds`."""
@@ -59,18 +86,12 @@ def start_redis(binds: Sequence[str] = ()) -> RedisServer:
         pytest.skip("redis-server is not installed")
     port = free_port()
     workdir = tempfile.mkdtemp(prefix="jobtui-e2e-redis-")
-    process = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", *binds, "--save", "",
-                                "--appendonly", "no", "--dir", workdir, "--protected-mode", "no"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    server = RedisServer(port, process)
-    for _ in range(100):
-        try:
-            if server.client().ping():
-                return server
-        except redis.ConnectionError:
-            time.sleep(0.05)
-    server.stop()
-    raise RuntimeError("private redis-server did not start")
+    command = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", *binds, "--save", "",
+               "--appendonly", "no", "--dir", workdir, "--protected-mode", "no"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = RedisServer(port, process, command=command)
+    _wait_until_up(server)
+    return server
 
 
 @pytest.fixture
@@ -126,10 +147,11 @@ class Cluster:
                 p.wait()
 
 
-def write_config(path: Path, redis_url: str, database_url: str, recovery_after: float) -> Path:
+def write_config(path: Path, redis_url: str, database_url: str, recovery_after: float, worker: str = "") -> Path:
+    """Lanes without delays, the worker's recovery window, and `worker` (more `[worker]` lines)."""
     lanes = "\n".join(f"[lanes.{lane}]\ndelay = 0" for lane in ("critical", "high", "normal", "low"))
     path.write_text(f'[redis]\nurl = "{redis_url}"\n[database]\nurl = "{database_url}"\n'
-                    f"[worker]\nrecovery_after = {recovery_after}\n{lanes}\n", encoding="utf-8")
+                    f"[worker]\nrecovery_after = {recovery_after}\n{worker}\n{lanes}\n", encoding="utf-8")
     return path
 
 

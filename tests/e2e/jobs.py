@@ -14,3 +14,13 @@ def touch(seconds: float) -> None:
     job.connection.incr(f"runs:{job.id}")
     time.sleep(seconds)
     job.connection.incr("ended")
+
+
+def log_run(path: str, seconds: float) -> None:
+    """Append this job's id to the file `path` (one line per run, kept outside Redis so a Redis
+    that loses its data does not forget it), then sleep."""
+    job = get_current_job()
+    assert job is not None
+    with open(path, "a", encoding="utf-8") as runs:  # one short O_APPEND write: lines never interleave
+        runs.write(job.id + "\n")
+    time.sleep(seconds)

@@ -186,7 +186,10 @@ def test_rq_cleanup_of_an_abandoned_job_is_recorded_once(fast_engine: Engine, da
     assert rows(database_url, "SELECT count(*) FROM failed_jobs WHERE job_id = %s", job_id) == [(1,)]
 
 
-def test_a_worker_registers_again_when_its_registration_vanished(fast_engine: Engine) -> None:
+@pytest.mark.parametrize("rewritten", [(), ("state", "busy"), ("last_heartbeat", "x")],
+                         ids=["hash-gone", "state-written-first", "heartbeat-written-first"])
+def test_a_worker_registers_again_when_its_registration_vanished(fast_engine: Engine,
+                                                                 rewritten: tuple[str, ...]) -> None:
     conn = fast_engine.connection
     worker = fast_engine.worker()
     assert isinstance(worker, FastWorker)
@@ -194,6 +197,8 @@ def test_a_worker_registers_again_when_its_registration_vanished(fast_engine: En
     worker.register_birth()
     conn.delete(worker.key)
     conn.srem(keys.RQ_WORKERS, worker.key)
+    if rewritten:  # a block sent after the reset wrote a field of the worker hash before the beat
+        conn.hset(worker.key, *rewritten)
     assert read_liveness(conn).unregistered == (worker.name,)
     worker._beat()
     assert conn.sismember(keys.RQ_WORKERS, worker.key)
