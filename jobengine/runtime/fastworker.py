@@ -51,7 +51,15 @@ from jobengine.retry import RetryPolicy
 from jobengine.runtime.allow import check_job_allowed
 from jobengine.runtime.bookkeeping import Recorder, abandoned_job_recorder, record
 from jobengine.runtime.gate import QueueGate
-from jobengine.runtime.jobinfo import STOP_SIGNAL, WORKER_TTL, ExcInfo, JobStopped, attempt_of, job_type
+from jobengine.runtime.jobinfo import (
+    STOP_SIGNAL,
+    WORKER_TTL,
+    ExcInfo,
+    JobStopped,
+    attempt_of,
+    escape_log_text,
+    job_type,
+)
 from jobengine.runtime.liveness import Liveness
 from jobengine.runtime.outcomes import Held, Outcomes, stamp
 from jobengine.runtime.recovery import SUSPECT, Recovery, heartbeat_every
@@ -135,6 +143,7 @@ class FastWorker(Outcomes, Liveness, BaseWorker):
         """RQ's worker arguments. Without a `worker_ttl`, `configure` sets our WORKER_TTL (60 s)."""
         self._ttl_given = bool(worker_ttl or kwargs.get("default_worker_ttl"))
         super().__init__(*args, worker_ttl=worker_ttl, **kwargs)  # type: ignore[misc]
+        escape_log_text(self.log)  # a job's error text may hold lone surrogates
 
     def configure(self, settings: Settings, policy: RetryPolicy, limiter: RateLimiter | None = None) -> None:
         self.settings, self.policy, self.gate = settings, policy, QueueGate(limiter, self.connection)

@@ -3,6 +3,7 @@ the exception that stops it and the workers' timing constants. A leaf: it import
 
 from __future__ import annotations
 
+import logging
 import signal
 import traceback as tb
 from types import TracebackType
@@ -66,6 +67,25 @@ def safe_text(text: str, limit: int, *, keep_tail: bool = False) -> str:
     if not text.isascii():
         text = text.encode("utf-8", "backslashreplace").decode("utf-8")
     return text.replace("\x00", "\\x00") if "\x00" in text else text
+
+
+class EscapedText(logging.Filter):
+    """Lone surrogates in a record's text (a job's error message in RQ's "exception raised while
+    executing" line) escaped as `\\udc80`, so no log handler fails to encode the line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        if not text.isascii():
+            safe = text.encode("utf-8", "backslashreplace").decode("utf-8")  # only what UTF-8 cannot hold
+            if safe != text:
+                record.msg, record.args = safe, None
+        return True
+
+
+def escape_log_text(logger: logging.Logger) -> None:
+    """Install `EscapedText` on `logger` once (each worker calls it for RQ's worker logger)."""
+    if not any(isinstance(f, EscapedText) for f in logger.filters):
+        logger.addFilter(EscapedText())
 
 
 def exception_message(exc: BaseException) -> str:

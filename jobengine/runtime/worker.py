@@ -43,6 +43,7 @@ from jobengine.runtime.jobinfo import (
     ExcInfo,
     JobStopped,
     attempt_of,
+    escape_log_text,
     job_type,
     safe_text,
 )
@@ -60,6 +61,7 @@ class EngineWorkerMixin:
     settings: Settings
     policy: RetryPolicy
     connection: Any
+    log: logging.Logger
     name: str
     worker_ttl: int
     _ordered_queues: list[Queue]
@@ -73,6 +75,7 @@ class EngineWorkerMixin:
         self._current: Job | None = None
         self._lmoved = False  # the job came through RQ's intermediate queue (one queue listened to)
         super().__init__(*args, worker_ttl=worker_ttl, **kwargs)  # type: ignore[call-arg]
+        escape_log_text(self.log)  # a job's error text may hold lone surrogates
 
     if not TYPE_CHECKING:  # (hidden from the type checker: every attribute would become Any)
         def __getattr__(self, name: str) -> Any:

@@ -26,6 +26,16 @@ from jobengine.history.writer import HistoryWriter
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (`-n`, `--dist loadgroup`), the end-to-end tests run one after another
+    in one process: each starts servers and worker processes and measures rates and recovery
+    times, which two of them at once on a small machine would distort."""
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.xdist_group("e2e"))
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -50,3 +50,13 @@ def test_a_job_raising_any_text_fails_cleanly_and_the_worker_goes_on(fast_engine
     assert "… [truncated " in trace and len(trace) < MAX_TRACEBACK + 100
     assert rows(database_url, "SELECT status FROM jobs WHERE id=%s", good) == [("finished",)]
     assert fast_engine.job_detail(bad["surrogate"]).failure is not None  # RQ's own failure result stored too
+
+
+def test_the_workers_log_line_of_such_a_failure_is_encodable(fast_engine: Engine,
+                                                              caplog: pytest.LogCaptureFixture) -> None:
+    fast_engine.dispatch(jobs.raise_message, "surrogate", priority="critical")
+    with caplog.at_level("ERROR", logger="rq.worker"):
+        fast_engine.worker().work(burst=True, logging_level="ERROR")
+    lines = [r.getMessage() for r in caplog.records if "exception raised while executing" in r.getMessage()]
+    assert len(lines) == 1 and "bad \\udc80 surrogate" in lines[0]
+    lines[0].encode("utf-8")  # a UTF-8 log file (or pytest-xdist's report channel) takes it

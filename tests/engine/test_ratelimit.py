@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -119,36 +120,48 @@ def test_a_held_queue_does_not_stop_the_other_lanes(fast_engine: Engine) -> None
     assert statuses == ["finished", "scheduled", "queued"]  # the worker left `default` alone after one deferral
 
 
-def test_limit_holds_across_two_worker_processes(fast_engine: Engine, redis_url: str, database_url: str,
-                                                 tmp_path: Path) -> None:
+def test_limit_holds_across_worker_processes(fast_engine: Engine, redis_url: str, database_url: str,
+                                             tmp_path: Path) -> None:
+    """The window lives in Redis: a second `jobtui worker` process sees the first one's
+    admissions (3 of 5), runs 2 and defers the rest. One process at a time, so which process
+    takes which job does not depend on the machine's scheduling."""
     conn = fast_engine.connection
     fast_engine.set_limit("default", 5)
     env = {k: v for k, v in os.environ.items() if not k.startswith("JOBENGINE_")}
     env["PYTHONPATH"] = str(ROOT)
     argv = [sys.executable, "-m", "jobtui.cli", "--redis-url", redis_url, "--database-url", database_url,
             "worker", "--queues", "default"]
-    workers = [subprocess.Popen(argv, env=env, cwd=ROOT, stderr=subprocess.DEVNULL) for _ in range(2)]
-    try:
-        _until(lambda: conn.scard("rq:workers") == 2, "both workers registered")
-        pids = tmp_path / "pids"
-        ids = fast_engine.dispatch_many([JobSpec(jobs.write_pid, (str(pids),)) for _ in range(12)])
-        # both workers are held: each was refused a slot once the window was full
-        _until(lambda: int(conn.hget("jobengine:metrics:deferred", "default") or 0) >= 2
-               and conn.zcard("rq:wip:default") == 0, "both workers deferred a job")
-    finally:
-        for w in workers:
-            w.send_signal(signal.SIGTERM)
-        for w in workers:
-            w.wait(timeout=30)
-    ran = pids.read_text().split()
-    assert len(ran) == 5 and len(set(ran)) == 2  # five jobs in the minute, run by both processes
+    pids = tmp_path / "pids"
+
+    def ran() -> list[str]:
+        return pids.read_text().split() if pids.exists() else []
+
+    def phase(jobs_now: int, until: Callable[[], bool], what: str) -> tuple[int, list[str]]:
+        worker = subprocess.Popen(argv, env=env, cwd=ROOT, stderr=subprocess.DEVNULL)
+        try:
+            _until(lambda: conn.scard("rq:workers") == 1, "the worker registered")
+            ids = fast_engine.dispatch_many([JobSpec(jobs.write_pid, (str(pids),)) for _ in range(jobs_now)])
+            _until(until, what)
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            worker.wait(timeout=30)
+        _until(lambda: conn.scard("rq:workers") == 0, "the worker left")
+        return worker.pid, ids
+
+    first, early = phase(3, lambda: len(ran()) == 3, "the first process ran three jobs")
+    # The second process runs what the window has left, then defers a job and leaves the queue
+    # alone until a slot opens (about a minute): the other six stay queued meanwhile.
+    second, late = phase(9, lambda: int(conn.hget("jobengine:metrics:deferred", "default") or 0) >= 1
+                         and conn.zcard("rq:wip:default") == 0, "the second process deferred a job")
+    assert ran() == [str(first)] * 3 + [str(second)] * 2  # five in the minute, across the two processes
     fast_engine.flush_history()
+    ids = early + late
     assert scalar(database_url, "SELECT count(*) FROM jobs WHERE status='finished'") == 5
     assert scalar(database_url, "SELECT sum(attempts) FROM jobs WHERE id = ANY(%s)", ids) == 5
     deferred = rows(database_url, "SELECT DISTINCT job_id FROM job_logs WHERE kind='deferred'")
-    assert len(deferred) >= 2
+    assert len(deferred) == 1 and conn.llen("rq:queue:default") == 6
     assert scalar(database_url, "SELECT max(attempts) FROM jobs WHERE id = ANY(%s)",
-                  [d[0] for d in deferred]) == 0
+                  [d[0] for d in deferred]) == 0  # a deferral is not an attempt
 
 
 def _until(condition: object, what: str, timeout: float = 60.0) -> None:
