@@ -7,6 +7,10 @@ plus, for the layering rules, the imports inside functions too: a lazy import st
 from __future__ import annotations
 
 import ast
+import re
+import sys
+import tomllib
+from importlib.metadata import packages_distributions
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -143,3 +147,26 @@ def test_widgets_do_no_io() -> None:
         if ours or foreign:
             offenders.append((module, ours, foreign))
     assert offenders == []
+
+
+def _normalized(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def test_every_third_party_import_is_declared() -> None:
+    """What jobengine and jobtui import (lazily too) is in pyproject's dependencies, not merely
+    pulled in by one of them. pytest: only jobengine.testing, the pytest plugin, imports it."""
+    tops: set[str] = set()
+    for path in MODULES.values():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                tops.update(a.name.partition(".")[0] for a in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                tops.add(node.module.partition(".")[0])
+    tops -= set(sys.stdlib_module_names) | set(PACKAGES) | {"pytest"}
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    declared = {_normalized(re.split(r"[\[<>=!~ ;]", d, maxsplit=1)[0]) for d in project["dependencies"]}
+    distributions = packages_distributions()
+    assert "rq" in tops and "textual" in tops  # the walk found imports
+    missing = sorted(t for t in tops if not declared & {_normalized(d) for d in distributions.get(t, [t])})
+    assert missing == []
