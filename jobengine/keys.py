@@ -65,6 +65,7 @@ def rq_started_key(queue: str) -> str:
 
 
 def rq_scheduled_key(queue: str) -> str:
+    """RQ's scheduled registry (`rq:scheduled:{queue}`), scored by due time (epoch seconds)."""
     return ScheduledJobRegistry.key_template.format(queue)
 
 

@@ -238,8 +238,8 @@ class Reconciler:
         PostgreSQL: it is never mistaken for a lost one."""
         with self.connection.pipeline(transaction=False) as pipe:
             for job_id, _, _ in rows:
-                pipe.hget(f"rq:job:{job_id}", "status")
-                pipe.exists(f"rq:job:{job_id}")
+                pipe.hget(keys.rq_job_key(job_id), "status")
+                pipe.exists(keys.rq_job_key(job_id))
             replies = pipe.execute()
         cutoff = datetime.now(UTC) - timedelta(seconds=self.grace)
         lost: list[Lost] = []
@@ -317,7 +317,7 @@ class Reconciler:
             return []
         now = datetime.now(UTC)
         stamp = utcformat(now)
-        keys_: list[str] = [keys.RECONCILE_RESTORED, "rq:queues"]
+        keys_: list[str] = [keys.RECONCILE_RESTORED, keys.RQ_QUEUES]
         args: list[Any] = [RESTORED_TTL]
         for job in jobs:
             assert job.payload is not None and job.options is not None
@@ -326,8 +326,8 @@ class Reconciler:
             fields = rq_job_hash(job.payload, job.options, job.queue,
                                  JobStatus.SCHEDULED if due else JobStatus.QUEUED,
                                  utcformat(job.created_at.astimezone(UTC)), None if due else stamp, retries)
-            queue_key = f"rq:queue:{job.queue}"
-            keys_ += [f"rq:job:{job.id}", f"rq:scheduled:{job.queue}" if due else queue_key]
+            queue_key = keys.rq_queue_key(job.queue)
+            keys_ += [keys.rq_job_key(job.id), keys.rq_scheduled_key(job.queue) if due else queue_key]
             score = calendar.timegm(job.scheduled_for.utctimetuple()) if due and job.scheduled_for else 0  # as dispatch
             args += [job.id, "s" if due else "q", score, queue_key, len(fields)]
             for name, value in fields.items():

@@ -170,3 +170,16 @@ def test_every_third_party_import_is_declared() -> None:
     assert "rq" in tops and "textual" in tops  # the walk found imports
     missing = sorted(t for t in tops if not declared & {_normalized(d) for d in distributions.get(t, [t])})
     assert missing == []
+
+
+def test_rq_keys_are_spelled_only_in_keys_py() -> None:
+    """RQ's key names come from jobengine.keys (built on RQ's own templates): no other module has
+    a string literal starting `rq:` (Lua scripts get their keys and prefixes passed in)."""
+    offenders = []
+    for module, path in MODULES.items():
+        if module == "jobengine.keys":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.startswith("rq:"):
+                offenders.append(f"{module}:{node.lineno}: {node.value[:40]!r}")
+    assert offenders == []
