@@ -69,6 +69,12 @@ def test_read_only_refuses_every_operator_action(pair: tuple[Engine, Engine], da
         "cancel": lambda: ro.cancel(queued),
         "retry_group": lambda: ro.retry_group(group.fingerprint),
         "retry_filtered": lambda: ro.retry_filtered("ValueError"),
+        "cancel_filtered": lambda: ro.cancel_filtered("type:noop"),
+        "bulk": lambda: ro.bulk("cancel", None),
+        "pause": lambda: ro.pause("default"),
+        "resume": lambda: ro.resume("default"),
+        "run_now": lambda: ro.run_now(queued),
+        "reconcile": lambda: ro.reconciler().run(),
         "set_limit": lambda: ro.set_limit("default", 0),
         "reset_limit": lambda: ro.reset_limit("default"),
         "prune": lambda: ro.pruner().run(1),
@@ -118,9 +124,33 @@ def _cli(*args: str) -> Any:
     ["limit", "default", "--reset"],
     ["prune", "--older-than", "1s"],
     ["worker", "--burst", "--prune-every", "1h"],
+    ["reconcile"],
+    ["retry", "{failed}"],
+    ["cancel", "{queued}"],
+    ["pause", "default"],
+    ["resume", "{paused}"],
+    ["retry", "--filter", "error:ValueError"],
+    ["cancel", "--filter", "type:noop"],
 ])
 def test_read_only_cli_refuses_in_one_line(redis_url: str, database_url: str, args: list[str]) -> None:
-    with Engine(Settings.load(env={}, redis_url=redis_url, database_url=database_url)) as engine:
+    """{failed}, {queued}, {paused}: a failed job, a queued one, a paused queue, made first (the
+    refused command would act on them)."""
+    settings = Settings.load(env={}, redis_url=redis_url, database_url=database_url, lanes=dict(ZERO_DELAY_LANES))
+    with Engine(settings) as engine:
+        made: dict[str, str] = {}
+        if "{failed}" in args or "--filter" in args:
+            made["failed"] = engine.dispatch(jobs.broken, priority="high")
+            run_until_idle(engine)
+            made["queued"] = engine.dispatch(jobs.noop, type="noop", priority="low")
+            engine.flush_history()
+            assert engine.count_filtered("retry", "error:ValueError") == 1
+            assert engine.count_filtered("cancel", "type:noop") == 1
+        if "{queued}" in args:
+            made["queued"] = engine.dispatch(jobs.noop, priority="low")
+        if "{paused}" in args:
+            engine.pause("high")
+            made["paused"] = "high"
+        args = [a.format(**made) for a in args]
         before = _state(engine, database_url)
         result = _cli("--read-only", "--redis-url", redis_url, "--database-url", database_url, *args)
         assert result.exit_code == 2, result.output
