@@ -23,7 +23,8 @@ from jobengine.retry.strategies import STRATEGIES
 from jobengine.types import Priority
 
 CONFIG_NAME = "jobtui.toml"
-OPERATOR_ACTIONS = ("dispatch", "retry", "cancel", "limit", "prune", "reconcile", "pause", "resume", "run_now")
+OPERATOR_ACTIONS = ("dispatch", "retry", "cancel", "limit", "prune", "reconcile", "pause", "resume", "run_now",
+                    "dead_letters")
 #: what `[alerts] events` may name (jobengine.alerts); none given: every one
 ALERT_EVENTS = ("health", "failures", "stuck", "long_wait", "dead_letters", "redis_reset")
 _DAY = 86400

@@ -43,6 +43,7 @@ from jobengine.store.postgres import PostgresStore
 
 if TYPE_CHECKING:
     from jobengine.bulk import BulkResult
+    from jobengine.history.deadletters import DeadLetters
     from jobengine.runtime.fastworker import FastWorker
     from jobengine.runtime.worker import ForkingJobWorker, JobWorker
 
@@ -540,6 +541,12 @@ class Engine:
     def flush_history(self) -> int:
         """Write every buffered event to PostgreSQL now; returns how many were written."""
         return self.history_writer().drain()
+
+    def dead_letters(self) -> DeadLetters:
+        """Retry or drop the events PostgreSQL refused (refused when read-only; audited)."""
+        from jobengine.history.deadletters import DeadLetters
+
+        return DeadLetters(self.connection, self.store, guard=self.guard, audit=self.audit)
 
     def worker(self, queues: Sequence[str] | None = None, *, fork: bool = False, classic: bool = False,
                name: str | None = None) -> FastWorker | JobWorker | ForkingJobWorker:

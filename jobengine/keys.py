@@ -65,6 +65,7 @@ def rq_started_key(queue: str) -> str:
 
 
 def rq_scheduled_key(queue: str) -> str:
+    """RQ's scheduled registry (`rq:scheduled:{queue}`), scored by due time (epoch seconds)."""
     return ScheduledJobRegistry.key_template.format(queue)
 
 
@@ -211,6 +212,9 @@ ALERTS_SENT = f"{PREFIX}:alerts:sent"
 REDIS_EPOCH = f"{PREFIX}:epoch"
 #: Set of the job ids reconcile re-created in this Redis: none is ever pushed twice (expires).
 RECONCILE_RESTORED = f"{PREFIX}:reconcile:restored"
+#: Set of the RQ ends (`{job id} {status} {when}`) reconcile recorded as history events: each
+#: once, however many reconcilers run (expires).
+RECONCILE_RECORDED = f"{PREFIX}:reconcile:recorded"
 #: Lock held by the one process running reconcile after a detected reset.
 RECONCILE_LOCK = f"{PREFIX}:reconcile:lock"
 

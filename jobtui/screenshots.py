@@ -47,6 +47,7 @@ from typing import Any
 import click
 from textual.worker import WorkerFailed
 
+from jobengine import keys
 from jobengine.config import Settings
 from jobengine.dispatch import JobSpec
 from jobengine.engine import Engine
@@ -133,8 +134,8 @@ def run_burst(engine: Engine, rounds: int = 50) -> None:
         engine.worker(name="w-batch-2").work(
             burst=True, with_scheduler=True, logging_level="CRITICAL")
         now = time.time()
-        pending = sum(conn.llen(f"rq:queue:{q}") for q in engine.settings.queues)
-        due = sum(conn.zcount(f"rq:scheduled:{q}", "-inf", now) for q in engine.settings.queues)
+        pending = sum(conn.llen(keys.rq_queue_key(q)) for q in engine.settings.queues)
+        due = sum(conn.zcount(keys.rq_scheduled_key(q), "-inf", now) for q in engine.settings.queues)
         if not pending and not due:
             return
         time.sleep(0.2)

@@ -7,6 +7,10 @@ plus, for the layering rules, the imports inside functions too: a lazy import st
 from __future__ import annotations
 
 import ast
+import re
+import sys
+import tomllib
+from importlib.metadata import packages_distributions
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -142,4 +146,40 @@ def test_widgets_do_no_io() -> None:
         foreign = [lib for lib in ("redis", "psycopg", "rq") if f"import {lib}" in text or f"from {lib}" in text]
         if ours or foreign:
             offenders.append((module, ours, foreign))
+    assert offenders == []
+
+
+def _normalized(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def test_every_third_party_import_is_declared() -> None:
+    """What jobengine and jobtui import (lazily too) is in pyproject's dependencies, not merely
+    pulled in by one of them. pytest: only jobengine.testing, the pytest plugin, imports it."""
+    tops: set[str] = set()
+    for path in MODULES.values():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                tops.update(a.name.partition(".")[0] for a in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                tops.add(node.module.partition(".")[0])
+    tops -= set(sys.stdlib_module_names) | set(PACKAGES) | {"pytest"}
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    declared = {_normalized(re.split(r"[\[<>=!~ ;]", d, maxsplit=1)[0]) for d in project["dependencies"]}
+    distributions = packages_distributions()
+    assert "rq" in tops and "textual" in tops  # the walk found imports
+    missing = sorted(t for t in tops if not declared & {_normalized(d) for d in distributions.get(t, [t])})
+    assert missing == []
+
+
+def test_rq_keys_are_spelled_only_in_keys_py() -> None:
+    """RQ's key names come from jobengine.keys (built on RQ's own templates): no other module has
+    a string literal starting `rq:` (Lua scripts get their keys and prefixes passed in)."""
+    offenders = []
+    for module, path in MODULES.items():
+        if module == "jobengine.keys":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.startswith("rq:"):
+                offenders.append(f"{module}:{node.lineno}: {node.value[:40]!r}")
     assert offenders == []

@@ -3,15 +3,17 @@
 The history writer moves such an entry from the events stream to `keys.EVENTS_DEAD`, byte for
 byte, with three fields of its own (`x-id`: its id in the events stream, `x-error`: why, `x-at`:
 when), so one bad event never blocks the stream (see history/writer.py). `jobtui history
-dead-letters` lists them; `retry` puts the original entries back on the events stream (a writer
-takes them again; still refused, they come back here), `drop` deletes them with an audit line
-each. Redis only, apart from the audit.
+dead-letters` lists them; `DeadLetters.retry` puts the original entries back on the events stream
+(a writer takes them again; still refused, they come back here), `DeadLetters.drop` deletes them.
+Both are operator actions (`dead_letters`: refused when read-only or not in `[permissions]
+allow`) and audited: one `dead-letter-retry` row per retry, one `dead-letter-drop` row per letter
+dropped. Redis only, apart from the audit.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -19,6 +21,7 @@ from typing import Any
 import redis
 
 from jobengine import keys
+from jobengine.operations import actor
 from jobengine.store.protocol import HistoryStore
 
 #: The fields the writer adds to a parked entry (never part of an event).
@@ -26,6 +29,10 @@ ORIGINAL_ID, ERROR, PARKED_AT = "x-id", "x-error", "x-at"
 _OWN = frozenset({ORIGINAL_ID, ERROR, PARKED_AT})
 #: The most characters of the reason kept with a dead letter.
 MAX_ERROR = 2000
+#: The operator action (OPERATOR_ACTIONS, `[permissions] allow`) of retrying and dropping them.
+ACTION = "dead_letters"
+#: The most letter ids a retry's audit row names.
+AUDITED_IDS = 20
 
 
 def _text(value: bytes | str) -> str:
@@ -95,31 +102,51 @@ def _entries(connection: redis.Redis, ids: Iterable[str] | None) -> list[tuple[s
     return out
 
 
-def retry(connection: redis.Redis, ids: Iterable[str] | None = None) -> int:
-    """Put dead letters (`ids`, None: all) back on the events stream, as they were, in one MULTI;
-    returns how many. A writer takes them again; refused again, they are parked again."""
-    entries = _entries(connection, ids)
-    if not entries:
-        return 0
-    with connection.pipeline(transaction=True) as pipe:
+class DeadLetters:
+    """Retry or drop dead letters as an operator action: `guard("dead_letters")` first (the
+    engine's: read-only and `[permissions] allow`), then the audit. `Engine.dead_letters()`."""
+
+    def __init__(self, connection: redis.Redis, store: HistoryStore, *, guard: Callable[[str], None],
+                 audit: Callable[[str, str], None]) -> None:
+        self.connection = connection
+        self.store = store
+        self.guard = guard
+        self.audit = audit
+
+    def retry(self, ids: Sequence[str] | None = None) -> int:
+        """Put dead letters (`ids`, None: all) back on the events stream, as they were, in one
+        MULTI; returns how many. A writer takes them again; refused again, they are parked again.
+        One `dead-letter-retry` audit row: the count and the ids (or "all")."""
+        self.guard(ACTION)
+        entries = _entries(self.connection, ids)
+        if entries:
+            with self.connection.pipeline(transaction=True) as pipe:
+                for eid, raw in entries:
+                    pipe.xadd(keys.EVENTS_STREAM, {k: v for k, v in raw.items() if _text(k) not in _OWN})
+                    pipe.xdel(keys.EVENTS_DEAD, eid)
+                pipe.execute()
+        self.audit("dead-letter-retry", _describe(len(entries), ids))
+        return len(entries)
+
+    def drop(self, ids: Sequence[str] | None = None) -> int:
+        """Delete dead letters (`ids`, None: all) after writing one audit row each (action
+        `dead-letter-drop`: the job, the event's kind and id, the reason); returns how many.
+        Raises StoreUnavailable (nothing deleted) when the audit cannot be written."""
+        self.guard(ACTION)
+        entries = _entries(self.connection, ids)
+        user, host = actor()
         for eid, raw in entries:
-            pipe.xadd(keys.EVENTS_STREAM, {k: v for k, v in raw.items() if _text(k) not in _OWN})
-            pipe.xdel(keys.EVENTS_DEAD, eid)
-        pipe.execute()
-    return len(entries)
+            letter = _letter(eid, raw)
+            self.store.record_audit("dead-letter-drop", letter.job_id[:200], user, host,
+                                    f"{letter.kind} event {letter.event_id}: {letter.error}"[:MAX_ERROR])
+        if entries:
+            self.connection.xdel(keys.EVENTS_DEAD, *[eid for eid, _ in entries])
+        return len(entries)
 
 
-def drop(connection: redis.Redis, store: HistoryStore, actor: tuple[str, str],
-         ids: Sequence[str] | None = None) -> int:
-    """Delete dead letters (`ids`, None: all) after writing one audit line each (action
-    `dead-letter-drop`: the job, the event's kind and id, the reason); returns how many.
-    Raises StoreUnavailable (nothing deleted) when the audit cannot be written."""
-    entries = _entries(connection, ids)
-    user, host = actor
-    for eid, raw in entries:
-        letter = _letter(eid, raw)
-        store.record_audit("dead-letter-drop", letter.job_id[:200], user, host,
-                           f"{letter.kind} event {letter.event_id}: {letter.error}"[:MAX_ERROR])
-    if entries:
-        connection.xdel(keys.EVENTS_DEAD, *[eid for eid, _ in entries])
-    return len(entries)
+def _describe(done: int, ids: Sequence[str] | None) -> str:
+    """A retry's audit detail: `3 dead letter(s): all`, or `1 of 2 dead letter(s): <ids>`."""
+    if ids is None:
+        return f"{done} dead letter(s): all"
+    shown = ", ".join(ids[:AUDITED_IDS]) + (f" and {len(ids) - AUDITED_IDS} more" if len(ids) > AUDITED_IDS else "")
+    return (f"{done} of {len(ids)} dead letter(s)" + (f": {shown}" if ids else ""))[:MAX_ERROR]

@@ -6,7 +6,7 @@ import json
 
 import click
 
-from jobtui.cli.context import Context, Group, fail, friendly, pass_ctx
+from jobtui.cli.context import Context, Group, fail, friendly, pass_ctx, settings_guard
 
 
 @click.group(cls=Group)
@@ -16,7 +16,8 @@ def history() -> None:
 
 @history.command("dead-letters")
 @click.argument("ids", nargs=-1)
-@click.option("--retry", is_flag=True, help="Put them back on the events stream for the history writers.")
+@click.option("--retry", is_flag=True,
+              help="Put them back on the events stream for the history writers (one audit line).")
 @click.option("--drop", is_flag=True, help="Delete them (one audit line each).")
 @click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True, help="Most letters listed.")
 @click.option("--json", "as_json", is_flag=True, help="Print them (or the count handled) as JSON.")
@@ -30,25 +31,21 @@ def dead_letters(ctx: Context, ids: tuple[str, ...], retry: bool, drop: bool, li
     history keeps flowing. A retried letter that PostgreSQL still refuses comes back here.
     """
     from jobengine.history import deadletters
-    from jobengine.operations import actor
 
     if retry and drop:
         fail("--retry and --drop exclude each other")
+    if retry or drop:
+        settings_guard(ctx.settings(), deadletters.ACTION)  # before any server starts; the engine refuses too
     with ctx.engine(migrate=False) as engine:
-        if (retry or drop) and engine.read_only:
-            fail("read-only mode: dead letters are not retried or dropped")
         chosen = list(ids) or None
         if retry or drop:
-            if drop:
-                engine.ensure_schema()
-                n = deadletters.drop(engine.connection, engine.store, actor(), chosen)
-            else:
-                n = deadletters.retry(engine.connection, chosen)
+            engine.ensure_schema()  # the audit rows
+            n = engine.dead_letters().drop(chosen) if drop else engine.dead_letters().retry(chosen)
             verb = "dropped" if drop else "retried"
             if as_json:
                 click.echo(json.dumps({verb: n, "left": deadletters.count(engine.connection)}))
             else:
-                click.echo(f"{verb} {n} dead letter(s)" + (" (audited)" if drop and n else "")
+                click.echo(f"{verb} {n} dead letter(s)" + (" (audited)" if retry or n else "")
                            + ("; the history writers take them again" if retry and n else ""))
             return
         letters = deadletters.dead_letters(engine.connection, limit=limit)

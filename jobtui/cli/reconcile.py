@@ -24,9 +24,10 @@ def reconcile(ctx: Context, dry_run: bool, as_json: bool) -> None:
     First the recovery every live worker runs: the jobs of workers that died go back to their
     queues (the job one was running follows `[retry.abandoned]`). Then queued and processing jobs
     Redis lost go back on their queue, scheduled ones into the scheduled registry at their due
-    time. Exit 0 when the reset is reconciled (or nothing was lost), 1 when jobs are
-    left for a later run (too recent, history still pending), 2 when a server cannot be reached.
-    Workers run the same reconcile by themselves after a detected reset.
+    time. Jobs canceled (or ended) through RQ's own API while PostgreSQL holds them in flight get
+    that end recorded in their history. Exit 0 when the reset is reconciled (or nothing was
+    lost), 1 when jobs are left for a later run (too recent, history still pending), 2 when a
+    server cannot be reached. Workers run the same reconcile by themselves after a detected reset.
     """
     if not dry_run:
         settings_guard(ctx.settings(), "reconcile")
@@ -41,7 +42,7 @@ def reconcile(ctx: Context, dry_run: bool, as_json: bool) -> None:
         report = _run(reconciler, dry_run, quiet=as_json)
     left = report.recent + report.pending_history
     data: dict[str, Any] = {"reset_detected": status.reset, **asdict(report),
-                            "restored_total": report.restored_total,
+                            "restored_total": report.restored_total, "recorded_total": report.recorded_total,
                             "recovery": asdict(recovered) if recovered is not None else None}
     if as_json:
         click.echo(json.dumps(data, default=str))
@@ -59,6 +60,12 @@ def reconcile(ctx: Context, dry_run: bool, as_json: bool) -> None:
         if report.stale:
             click.echo(f"{len(report.stale)} job(s) ended in Redis but not yet in the history: "
                        + ", ".join(report.stale[:10]) + (" …" if len(report.stale) > 10 else ""))
+        if report.recorded:
+            outcomes = ", ".join(f"{n} {outcome}" for outcome, n in sorted(report.recorded.items()))
+            rest = len(report.stale) - report.recorded_total
+            click.echo(f"{'would record' if dry_run else 'recorded'} the end RQ shows of {report.recorded_total} "
+                       f"of them ({outcomes}: ended through RQ, not by jobtui)"
+                       + (f"; {rest} wait (history on its way, or ended moments ago)" if rest > 0 else ""))
         if left and not dry_run:
             click.echo(f"{left} job(s) too recent or with history pending: run again in a minute")
     sys.exit(1 if left and not dry_run else 0)

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
 from click.testing import CliRunner
 
 from jobengine import Engine, keys
+from jobengine.errors import OperationRefused
 from jobengine.health import ago
 from jobengine.history import deadletters, event_fields
 from jobengine.history.writer import HistoryWriter
@@ -84,7 +86,7 @@ def test_retry_puts_letters_back_and_a_refused_one_returns(engine: Engine, datab
     _poison(engine)
     engine.flush_history()
     assert deadletters.count(engine.connection) == 1
-    assert deadletters.retry(engine.connection) == 1
+    assert engine.dead_letters().retry() == 1
     assert deadletters.count(engine.connection) == 0 and engine.connection.xlen(keys.EVENTS_STREAM) == 1
     engine.flush_history()
     (letter,) = deadletters.dead_letters(engine.connection)  # still refused: back, byte for byte
@@ -99,7 +101,7 @@ def test_retry_of_a_letter_postgres_now_takes_writes_it(engine: Engine, database
     (entry_id, raw), = engine.connection.xrange(keys.EVENTS_DEAD)
     engine.connection.xdel(keys.EVENTS_DEAD, entry_id)
     engine.connection.xadd(keys.EVENTS_DEAD, {**raw, b"type": b"report"})
-    assert deadletters.retry(engine.connection) == 1
+    assert engine.dead_letters().retry() == 1
     assert engine.flush_history() == 1
     assert rows(database_url, "SELECT type FROM jobs WHERE id = 'poison-1'") == [("report",)]
 
@@ -125,6 +127,49 @@ def test_cli_lists_and_drops_with_an_audit_line(engine: Engine, redis_url: str, 
     assert refused.exit_code == 2 and deadletters.count(engine.connection) == 1
     both = CliRunner().invoke(cli, ["history", "dead-letters", "--retry", "--json", *servers])
     assert json.loads(both.stdout) == {"retried": 1, "left": 0}
+
+
+def test_retry_and_drop_are_guarded_operator_actions(engine: Engine, database_url: str) -> None:
+    """Read-only (and `[permissions] allow` without `dead_letters`) refuses them in the engine,
+    whoever calls it; nothing moves and no audit row is written."""
+    _poison(engine)
+    engine.flush_history()
+    before = engine.connection.xrange(keys.EVENTS_DEAD)
+    for settings, why in ((replace(engine.settings, read_only=True), "the engine is in read-only mode"),
+                          (replace(engine.settings, permissions=("retry", "prune")),
+                           r"\[permissions\] allow lists only retry, prune")):
+        with Engine(settings) as other:
+            for action in (other.dead_letters().retry, other.dead_letters().drop):
+                with pytest.raises(OperationRefused, match=f"^dead_letters refused: {why}$"):
+                    action()
+                with pytest.raises(OperationRefused):
+                    action([before[0][0].decode()])
+    assert engine.connection.xrange(keys.EVENTS_DEAD) == before and engine.connection.xlen(keys.EVENTS_STREAM) == 0
+    assert rows(database_url, "SELECT action FROM audit_log") == []
+    with Engine(replace(engine.settings, permissions=("dead_letters",))) as allowed:
+        assert allowed.dead_letters().retry() == 1
+
+
+def test_each_retry_and_drop_leaves_its_audit_rows(engine: Engine, database_url: str) -> None:
+    for n in range(3):
+        _poison(engine, f"poison-{n}")
+    engine.flush_history()
+    first = deadletters.dead_letters(engine.connection)[0].id
+    assert engine.dead_letters().retry([first, "0-1"]) == 1  # an id no longer there is skipped
+    engine.flush_history()  # refused again: parked again, under a new id
+    assert engine.dead_letters().retry() == 3
+    engine.flush_history()
+    second, third = (d.id for d in deadletters.dead_letters(engine.connection)[:2])
+    assert engine.dead_letters().drop([second, third]) == 2
+    assert engine.dead_letters().drop([second]) == 0
+    audit = rows(database_url, "SELECT action, job_id, detail, os_user, host FROM audit_log ORDER BY id")
+    assert [(a, j, d) for a, j, d, _, _ in audit[:2]] == [
+        ("dead-letter-retry", None, f"1 of 2 dead letter(s): {first}, 0-1"),
+        ("dead-letter-retry", None, "3 dead letter(s): all")]
+    assert [(a, j) for a, j, _, _, _ in audit[2:]] == [("dead-letter-drop", "poison-1"),
+                                                       ("dead-letter-drop", "poison-2")]
+    assert all(user and host for *_, user, host in audit)
+    assert [d.job_id for d in deadletters.dead_letters(engine.connection)] == ["poison-0"]
 
 
 def test_health_warns_on_dead_letters(engine: Engine) -> None:

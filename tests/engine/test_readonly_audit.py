@@ -17,10 +17,13 @@ import pytest
 from click.testing import CliRunner
 from rq import Queue
 
+from jobengine import keys
 from jobengine.config import Settings
 from jobengine.dispatch import JobSpec
 from jobengine.engine import Engine
 from jobengine.errors import JobFunctionError, OperationRefused
+from jobengine.history import event_fields
+from jobengine.types import EventKind
 from jobtui.cli import cli
 from tests.engine import jobs
 from tests.engine.conftest import ZERO_DELAY_LANES
@@ -42,6 +45,14 @@ def _state(engine: Engine, database_url: str) -> tuple[Any, ...]:
     return tuple(sizes), counts
 
 
+def _park_a_dead_letter(engine: Engine) -> None:
+    """An event PostgreSQL refuses (a NUL byte): the next flush parks it as a dead letter."""
+    fields = event_fields(EventKind.QUEUED, "poison-1", "default", type="re\x00port")
+    engine.connection.xadd(keys.EVENTS_STREAM, fields)  # type: ignore[arg-type]
+    engine.flush_history()
+    assert engine.connection.xlen(keys.EVENTS_DEAD) == 1
+
+
 @pytest.fixture
 def pair(redis_url: str, database_url: str) -> Iterator[tuple[Engine, Engine]]:
     """(a read-write engine, a read-only engine) on the same servers, with a failed, a queued and
@@ -60,6 +71,7 @@ def test_read_only_refuses_every_operator_action(pair: tuple[Engine, Engine], da
     rw.dispatch(jobs.add, 1, 2)
     run_until_idle(rw)
     queued = rw.dispatch(jobs.noop, priority="low")
+    _park_a_dead_letter(rw)
     rw.flush_history()
     [group] = rw.failure_groups()
     actions: dict[str, Callable[[], Any]] = {
@@ -69,6 +81,14 @@ def test_read_only_refuses_every_operator_action(pair: tuple[Engine, Engine], da
         "cancel": lambda: ro.cancel(queued),
         "retry_group": lambda: ro.retry_group(group.fingerprint),
         "retry_filtered": lambda: ro.retry_filtered("ValueError"),
+        "cancel_filtered": lambda: ro.cancel_filtered("type:noop"),
+        "bulk": lambda: ro.bulk("cancel", None),
+        "pause": lambda: ro.pause("default"),
+        "resume": lambda: ro.resume("default"),
+        "run_now": lambda: ro.run_now(queued),
+        "reconcile": lambda: ro.reconciler().run(),
+        "dead letters: retry": lambda: ro.dead_letters().retry(),
+        "dead letters: drop": lambda: ro.dead_letters().drop(),
         "set_limit": lambda: ro.set_limit("default", 0),
         "reset_limit": lambda: ro.reset_limit("default"),
         "prune": lambda: ro.pruner().run(1),
@@ -118,9 +138,37 @@ def _cli(*args: str) -> Any:
     ["limit", "default", "--reset"],
     ["prune", "--older-than", "1s"],
     ["worker", "--burst", "--prune-every", "1h"],
+    ["reconcile"],
+    ["retry", "{failed}"],
+    ["cancel", "{queued}"],
+    ["pause", "default"],
+    ["resume", "{paused}"],
+    ["retry", "--filter", "error:ValueError"],
+    ["cancel", "--filter", "type:noop"],
+    ["history", "dead-letters", "--retry"],
+    ["history", "dead-letters", "--drop"],
 ])
 def test_read_only_cli_refuses_in_one_line(redis_url: str, database_url: str, args: list[str]) -> None:
-    with Engine(Settings.load(env={}, redis_url=redis_url, database_url=database_url)) as engine:
+    """{failed}, {queued}, {paused}: a failed job, a queued one, a paused queue, made first (the
+    refused command would act on them)."""
+    settings = Settings.load(env={}, redis_url=redis_url, database_url=database_url, lanes=dict(ZERO_DELAY_LANES))
+    with Engine(settings) as engine:
+        made: dict[str, str] = {}
+        if "{failed}" in args or "--filter" in args:
+            made["failed"] = engine.dispatch(jobs.broken, priority="high")
+            run_until_idle(engine)
+            made["queued"] = engine.dispatch(jobs.noop, type="noop", priority="low")
+            engine.flush_history()
+            assert engine.count_filtered("retry", "error:ValueError") == 1
+            assert engine.count_filtered("cancel", "type:noop") == 1
+        if "{queued}" in args:
+            made["queued"] = engine.dispatch(jobs.noop, priority="low")
+        if "dead-letters" in args:
+            _park_a_dead_letter(engine)
+        if "{paused}" in args:
+            engine.pause("high")
+            made["paused"] = "high"
+        args = [a.format(**made) for a in args]
         before = _state(engine, database_url)
         result = _cli("--read-only", "--redis-url", redis_url, "--database-url", database_url, *args)
         assert result.exit_code == 2, result.output

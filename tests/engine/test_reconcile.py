@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 import redis
+from click.testing import CliRunner
+from rq import Queue, SimpleWorker
 from rq.job import Job
 
 from jobengine import Engine, JobSpec, keys
@@ -26,6 +28,7 @@ from jobengine.models import JobEvent, NewJob
 from jobengine.reconcile import Reconciler, ReconcileReport
 from jobengine.store.postgres import PostgresStore
 from jobengine.types import EventKind, JobStatus, Priority
+from jobtui.cli import cli as cli_main
 from tests.engine.conftest import ZERO_DELAY_LANES
 from tests.engine.helpers import rows
 
@@ -247,10 +250,64 @@ def test_run_if_reset_runs_only_after_a_reset_and_under_the_lock(lost_engine: En
 def test_jobs_redis_still_has_are_left_alone_and_terminal_ones_are_stale(engine: Engine) -> None:
     ids = engine.dispatch_many([JobSpec("tests.engine.jobs:noop", priority="critical") for _ in range(3)])
     engine.connection.hset(f"rq:job:{ids[0]}", "status", "finished")  # its events never reached PostgreSQL
+    assert _reconciler(engine).find().ended[0].outcome == "finished"
     report = _reconciler(engine).run()
     assert (report.examined, report.missing, report.restored_total) == (3, 0, 0)
-    assert report.stale == (ids[0],)
+    assert report.stale == (ids[0],) and report.recorded == {"finished": 1}
     assert engine.connection.llen("rq:queue:critical") == 3
+
+
+def test_a_job_canceled_through_rqs_api_is_recorded_canceled_once(engine: Engine, redis_url: str,
+                                                                  database_url: str) -> None:
+    """Issue #12: rq-dashboard cancels through RQ's API (no jobtui event); reconcile records it.
+    A job deleted through RQ's API looks lost: reconcile re-creates it (README)."""
+    canceled, deleted = engine.dispatch_many([JobSpec("tests.engine.jobs:noop", priority="critical")
+                                              for _ in range(2)])
+    engine.flush_history()
+    Job.fetch(canceled, connection=engine.connection).cancel()
+    Job.fetch(deleted, connection=engine.connection).delete()
+    assert _reconciler(engine, grace=3600).run(dry_run=True).recorded == {}  # canceled moments ago (its score)
+    assert _reconciler(engine).run(dry_run=True).recorded == {"canceled": 1}
+    assert engine.connection.xlen(keys.EVENTS_STREAM) == 0  # a dry run records nothing
+    first, second = _reconciler(engine), _reconciler(engine)  # two at once: the end is written once
+    ended = first.find().ended
+    assert first._record_ends(ended) == list(ended) and second._record_ends(ended) == []
+    [(entry, _)] = engine.connection.xrange(keys.EVENTS_STREAM)
+    engine.connection.xdel(keys.EVENTS_STREAM, entry)  # back to before the two
+    engine.connection.delete(keys.RECONCILE_RECORDED)
+    report = _reconciler(engine).run()
+    assert report.stale == (canceled,) and report.recorded == {"canceled": 1}
+    assert report.restored == {"queued": 1}  # the deleted one
+    again = _reconciler(engine).run()  # before the writer applied the event: it is on its way
+    assert again.stale == (canceled,) and again.recorded == {}
+    engine.flush_history()
+    assert rows(database_url, "SELECT status FROM jobs WHERE id = %s", canceled) == [("canceled",)]
+    assert rows(database_url, "SELECT status FROM jobs WHERE id = %s", deleted) == [("queued",)]
+    assert rows(database_url, "SELECT message FROM job_logs WHERE job_id = %s", canceled) == [
+        ("recorded by reconcile: canceled through RQ (not by jobtui)",)]  # once
+    last = _reconciler(engine).run()
+    assert (last.examined, last.stale, last.recorded) == (1, (), {})
+    cli = CliRunner().invoke(cli_main, ["--redis-url", redis_url, "--database-url", database_url,
+                                        "reconcile", "--json"])
+    assert json.loads(cli.stdout)["recorded"] == {} and json.loads(cli.stdout)["recorded_total"] == 0
+
+
+def test_a_plain_rq_workers_outcomes_are_recorded_with_rqs_traceback(engine: Engine, database_url: str) -> None:
+    """Jobs run by RQ's own worker (no jobtui hooks: no events) end in PostgreSQL as RQ says."""
+    ok, bad = engine.dispatch_many([JobSpec("tests.engine.jobs:noop", priority="critical"),
+                                    JobSpec("tests.engine.jobs:broken", (7,), priority="critical")])
+    engine.flush_history()
+    SimpleWorker([Queue("critical", connection=engine.connection)], connection=engine.connection).work(
+        burst=True, logging_level="WARNING")
+    assert engine.connection.xlen(keys.EVENTS_STREAM) == 0
+    young = _reconciler(engine, grace=3600).run()  # ended moments ago (RQ's ended_at): left for later
+    assert young.stale and young.recorded == {}
+    assert _reconciler(engine).run().recorded == {"finished": 1, "failed": 1}
+    engine.flush_history()
+    assert dict(rows(database_url, "SELECT id, status FROM jobs")) == {ok: "finished", bad: "failed"}
+    assert rows(database_url, "SELECT error_class, error_message FROM failed_jobs WHERE job_id = %s", bad) == [
+        ("ValueError", "bad value 7")]
+    assert _reconciler(engine).run().examined == 0
 
 
 def test_a_job_whose_history_is_pending_is_not_restored(engine: Engine, database_url: str) -> None:
