@@ -6,7 +6,8 @@ failures in four exception groups, two stuck jobs, a few scheduled/queued jobs, 
 tracebacks and logs; `long_names=True` gives workers 32-character names and some job types
 40-odd characters. `retry`, `cancel` and `retry_group` record their calls and change the double's
 state; `outage = True` makes `snapshot()` raise `UnavailableError`, `partial_outages` simulates a
-partial outage.
+partial outage. `alerts` are the notices `recent_alerts` returns (six by default, `ALERTS`;
+settable), `alerts_down = True` makes that read raise.
 No randomness and no wall clock: the same inputs give the same screens.
 """
 
@@ -19,6 +20,7 @@ import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
+from jobengine.alerts.state import AlertRecord
 from jobengine.bulk import BulkResult
 from jobengine.engine import bounded
 from jobengine.errors import JobNotFound, OperationRefused, UnavailableError
@@ -83,6 +85,33 @@ LONG_TYPES = {
 _QUEUE_OF = ("default", "default", "high", "default", "low", "default", "critical", "default", "high", "low")
 
 
+SLACK = "slack://…"
+HOOK = "json://alerts.example.com"
+ALERTS: tuple[AlertRecord, ...] = (
+    AlertRecord(NOW - timedelta(seconds=40), "firing", "failures", "Burst of failures: 14 in 5 min",
+                "Failure group 3f9c2a7e1b04 failed 14 times in the last 5 min (burst threshold 10): "
+                "jobengine.errors.TemporaryError: upstream timed out after 30s. See the console's failure groups "
+                "or `jobtui failed`.", "warning", ("burst:3f9c2a7e1b04",), (HOOK,), (SLACK,)),
+    AlertRecord(NOW - timedelta(minutes=3, seconds=5), "firing", "health", "jobengine health is failing",
+                "- PostgreSQL unreachable: connection refused\n- 2 jobs processing longer than 1h",
+                "failure", ("health",), (HOOK, SLACK)),
+    AlertRecord(NOW - timedelta(minutes=18), "resolved", "stuck", "Resolved: Job stuck: 6f1e0c2a",
+                "Resolved after 1 h 12 min: Job stuck: 6f1e0c2a.", "success", ("stuck:6f1e0c2a",), (HOOK, SLACK)),
+    AlertRecord(NOW - timedelta(minutes=52), "firing", "long_wait", "Long wait on queue low",
+                "The oldest of 12,400 job(s) on queue low has waited 1 h 30 min, longer than 5 min "
+                "(thresholds.long_wait / thresholds.queue_wait.low).", "warning", ("long_wait:low",), (),
+                (HOOK, SLACK)),
+    AlertRecord(NOW - timedelta(hours=1, minutes=30), "firing", "stuck", "Job stuck: 6f1e0c2a",
+                "Job 6f1e0c2a (reports.export_ledger, queue low on w-batch-1, started 1 h ago) has been "
+                "processing for more than 1 h (thresholds.stuck_after).", "failure", ("stuck:6f1e0c2a",),
+                (HOOK, SLACK)),
+    AlertRecord(NOW - timedelta(days=1, hours=2), "test", "test", "jobengine test notice",
+                "A test notice from `jobtui alerts test` (Redis 127.0.0.1:6379): alerts reach this target.",
+                "info", (), (HOOK, SLACK)),
+)
+"""The default notices, newest first: three alerts firing (burst, health, long wait), one resolved."""
+
+
 def job_id(n: int) -> str:
     """A stable uuid-shaped job id."""
     h = hashlib.md5(f"job-{n}".encode()).hexdigest()
@@ -138,6 +167,8 @@ class FakeEngine:
         self.lane_gone: set[str] = set()  # lane jobs canceled or run now since
         self.lane_ids: dict[str, tuple[str, str, int]] = {}  # lane job id -> (queue, state, index)
         self.bulk_batch = 40
+        self.alerts: list[AlertRecord] = list(ALERTS)
+        self.alerts_down = False
         self._build(failures)
         if long_names:
             self._lengthen_names()
@@ -493,6 +524,13 @@ class FakeEngine:
 
     def health(self) -> HealthReport:
         return self.snapshot().health
+
+    def recent_alerts(self, limit: int = 20) -> list[AlertRecord]:
+        with self._lock:
+            self.calls.append(("recent_alerts", limit))
+            if self.alerts_down:
+                raise UnavailableError("Redis unreachable at 127.0.0.1:6379 (connection refused)")
+            return list(self.alerts[:limit])
 
     # ---- EngineAPI: steering --------------------------------------------------------------
     def _check(self, jid: str) -> None:
