@@ -164,8 +164,8 @@ class AlertsScreen(BaseScreen):
         failed = sum(1 for r in records if not r.ok)
         if failed:
             parts.append(f"{failed} not delivered everywhere")
-        if extras.alerts_error:
-            parts.append(f"not refreshed: {extras.alerts_error}")
+        if extras.alerts_error:  # first: the line may be cut at the right
+            parts.insert(0, f"not refreshed: {extras.alerts_error}")
         if self.jobapp.alerts_setup in SETUP:
             parts.append(SETUP[self.jobapp.alerts_setup or ""])
         return " · ".join(parts)
