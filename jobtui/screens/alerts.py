@@ -145,7 +145,8 @@ class AlertsScreen(BaseScreen):
         self.set_class(extras.alerts_error is not None, "-unread")
         self.table.set_columns(COLUMNS)
         self.table.sync(self._rows(shown))
-        self.query_one("#alerts-status", Static).update(self._status(state, records, len(shown)))
+        # Text, not a str: Static reads a str as markup, and "[alerts]" as a tag
+        self.query_one("#alerts-status", Static).update(Text(self._status(state, records, len(shown))))
         self._render_hint()
 
     def _status(self, state: ViewState, records: list[AlertRecord], shown: int) -> str:
@@ -189,11 +190,11 @@ class AlertsScreen(BaseScreen):
         rec = self.records.get(key or "")
         hint = self.query_one("#alerts-hint", Static)
         if rec is None:
-            hint.update("")
+            hint.update(Text())
             self.detail.show(Text("Highlight a notice to read it." if self.records else "", style="dim"))
             self._shown_key = None
             return
-        hint.update(f"{absolute(rec.at, self.tz)} · {', '.join(rec.keys) or rec.event} · enter reads it")
+        hint.update(Text(f"{absolute(rec.at, self.tz)} · {', '.join(rec.keys) or rec.event} · enter reads it"))
         self.detail.show(render_alert(rec, self))  # every time: its "ago" and the theme's colours
         if key != self._shown_key:
             self._shown_key = key

@@ -42,7 +42,7 @@ def pane(app: JobTUI) -> str:
 
 
 def status(app: JobTUI) -> str:
-    return text_of(app.screen.query_one("#alerts-status", Static))
+    return text_of(app.screen.query_one("#alerts-status", Static)).strip()
 
 
 async def test_5_shows_the_notices_newest_first_and_the_pane_follows(make_app: AppFactory) -> None:
