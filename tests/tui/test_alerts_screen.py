@@ -19,8 +19,9 @@ from jobtui.screens.alerts import EMPTY, SETUP, AlertDetailView, AlertsScreen
 from jobtui.widgets.banner import Banner
 from jobtui.widgets.navbar import NavBar
 from jobtui.widgets.table import KeyedTable
+from tests.tui.alert_data import ALERTS
 from tests.tui.conftest import QUIET, settle
-from tests.tui.doubles import ALERTS, NOW, FakeEngine
+from tests.tui.doubles import NOW, FakeEngine
 from tests.tui.test_pilot import text_of
 
 AppFactory = Callable[..., JobTUI]
