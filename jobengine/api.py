@@ -22,6 +22,7 @@ from jobengine.models import (
 )
 
 if TYPE_CHECKING:
+    from jobengine.alerts.state import AlertRecord
     from jobengine.bulk import BulkResult
 
 
@@ -52,6 +53,10 @@ class EngineAPI(Protocol):
     def job_detail(self, job_id_or_prefix: str, max_text: int | None = None) -> JobDetail | None: ...
 
     def health(self) -> HealthReport: ...
+
+    def recent_alerts(self, limit: int = 20) -> list[AlertRecord]:
+        """The last alert notices sent or tried, newest first (one Redis read)."""
+        ...
 
     def throughput(self, window: str = "1h") -> WindowStats:
         """The throughput series and p50/p95 run time per job type of a window ("1h", "6h", "24h", "7d")."""

@@ -42,6 +42,7 @@ from jobengine.retry import RetryPolicy
 from jobengine.store.postgres import PostgresStore
 
 if TYPE_CHECKING:
+    from jobengine.alerts.state import AlertRecord
     from jobengine.bulk import BulkResult
     from jobengine.history.deadletters import DeadLetters
     from jobengine.runtime.fastworker import FastWorker
@@ -523,7 +524,7 @@ class Engine:
 
         return Alerter(self.connection, self.store, self.settings, monitor=self.monitor)
 
-    def recent_alerts(self, limit: int = 20) -> list[Any]:
+    def recent_alerts(self, limit: int = 20) -> list[AlertRecord]:
         """The last alert notices sent (jobengine.alerts.AlertRecord), newest first: one Redis read."""
         from jobengine.alerts.state import recent
 

@@ -101,9 +101,13 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("jobtui.open", "enter", "open", "Open",
                "Show the highlighted job's detail (on a group: list that exception's failures)",
                ("failed", "stuck", "lane"), show=False, bound=False),
+    ActionSpec("jobtui.alerts.read", "enter", "open", "Read",
+               "Move into the highlighted notice's body and alert keys to scroll them (esc comes back)",
+               ("alerts",), show=False, bound=False),
     ActionSpec("jobtui.filter", "slash", "filter", "Filter",
                "Filter: free text, or typed on the failed list (type:email queue:high error:Timeout since:1h "
-               "args:ada@), server-side for failures", ("dashboard", "failed", "stuck", "lane"), key_display="/"),
+               "args:ada@), server-side for failures", ("dashboard", "failed", "stuck", "lane", "alerts"),
+               key_display="/"),
     ActionSpec("jobtui.window", "w", "cycle_window", "Window",
                "Cycle the throughput chart and run times through 1h, 6h, 24h and 7d", ("dashboard",),
                footer_optional=True),
@@ -132,6 +136,9 @@ ACTIONS: tuple[ActionSpec, ...] = (
                (APP,), group=SCREEN_GROUP, show=False),
     ActionSpec("jobtui.screen.job", "4", "show('job')", "Job", "The job last looked up", (APP,), group=SCREEN_GROUP,
                show=False),
+    ActionSpec("jobtui.screen.alerts", "5", "show('alerts')", "Alerts",
+               "The last alert notices sent, newest first, and whether they were delivered", (APP,),
+               group=SCREEN_GROUP, show=False),
     ActionSpec("jobtui.next_screen", "tab", "next_screen", "Next", "Switch to the next screen", (APP,), show=False),
     # ---- dialogs ---------------------------------------------------------------------------
     ActionSpec("jobtui.confirm.yes", "y", "confirm", "Yes", "Go ahead with the action", ("confirm",)),
@@ -147,13 +154,14 @@ SCOPE_TITLES = {
     "job": "Job detail",
     "dashboard": "Dashboard",
     "lane": "Lane view",
+    "alerts": "Alerts",
     ALL: "Every screen",
     APP: "Everywhere",
     "confirm": "Confirmation dialogs",
     "lookup": "Find dialog",
     "help": "Help",
 }
-HELP_SCOPES = ("dashboard", "failed", "stuck", "job", "lane", ALL, APP, "confirm")
+HELP_SCOPES = ("dashboard", "failed", "stuck", "job", "lane", "alerts", ALL, APP, "confirm")
 """The scopes the help screen lists, in this order (the current screen's first)."""
 
 

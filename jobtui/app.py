@@ -28,6 +28,7 @@ from jobtui.messages import (
     ViewState,
 )
 from jobtui.poller import POLL_GROUP, PollerMixin, describe_error
+from jobtui.screens.alerts import AlertsScreen
 from jobtui.screens.base import BaseScreen
 from jobtui.screens.dashboard import DashboardScreen
 from jobtui.screens.failed import FailedScreen
@@ -37,7 +38,7 @@ from jobtui.screens.lane import LaneScreen
 from jobtui.screens.lookup import LookupScreen
 from jobtui.screens.stuck import StuckScreen
 
-SCREEN_ORDER = ("dashboard", "failed", "stuck", "job")
+SCREEN_ORDER = ("dashboard", "failed", "stuck", "job", "alerts")
 ACTION_GROUP = "action"
 VERB_PAST = {"retry": "Retried", "cancel": "Canceled", "retry_group": "Retried", "run_now": "Moved to the front:",
              "pause": "Paused", "resume": "Resumed"}
@@ -48,7 +49,7 @@ def _local_now() -> datetime:
 
 
 class JobTUI(PollerMixin, App[None]):
-    """Dashboard, failed, stuck and job screens over one poller; actions run in thread workers."""
+    """Dashboard, failed, stuck, job and alerts screens over one poller; actions run in thread workers."""
 
     TITLE = "jobtui"
     CSS_PATH = "app.tcss"
@@ -57,6 +58,7 @@ class JobTUI(PollerMixin, App[None]):
         "failed": FailedScreen,
         "stuck": StuckScreen,
         "job": JobScreen,
+        "alerts": AlertsScreen,
     }
     DEFAULT_MODE = "dashboard"
     BINDINGS = bindings_for(APP)
@@ -82,6 +84,8 @@ class JobTUI(PollerMixin, App[None]):
         settings = getattr(engine, "settings", None)
         self.bulk_cap = int(getattr(settings, "bulk_cap", 10_000))
         """The most jobs one bulk action by filter touches ([console] bulk_cap)."""
+        self.alerts_setup = _alerts_setup(settings)
+        """'configured', 'disabled' or 'no urls' from the engine's settings; None if it has none."""
 
     # ---- lifecycle -----------------------------------------------------------------------
     def on_mount(self) -> None:
@@ -118,6 +122,8 @@ class JobTUI(PollerMixin, App[None]):
         job = self.current_job
         if extras.detail is not None and job is not None and extras.detail.record.id == job.record.id:
             self.current_job = extras.detail
+        if extras.alerts is None:  # the alerts could not be read: keep the last ones (greyed)
+            extras = replace(extras, alerts=self.view_state.extras.alerts)
         self._set_state(ViewState(message.snapshot, extras))
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
@@ -152,7 +158,7 @@ class JobTUI(PollerMixin, App[None]):
 
     # ---- navigation ----------------------------------------------------------------------
     def action_show(self, mode: str) -> None:
-        """Switch to one of the four screens."""
+        """Switch to one of the screens of SCREEN_ORDER."""
         if mode not in self.MODES or mode == self.current_mode:
             return
         self.previous_mode = self.current_mode
@@ -269,6 +275,15 @@ class JobTUI(PollerMixin, App[None]):
             if isinstance(screen, BaseScreen):
                 screen.on_outcome(outcome)
         self.poll_now()
+
+
+def _alerts_setup(settings: object) -> str | None:
+    """Whether the engine sends alerts, from its settings ([alerts] urls and enabled)."""
+    if settings is None or not hasattr(settings, "alert_urls"):
+        return None
+    if not getattr(settings, "alert_urls", ()):
+        return "no urls"
+    return "configured" if getattr(settings, "alerts_enabled", True) else "disabled"
 
 
 def _describe(outcome: Outcome) -> tuple[str, str, str]:

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from textual.message import Message
 
 from jobengine.models import FailedJob, FailureGroup, JobDetail, Snapshot, WindowStats
+
+if TYPE_CHECKING:
+    from jobengine.alerts.state import AlertRecord
 
 FAILED_PAGE = 50
 """Rows per page of failed jobs (keyset pagination)."""
@@ -17,6 +21,9 @@ DETAIL_TEXT = 16 * 1024
 """Characters of each long text (arguments, error message, traceback) a job's detail shows at
 first; `m` on the Job screen asks for eight times more, up to DETAIL_TEXT_MAX."""
 DETAIL_TEXT_MAX = 1024 * 1024
+
+RECENT_ALERTS = 50
+"""Alert notices each poll reads (of the 100 the engine keeps): the Alerts screen's rows."""
 
 
 @dataclass(frozen=True)
@@ -44,7 +51,25 @@ class PollExtras:
     groups: tuple[FailureGroup, ...] | None = None
     detail: JobDetail | None = None
     window: WindowStats | None = None
+    alerts: tuple[AlertRecord, ...] | None = None
+    """The last alert notices, newest first (every poll); None before the first read."""
+    alerts_error: str | None = None
+    """The last read of `alerts` failed: they are the ones read before (shown greyed)."""
     errors: tuple[str, ...] = ()
+
+    @property
+    def firing(self) -> int | None:
+        """How many alert keys are firing, as the notices read tell (None: not read yet).
+
+        A key is firing when its newest notice among `alerts` is a firing one. A new failure
+        group (`group:` keys) never gets a resolved notice, so it is not counted."""
+        if self.alerts is None:
+            return None
+        latest: dict[str, str] = {}
+        for rec in self.alerts:  # newest first: the first notice naming a key is its latest
+            for key in rec.keys:
+                latest.setdefault(key, rec.status)
+        return sum(1 for key, status in latest.items() if status == "firing" and not key.startswith("group:"))
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,11 @@ while one is in flight (after an action, a new filter) runs as soon as the curre
 Errors are not caught here: the app's `Worker.StateChanged` handler turns them into the
 outage banner.
 
+The last alert notices (`engine.recent_alerts`) are read by every poll, whatever the screen:
+they are one Redis LRANGE of at most `RECENT_ALERTS` short JSON strings, and reading them always
+lets the nav bar count the alerts firing on every screen (and the Alerts screen open with
+current rows). The other extras cost PostgreSQL queries and are read only for the screen shown.
+
 Reads carry the read epoch they started in. A finished retry or cancel starts a new epoch
 (`new_read_epoch`): what a poll (or a page load) started before it read may predate the
 action, so it is dropped and a fresh poll shows the engine's state after it.
@@ -21,7 +26,7 @@ from textual import work
 from textual.timer import Timer
 from textual.worker import Worker, WorkerState, get_current_worker
 
-from jobtui.messages import FAILED_PAGE, PollExtras, PollPlan, SnapshotUpdated
+from jobtui.messages import FAILED_PAGE, RECENT_ALERTS, PollExtras, PollPlan, SnapshotUpdated
 
 if TYPE_CHECKING:
     from jobengine.api import EngineAPI
@@ -36,9 +41,15 @@ def describe_error(error: BaseException) -> str:
 
 
 def fetch_extras(engine: EngineAPI, plan: PollPlan) -> PollExtras:
-    """The plan's extra reads; a failing one is reported in `errors`, the others still count."""
+    """The plan's extra reads, and the recent alerts; a failing one is reported in `errors`
+    (the alerts' in `alerts_error`), the others still count."""
     failed = groups = detail = None
     errors: list[str] = []
+    alerts = alerts_error = None
+    try:
+        alerts = tuple(engine.recent_alerts(RECENT_ALERTS))
+    except Exception as exc:  # not a banner line: the Alerts screen says it (Redis down: the snapshot does)
+        alerts_error = describe_error(exc)
     if plan.failed_search:
         try:
             failed = tuple(engine.failed_jobs(FAILED_PAGE, None, plan.failed_search))
@@ -60,7 +71,8 @@ def fetch_extras(engine: EngineAPI, plan: PollPlan) -> PollExtras:
             window = engine.throughput(plan.window)
         except Exception as exc:
             errors.append(describe_error(exc))
-    return PollExtras(plan=plan, failed=failed, groups=groups, detail=detail, window=window, errors=tuple(errors))
+    return PollExtras(plan=plan, failed=failed, groups=groups, detail=detail, window=window, alerts=alerts,
+                      alerts_error=alerts_error, errors=tuple(errors))
 
 
 class PollerMixin:

@@ -18,7 +18,11 @@ The pictures come from the real app (`JobTUI(engine)`) on a real engine, fed lik
 4. Then: jobs scheduled minutes ahead, a backlog on the `low` lane (over its size threshold, no
    worker takes it), and two real worker processes (`jobtui worker --name ...`), one of them
    busy with a long report.
-5. The history is flushed to PostgreSQL and the console is driven with `App.run_test`.
+5. Alerts: a webhook on 127.0.0.1 (apprise's `json://` URL, the engine's `[alerts] urls`) stands
+   for the alert target. A test notice goes out while it answers 503 (a target that was down:
+   recorded as not delivered), then one real alert round (`Alerter.run_once`) tells it what is
+   wrong with the demo deployment.
+6. The history is flushed to PostgreSQL and the console is driven with `App.run_test`.
 
 Everything started here (worker processes, servers, the temporary folder) is stopped and
 removed at the end, also on Ctrl-C or an error.
@@ -36,11 +40,13 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +93,7 @@ SHOTS = (
     Shot("failed-grouped", "Failures grouped by exception and message fingerprint"),
     Shot("job-detail", "A job that was retried and then failed: attempts, retry strategy, traceback, log"),
     Shot("stuck", "A job processing for hours, with its worker and elapsed time"),
+    Shot("alerts", "The last alert notices, newest first, with delivery and the highlighted one's body"),
     Shot("confirm-retry", "Three failures marked, R asks before retrying them"),
     Shot("help", "Every key, from the action table"),
     Shot("dashboard-80x24", "The dashboard in an 80x24 terminal"),
@@ -203,6 +210,40 @@ def start_workers(settings: Settings, names: list[str], queues: str) -> list[sub
     ]
 
 
+class Webhook:
+    """A local alert target: accepts apprise's JSON POSTs (answers `status`), keeps nothing."""
+
+    def __init__(self) -> None:
+        self.status = 200
+        hook = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                self.send_response(hook.status)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"json://127.0.0.1:{self.server.server_port}/hook"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def send_alerts(engine: Engine, hook: Webhook) -> None:
+    """A test notice the target refused, then one real round of alerts delivered to it."""
+    alerter = engine.alerter()
+    hook.status = 503
+    alerter.send_test()
+    hook.status = 200
+    alerter.run_once(force=True)
+
+
 def wait_for(condition: Any, what: str, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -257,6 +298,7 @@ def prepare(engine: Engine, seed: int, jobs: int, min_failures: int, state: dict
              "a worker to start the long report")
     wait_for(lambda: any(w.current_job for w in engine.monitor.workers()), "the busy worker to show its job")
     engine.flush_history()
+    send_alerts(engine, state["hook"])
     failed = engine.failed_jobs(200)
     retried = [f for f in failed if f.attempts > 1]
     state["detail"] = (retried or failed)[0].job_id if failed else stuck
@@ -296,6 +338,8 @@ async def drive(engine: Engine, out: Path, detail_job: str) -> None:
         await _shoot(pilot, out, "job-detail")
         await pilot.press("3")
         await _shoot(pilot, out, "stuck")
+        await pilot.press("5", "down")
+        await _shoot(pilot, out, "alerts")
         await pilot.press("2", "home", "space", "space", "space", "R")
         await _shoot(pilot, out, "confirm-retry")
         await pilot.press("n", "escape", "question_mark")
@@ -385,14 +429,16 @@ def main(out: Path, redis_url: str | None, database_url: str | None, seed: int, 
     """Take SVG screenshots of every main screen of the console, from the real app on demo data."""
     out.mkdir(parents=True, exist_ok=True)
     logging.getLogger("jobengine").setLevel(logging.ERROR)  # e.g. the backlog's size warning
+    hook = Webhook()
     with servers(redis_url, database_url) as (r_url, pg_url):
         settings = Settings.load(env={}, redis_url=r_url, database_url=pg_url, lanes=dict(LANES),
+                                 alert_urls=(hook.url,),
                                  retry_params={"exponential": {"base": 0, "jitter": 0, "max_attempts": 2},
                                                "linear": {"step": 0, "max_attempts": 1}},
                                  limits={"critical": 600, "high": 300},
                                  queue_size={"low": 25, "default": 500})
         engine = Engine(settings)
-        state: dict[str, Any] = {"procs": [], "ghost": None}
+        state: dict[str, Any] = {"procs": [], "ghost": None, "hook": hook}
         try:
             if engine.connection.dbsize() or engine.store.stats_by_status_type():
                 raise click.UsageError("the Redis and PostgreSQL databases must be empty (the run adds demo jobs)")
@@ -402,6 +448,7 @@ def main(out: Path, redis_url: str | None, database_url: str | None, seed: int, 
         finally:
             stop(state["procs"], engine, state["ghost"])
             engine.close()
+            hook.close()
     say(f"wrote {len(SHOTS)} screenshots to {out}/")
 
 

@@ -113,7 +113,8 @@ class BaseScreen(Screen[None], inherit_bindings=False):
         snap = state.snapshot
         note = f"filter: {self.needle}" if self.needle else ""
         failed = snap.failed_total if snap else None
-        self.query_one(NavBar).show(self.MODE, failed, len(snap.stuck) if snap else None, note)
+        self.query_one(NavBar).show(self.MODE, failed, len(snap.stuck) if snap else None, note,
+                                    firing=state.extras.firing)
         self.render_body(state)
 
     def render_body(self, state: ViewState) -> None:

@@ -1,4 +1,4 @@
-"""The screen switcher line: '1 Dashboard  2 Failed 120  3 Stuck 2  4 Job', current one lit."""
+"""The screen switcher line: '1 Dashboard  2 Failed 120  3 Stuck 2  4 Job  5 Alerts 1', current one lit."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ SCREENS: tuple[tuple[str, str, str], ...] = (
     ("2", "failed", "Failed"),
     ("3", "stuck", "Stuck"),
     ("4", "job", "Job"),
+    ("5", "alerts", "Alerts"),
 )
 
 
@@ -22,8 +23,10 @@ class NavBar(Static):
     NavBar { height: 1; background: $panel; color: $foreground-muted; padding: 0 0; }
     """
 
-    def show(self, current: str, failed: int | None, stuck: int | None, note: str = "") -> None:
-        counts = {"failed": failed, "stuck": stuck}
+    def show(self, current: str, failed: int | None, stuck: int | None, note: str = "", *,
+             firing: int | None = None) -> None:
+        """`firing`: the alerts firing now (the Alerts screen's badge, in the error colour)."""
+        counts = {"failed": failed, "stuck": stuck, "alerts": firing}
         parts: list[Content | tuple[str, str] | str] = []
         for key, mode, label in SCREENS:
             n = counts.get(mode)
@@ -33,7 +36,7 @@ class NavBar(Static):
                 parts.append((text, "bold $text-accent on $surface"))
             else:
                 style = f"@click=app.show('{mode}')"
-                if mode == "failed" and n:
+                if mode in ("failed", "alerts") and n:
                     style += " $text-error"
                 parts.append((text, style))
         if note:

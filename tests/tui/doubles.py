@@ -6,7 +6,8 @@ failures in four exception groups, two stuck jobs, a few scheduled/queued jobs, 
 tracebacks and logs; `long_names=True` gives workers 32-character names and some job types
 40-odd characters. `retry`, `cancel` and `retry_group` record their calls and change the double's
 state; `outage = True` makes `snapshot()` raise `UnavailableError`, `partial_outages` simulates a
-partial outage.
+partial outage. `alerts` are the notices `recent_alerts` returns (six by default, `ALERTS`;
+settable), `alerts_down = True` makes that read raise.
 No randomness and no wall clock: the same inputs give the same screens.
 """
 
@@ -17,8 +18,9 @@ import math
 import threading
 import time
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
+from jobengine.alerts.state import AlertRecord
 from jobengine.bulk import BulkResult
 from jobengine.engine import bounded
 from jobengine.errors import JobNotFound, OperationRefused, UnavailableError
@@ -45,8 +47,8 @@ from jobengine.models import (
 )
 from jobengine.query import parse_query
 from jobengine.types import JobStatus, Priority
+from tests.tui.alert_data import ALERTS, NOW
 
-NOW = datetime(2025, 3, 14, 14, 3, 12, tzinfo=UTC)
 MINUTE0 = NOW.replace(second=0) - timedelta(minutes=59)
 
 # name, priority, size, scheduled, base rate per minute, oldest wait, limit, used, threshold
@@ -138,6 +140,8 @@ class FakeEngine:
         self.lane_gone: set[str] = set()  # lane jobs canceled or run now since
         self.lane_ids: dict[str, tuple[str, str, int]] = {}  # lane job id -> (queue, state, index)
         self.bulk_batch = 40
+        self.alerts: list[AlertRecord] = list(ALERTS)
+        self.alerts_down = False
         self._build(failures)
         if long_names:
             self._lengthen_names()
@@ -493,6 +497,13 @@ class FakeEngine:
 
     def health(self) -> HealthReport:
         return self.snapshot().health
+
+    def recent_alerts(self, limit: int = 20) -> list[AlertRecord]:
+        with self._lock:
+            self.calls.append(("recent_alerts", limit))
+            if self.alerts_down:
+                raise UnavailableError("Redis unreachable at 127.0.0.1:6379 (connection refused)")
+            return list(self.alerts[:limit])
 
     # ---- EngineAPI: steering --------------------------------------------------------------
     def _check(self, jid: str) -> None:

@@ -90,7 +90,7 @@ async def test_every_screen_fits_with_long_names(size: tuple[int, int]) -> None:
     app = long_app()
     async with app.run_test(size=size) as pilot:
         await settle(pilot)
-        for key in ("1", "2", "g", "3"):
+        for key in ("1", "2", "g", "3", "5"):
             await pilot.press(key)
             await settle(pilot)
             check_tables_fit(app, f"{size} after {key}")
@@ -150,6 +150,7 @@ WHERE: tuple[Where, ...] = (
     ("failed", True, ""),
     ("stuck", False, ""),
     ("job", False, ""),
+    ("alerts", False, ""),
     ("failed", False, "help"),
     ("dashboard", False, "lookup"),
     ("failed", False, "confirm"),

@@ -17,6 +17,7 @@ from textual.pilot import Pilot
 from jobtui import JobTUI
 from jobtui.actions import ACTIONS, APP, key_label
 from jobtui.commands import help_markup, title
+from jobtui.screens.alerts import AlertsScreen
 from jobtui.screens.confirm import ConfirmScreen
 from jobtui.screens.dashboard import DashboardScreen
 from jobtui.screens.failed import FailedScreen
@@ -77,6 +78,7 @@ SCREENS: dict[str, tuple[Setup, type]] = {
     "failed-grouped": (_at("2", "g"), FailedScreen),
     "stuck": (_at("3"), StuckScreen),
     "job": (_at("j", *LOOKUP, "enter"), JobScreen),
+    "alerts": (_at("5"), AlertsScreen),
     "help": (_at("2", "question_mark"), HelpScreen),
     "lookup": (_at("j"), LookupScreen),
     "confirm": (_at("2", "space", "R"), ConfirmScreen),

@@ -215,7 +215,7 @@ async def test_outage_before_any_data_does_not_crash(make_app: AppFactory) -> No
     app = make_app(fake=down)
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
-        for key in ("2", "3", "4", "1"):
+        for key in ("2", "3", "4", "5", "1"):
             await pilot.press(key)
             await settle(pilot)
             assert "no data yet, retrying" in text_of(app.screen.query_one(Banner))
@@ -445,10 +445,10 @@ async def test_screens_switch_by_number_and_tab(make_app: AppFactory) -> None:
     async with app.run_test(size=(120, 40)) as pilot:
         await settle(pilot)
         seen = [app.current_mode]
-        for _ in range(4):
+        for _ in range(5):
             await pilot.press("tab")
             seen.append(app.current_mode)
-        assert seen == ["dashboard", "failed", "stuck", "job", "dashboard"]
+        assert seen == ["dashboard", "failed", "stuck", "job", "alerts", "dashboard"]
         await pilot.press("3")
         assert app.current_mode == "stuck"
         assert isinstance(app.screen, BaseScreen) and app.screen.MODE == "stuck"

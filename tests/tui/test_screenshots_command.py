@@ -42,6 +42,8 @@ def test_it_shoots_every_screen_from_the_real_app_and_cleans_up(
     assert "groups" in svg_text(tmp_path / "failed-grouped.svg")
     assert "Traceback" in svg_text(tmp_path / "job-detail.svg")
     assert "Keys" in svg_text(tmp_path / "help.svg")
+    alerts = svg_text(tmp_path / "alerts.svg")  # a real round's notices, and the refused test notice
+    assert "firing" in alerts and "jobengine test notice" in alerts and "✗ failed" in alerts
     # nothing left running or registered: worker processes stopped, their keys gone
     conn = redis.Redis.from_url(redis_url)
     assert Worker.all(connection=conn) == []

@@ -115,6 +115,12 @@ def test_partial_outage_banner_80x24(snap_compare: Compare) -> None:
     assert snap_compare(app(engine), terminal_size=SMALL, run_before=keys("2"))
 
 
+def test_alerts_none_sent_yet_80x24(snap_compare: Compare) -> None:
+    engine = FakeEngine()
+    engine.alerts = []
+    assert snap_compare(app(engine), terminal_size=SMALL, run_before=keys("5"))
+
+
 # ---- every screen at 80x24, 100x30 and 120x40, with 32-character worker names and long job types
 SIZES = {"80x24": (80, 24), "100x30": (100, 30), "120x40": (120, 40)}
 SCREENS = {
@@ -123,6 +129,7 @@ SCREENS = {
     "failed-grouped": ("2", "g"),
     "stuck": ("3",),
     "job": ("3", "enter"),
+    "alerts": ("5", "down"),
 }
 
 

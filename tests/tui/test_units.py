@@ -87,7 +87,7 @@ def test_registry_feeds_bindings_with_ids_and_tooltips() -> None:
     assert len(ids) == len(set(ids))
     assert all(spec.tooltip for spec in ACTIONS)
     app_bindings = bindings_for(APP)
-    assert {b.key for b in app_bindings} >= {"q", "question_mark", "p", "j", "1", "2", "3", "4", "tab"}
+    assert {b.key for b in app_bindings} >= {"q", "question_mark", "p", "j", "1", "2", "3", "4", "5", "tab"}
     assert all(b.id and b.tooltip for b in app_bindings)
     assert {b.key for b in bindings_for("failed")} == {"r", "R", "space", "g", "slash"}
     assert "slash" not in {b.key for b in bindings_for("job")}  # nothing to filter on the job screen
