@@ -12,15 +12,19 @@
 --       7-9 key prefixes: the worker's job class's job key prefix, RQ's started-registry prefix,
 --       the worker's queue class's queue key prefix
 --       10 the worker's held hash
+--       11 the most jobs taken at once from the last of several KEYS (the worker's background
+--          lane: a job on a higher lane then waits behind at most that many of it)
 -- Returns false when every queue is empty, else one flat array: the queue name, then per job
 -- its id, execution id, field count and the hash's non-empty fields.
 local count = tonumber(ARGV[1])
 local now = tonumber(ARGV[4])
 local jprefix, wprefix, qprefix = ARGV[7], ARGV[8], ARGV[9]
-for _, qkey in ipairs(KEYS) do
+for k, qkey in ipairs(KEYS) do
   local ids
   if ARGV[6] ~= '' then
     ids = {ARGV[6]}
+  elseif k > 1 and k == #KEYS then
+    ids = redis.call('LPOP', qkey, math.min(count, tonumber(ARGV[11])))
   else
     ids = redis.call('LPOP', qkey, count)
   end

@@ -121,6 +121,7 @@ class FastWorker(Outcomes, Liveness, BaseWorker):
     """In-process, batched, RQ-compatible worker with our retry policy, history and rate-limit gate."""
 
     max_batch = 32  #: most jobs taken in one dequeue (only while jobs stay under fast_job)
+    background_batch = 8  #: most taken at once from the last of several lanes (see dequeue.lua)
     prefetch = True  #: a full batch of fast jobs asks for the next one half way (Redis works meanwhile)
     fast_job = 0.02  #: seconds; a job at least this long drops the batch to 1
     flush_after = 0.02  #: pending writes go out once the running job has run this long
@@ -307,7 +308,8 @@ class FastWorker(Outcomes, Liveness, BaseWorker):
         if keys:
             scripts.append(("dequeue.lua", len(keys), *keys, limit, self.name, stamp(started),
                             f"{time.time():.6f}", os.urandom(12).hex(), claimed[1] if claimed else "",
-                            *self._dequeue_prefixes, self._held_key))
+                            *self._dequeue_prefixes, self._held_key,
+                            self.background_batch if self._dequeue_strategy == DequeueStrategy.DEFAULT else limit))
         return _Ask(self._send(scripts), started, bool(keys), clock)
 
     def _take(self, ask: _Ask) -> list[Held] | None:
@@ -356,7 +358,9 @@ class FastWorker(Outcomes, Liveness, BaseWorker):
                 self._pending.hset(self.key, "state", WorkerStatus.BUSY.value)
             self._in_hand.extend(batch)
         taken, ran, fast = time.monotonic(), 0, True
-        ahead = self.prefetch and self._max_jobs is None and len(batch) == self._batch == self.max_batch
+        full = self.background_batch if len(self.queues) > 1 and batch[0].queue == self.queues[-1].name \
+            else self.max_batch  # a batch of the background lane is capped (dequeue.lua)
+        ahead = self.prefetch and self._max_jobs is None and self._batch == self.max_batch and len(batch) == full
         while True:
             with self._lock:
                 if not self._in_hand or self._stop_requested or self._fenced.is_set() \

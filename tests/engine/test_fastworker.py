@@ -338,3 +338,26 @@ def test_scripts_missing_from_redis_are_loaded_again(fast_engine: Engine, with_s
     worker.configure(fast_engine.settings, fast_engine.policy)
     worker.work(burst=True, with_scheduler=with_scheduler, logging_level="WARNING")
     assert [Job.fetch(j, connection=fast_engine.connection).return_value() for j in ids] == [0, 2, 4, 6, 8]
+
+
+def test_the_background_lane_is_taken_in_small_batches_the_others_in_full_ones(fast_engine: Engine) -> None:
+    """A job dispatched to a higher lane while the last lane drains waits behind at most
+    `background_batch` jobs of it in hand (and as many asked ahead); other lanes keep full batches."""
+    conn = fast_engine.connection
+
+    def started(queues: list[str]) -> FastWorker:
+        worker = FastWorker(queues, connection=conn)
+        worker.configure(fast_engine.settings, fast_engine.policy)
+        worker._setup(False)
+        worker.register_birth()
+        return worker
+
+    fast_engine.dispatch_many([JobSpec(jobs.noop, priority="low") for _ in range(40)])
+    worker = started(["critical", "high", "default", "low"])
+    low = worker._fetch(32)
+    assert low is not None and len(low) == worker.background_batch == 8 and {h.queue for h in low} == {"low"}
+    fast_engine.dispatch_many([JobSpec(jobs.noop) for _ in range(40)])
+    normal = worker._fetch(32)
+    assert normal is not None and len(normal) == 32 and {h.queue for h in normal} == {"default"}
+    only = started(["low"])._fetch(32)
+    assert only is not None and len(only) == 32  # a worker of one queue has no higher lane to serve
