@@ -71,9 +71,12 @@ def safe_text(text: str, limit: int, *, keep_tail: bool = False) -> str:
 
 class EscapedText(logging.Filter):
     """Lone surrogates in a record's text (a job's error message in RQ's "exception raised while
-    executing" line) escaped as `\\udc80`, so no log handler fails to encode the line."""
+    executing" line) escaped as `\\udc80`, so no log handler fails to encode the line. Warnings
+    and errors only: per-job INFO lines carry reprs (already escaped) and are not formatted twice."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True
         text = record.getMessage()
         if not text.isascii():
             safe = text.encode("utf-8", "backslashreplace").decode("utf-8")  # only what UTF-8 cannot hold

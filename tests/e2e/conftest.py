@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from jobengine import Engine, keys
+from jobengine import Engine, Settings, keys
 from jobengine.history.writer import HistoryWriter
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -163,6 +163,21 @@ def write_config(path: Path, redis_url: str, database_url: str, recovery_after: 
     path.write_text(f'[redis]\nurl = "{redis_url}"\n[database]\nurl = "{database_url}"\n'
                     f"[worker]\nrecovery_after = {recovery_after}\n{worker}\n{lanes}\n", encoding="utf-8")
     return path
+
+
+@contextlib.contextmanager
+def running_cluster(redis_url: str, database_url: str, tmp_path: Path, recovery_after: float,
+                    worker: str = "") -> Iterator[tuple[Cluster, Engine]]:
+    """A configuration file (see `write_config`), an engine on it and a `Cluster` of worker
+    processes, all stopped afterwards."""
+    config = write_config(tmp_path / "jobtui.toml", redis_url, database_url, recovery_after, worker)
+    engine = Engine(Settings.load(config, env={}))
+    cluster = Cluster(config, tmp_path)
+    try:
+        yield cluster, engine
+    finally:
+        cluster.stop_all()
+        engine.close()
 
 
 def wait_for(check, timeout: float, every: float = 0.1, what: str = "condition") -> float:  # type: ignore[no-untyped-def]

@@ -20,8 +20,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from jobengine import Engine, JobSpec, Settings, keys
-from tests.e2e.conftest import Cluster, RedisServer, wait_for, write_config
+from jobengine import Engine, JobSpec, keys
+from tests.e2e.conftest import Cluster, RedisServer, running_cluster, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -56,15 +56,9 @@ class HealthLog:
 
 @pytest.fixture
 def cluster(private_redis: RedisServer, database_url: str, tmp_path: Path) -> Iterator[tuple[Cluster, Engine]]:
-    config = write_config(tmp_path / "jobtui.toml", private_redis.url(), database_url, 10.0,
-                          worker=f"reconcile_every = {RECONCILE_EVERY}")
-    engine = Engine(Settings.load(config, env={}))
-    c = Cluster(config, tmp_path)
-    try:
-        yield c, engine
-    finally:
-        c.stop_all()
-        engine.close()
+    with running_cluster(private_redis.url(), database_url, tmp_path, 10.0,
+                         worker=f"reconcile_every = {RECONCILE_EVERY}") as running:
+        yield running
 
 
 def _statuses(database_url: str) -> dict[str, int]:

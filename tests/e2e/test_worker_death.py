@@ -18,7 +18,7 @@ import pytest
 
 from jobengine import Engine, JobSpec, Settings, keys
 from jobengine.runtime.recovery import check_every
-from tests.e2e.conftest import Cluster, RedisServer, settle_history, wait_for, write_config
+from tests.e2e.conftest import Cluster, RedisServer, running_cluster, settle_history, wait_for
 from tests.e2e.jobs import touch
 
 pytestmark = pytest.mark.slow
@@ -29,14 +29,8 @@ RECOVERY_LIMIT = WINDOW + check_every(WINDOW) + 3  #: alive key expiry + one che
 
 @pytest.fixture
 def cluster(private_redis: RedisServer, database_url: str, tmp_path: Path) -> Iterator[tuple[Cluster, Engine]]:
-    config = write_config(tmp_path / "jobtui.toml", private_redis.url(), database_url, WINDOW)
-    engine = Engine(Settings.load(config, env={}))
-    c = Cluster(config, tmp_path)
-    try:
-        yield c, engine
-    finally:
-        c.stop_all()
-        engine.close()
+    with running_cluster(private_redis.url(), database_url, tmp_path, WINDOW) as running:
+        yield running
 
 
 class RecoveryClock:

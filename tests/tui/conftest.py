@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import inspect
 from collections.abc import Callable
+from typing import TypeVar
 
 import pytest
 from textual.pilot import Pilot
@@ -19,6 +20,8 @@ from jobengine.models import FailedJob
 from jobtui import JobTUI
 from jobtui.screens.failed import FailedScreen
 from tests.tui.doubles import NOW, FakeEngine
+
+S = TypeVar("S")
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -67,10 +70,15 @@ async def settle(pilot: Pilot[None], rounds: int = 3) -> None:
         await pilot.pause()
 
 
-def failed_screen(app: JobTUI) -> FailedScreen:
+def base_screen(app: JobTUI, kind: type[S]) -> S:
+    """The screen under any modals, checked to be a `kind`."""
     screen = app.screen_stack[0]
-    assert isinstance(screen, FailedScreen)
+    assert isinstance(screen, kind)
     return screen
+
+
+def failed_screen(app: JobTUI) -> FailedScreen:
+    return base_screen(app, FailedScreen)
 
 
 def shown_failures(app: JobTUI) -> list[FailedJob]:

@@ -20,7 +20,7 @@ from jobtui.widgets.banner import Banner
 from jobtui.widgets.navbar import NavBar
 from jobtui.widgets.table import KeyedTable
 from tests.tui.alert_data import ALERTS
-from tests.tui.conftest import QUIET, settle
+from tests.tui.conftest import QUIET, base_screen, settle
 from tests.tui.doubles import NOW, FakeEngine
 from tests.tui.test_pilot import text_of
 
@@ -28,9 +28,7 @@ AppFactory = Callable[..., JobTUI]
 
 
 def screen_of(app: JobTUI) -> AlertsScreen:
-    screen = app.screen_stack[0]
-    assert isinstance(screen, AlertsScreen)
-    return screen
+    return base_screen(app, AlertsScreen)
 
 
 def titles(app: JobTUI) -> list[str]:
