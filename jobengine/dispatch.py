@@ -2,13 +2,15 @@
 
 Nothing is written until every spec of the batch checks out (`check_specs`: function name and
 `[dispatch] allow`, priority, type, delay, id, arguments; then the import and pickling). The
-PostgreSQL rows are written first (one round trip for any number of jobs), then the jobs go to
-Redis in one MULTI: the job hashes RQ's `create_job` + `enqueue_job`/`schedule_job` would
-write (built here, one HSET each), then one RPUSH per queue and one ZADD per scheduled
-registry for the whole batch. If Redis refuses, the rows are deleted again, so a failed
-dispatch leaves nothing behind. If PostgreSQL is down, dispatch still succeeds: the row
-travels as a `queued`/`scheduled` event in the history stream and is written when PostgreSQL
-is back.
+jobs go to Redis first, in one MULTI: the job hashes RQ's `create_job` + `enqueue_job`/
+`schedule_job` would write (built here, one HSET each), then one RPUSH per queue and one ZADD per
+scheduled registry for the whole batch. Then the PostgreSQL rows are written (one round trip for
+any number of jobs) and the call returns: the history row is there when dispatch returns, but a
+waiting worker starts the job without waiting for PostgreSQL (pickup latency is Redis's alone).
+If Redis refuses, nothing was written anywhere. Should the worker's history reach PostgreSQL
+before the dispatch's row, the row fills in what the events left empty (`insert_jobs`). If
+PostgreSQL is down, dispatch still succeeds: the row travels as a `queued`/`scheduled` event in
+the history stream (a second pipeline) and is written when PostgreSQL is back.
 
 The row also keeps what re-creates the job should Redis lose it (`payload`: RQ's `data`;
 `options`: the rest of the job hash), which `jobengine.reconcile` uses; `rq_job_hash` builds
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import calendar
 import importlib
+import logging
 import pickle
 import reprlib
 import uuid
@@ -41,6 +44,8 @@ from jobengine.history.events import add_event
 from jobengine.models import NewJob
 from jobengine.store.protocol import HistoryStore
 from jobengine.types import EventKind, JobStatus
+
+log = logging.getLogger("jobengine.dispatch")
 
 _repr = reprlib.Repr()
 _repr.maxstring = 80
@@ -243,20 +248,14 @@ class Dispatcher:
                 validate_job_id(p.spec.job_id)
         prepared = [replace(p, record=replace(p.record, id=p.spec.job_id or str(uuid.uuid4()))) for p in prepared]
         ids = [p.record.id for p in prepared]
-        rows_written = True
+        self._enqueue(prepared)  # a RedisError here: nothing written anywhere
         try:
             self.store.insert_jobs([p.record for p in prepared])
         except StoreUnavailable:
-            # The events below carry the rows to PostgreSQL later, without payload and options
-            # (kept out of the stream on purpose): reconcile cannot re-create such a job if Redis
-            # loses it before it ran, and reports it as not restorable.
-            rows_written = False
-        try:
-            self._enqueue(prepared, with_events=not rows_written)
-        except redis.RedisError:
-            if rows_written:  # leave nothing half written
-                self.store.delete_jobs(ids)
-            raise
+            # The events carry the rows to PostgreSQL later, without payload and options (kept
+            # out of the stream on purpose): reconcile cannot re-create such a job if Redis loses
+            # it before it ran, and reports it as not restorable.
+            self._send_events(prepared)
         return ids
 
     @staticmethod
@@ -265,7 +264,7 @@ class Dispatcher:
         return rq_job_hash(p.data, p.record.options, p.queue, p.record.status, stamp,
                            None if p.delay > 0 else stamp)
 
-    def _enqueue(self, prepared: list[_Prepared], with_events: bool) -> None:
+    def _enqueue(self, prepared: list[_Prepared]) -> None:
         """One MULTI: a HSET per job, then one RPUSH per queue and one ZADD per scheduled registry."""
         stamp = utcformat(datetime.now(UTC))
         pushes: dict[str, list[str]] = {}
@@ -280,14 +279,25 @@ class Dispatcher:
                     schedules.setdefault(p.queue, {})[job_id] = calendar.timegm(p.record.scheduled_for.utctimetuple())
                 else:
                     pushes.setdefault(p.queue, []).append(job_id)
-                if with_events:
-                    kind = EventKind.SCHEDULED if p.delay > 0 else EventKind.QUEUED
-                    add_event(pipe, kind, job_id, p.queue, at=p.record.created_at, type=p.type,
-                              priority=p.record.priority, func=p.func_name, args=p.record.args,
-                              delay=p.delay or None)
             for name, ids in pushes.items():
                 pipe.rpush(self.queue(name).key, *ids)
             for name, entries in schedules.items():
                 pipe.zadd(ScheduledJobRegistry(name, connection=self.connection).key, entries)
             pipe.sadd(Queue.redis_queues_keys, *[self.queue(name).key for name in {**pushes, **schedules}])
             pipe.execute()
+
+    def _send_events(self, prepared: list[_Prepared]) -> None:
+        """The rows PostgreSQL did not take, as `queued`/`scheduled` events (one pipeline). The jobs
+        are already queued, so a Redis failure here is logged, not raised: the worker's own events
+        still give each job a row (without its function and arguments)."""
+        try:
+            with self.connection.pipeline(transaction=False) as pipe:
+                for p in prepared:
+                    kind = EventKind.SCHEDULED if p.delay > 0 else EventKind.QUEUED
+                    add_event(pipe, kind, p.record.id, p.queue, at=p.record.created_at, type=p.type,
+                              priority=p.record.priority, func=p.func_name, args=p.record.args,
+                              delay=p.delay or None)
+                pipe.execute()
+        except redis.RedisError as exc:
+            log.warning("dispatched %d job(s) without their history rows: PostgreSQL and then Redis "
+                        "refused them (%s)", len(prepared), exc)

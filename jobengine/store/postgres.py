@@ -299,7 +299,8 @@ class PostgresStore:
 
     # ---- writes -------------------------------------------------------------------------------
     def insert_jobs(self, rows: Sequence[NewJob]) -> None:
-        """Write dispatched jobs in one statement (existing ids are left alone)."""
+        """Write dispatched jobs in one statement (a row the worker's history made first is filled in;
+        one a dispatch wrote is left alone)."""
         if not rows:
             return
         params = {
@@ -311,11 +312,6 @@ class PostgresStore:
             "options": [None if r.options is None else json.dumps(r.options) for r in rows],
         }
         self._run("insert_jobs", lambda conn: conn.execute(_q("insert_jobs"), params))
-
-    def delete_jobs(self, ids: Sequence[str]) -> None:
-        """Remove job rows (compensation when the enqueue failed after the rows were written)."""
-        if ids:
-            self._run("delete_jobs", lambda conn: conn.execute(_q("delete_jobs"), {"ids": list(ids)}))
 
     def apply_events(self, events: Sequence[JobEvent]) -> int:
         """Apply a batch of events in one transaction and a few statements whatever its size;

@@ -11,7 +11,8 @@ from rq.job import Job
 from rq.registry import ScheduledJobRegistry
 
 from jobengine import Engine, JobSpec
-from jobengine.errors import JobFunctionError, SerializationError, UnknownPriorityError
+from jobengine.config import Settings
+from jobengine.errors import JobFunctionError, RedisUnavailable, SerializationError, UnknownPriorityError
 from tests.engine import jobs
 from tests.engine.helpers import rows, run_until_idle, scalar
 
@@ -77,6 +78,27 @@ def test_dispatch_many_is_all_or_nothing(engine: Engine, database_url: str) -> N
     assert len(set(ids)) == 5
     assert scalar(database_url, "SELECT count(*) FROM jobs WHERE status='queued'") == 5
     assert Queue("critical", connection=engine.connection).job_ids == ids
+
+
+def test_a_dispatch_redis_refuses_writes_nothing(private_redis: str, database_url: str) -> None:
+    """Jobs go to Redis before their rows go to PostgreSQL: a refused MULTI leaves neither."""
+    with Engine(Settings.load(env={}, redis_url=private_redis, database_url=database_url)) as eng:
+        eng.connection.config_set("maxmemory-policy", "noeviction")
+        eng.connection.config_set("maxmemory", 1)  # every write is refused with OOM
+        with pytest.raises(RedisUnavailable, match="unreachable"):
+            eng.dispatch_many([JobSpec(jobs.add, (i, i), priority="critical") for i in range(3)])
+        eng.connection.config_set("maxmemory", 0)
+        assert scalar(database_url, "SELECT count(*) FROM jobs") == 0
+        assert eng.connection.keys("rq:*") == []
+        job_id = eng.dispatch(jobs.add, 1, 1, priority="critical")  # and it works again
+        assert scalar(database_url, "SELECT status FROM jobs WHERE id=%s", job_id) == "queued"
+
+
+def test_dispatch_returns_with_the_row_written(engine: Engine, database_url: str) -> None:
+    """The row is in PostgreSQL when dispatch returns, with what reconcile needs to re-create it."""
+    job_id = engine.dispatch(jobs.add, 2, 3, type="sum", priority="high")
+    assert rows(database_url, "SELECT type, func, status, payload IS NOT NULL, options->>'timeout' FROM jobs "
+                "WHERE id=%s", job_id) == [("sum", "tests.engine.jobs.add", "scheduled", True, "180")]
 
 
 def test_dispatch_many_mixes_delayed_and_immediate_jobs(engine: Engine, database_url: str) -> None:

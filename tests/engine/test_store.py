@@ -8,6 +8,7 @@ import re
 import threading
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -150,9 +151,21 @@ def test_insert_jobs_then_read_them_back(store: PostgresStore, database_url: str
     assert [r.id for r in store.get_jobs(["id-0002", "nope", "id-0001"])] == ["id-0002", "id-0001"]
     assert store.job_status("id-0003") is JobStatus.QUEUED
     assert store.job_status("nope") is None
-    store.delete_jobs(["id-0001", "id-0002"])
-    assert store.get_jobs(["id-0001", "id-0002", "id-0003"])[0].id == "id-0003"
-    assert count(database_url, "jobs") == 298
+
+
+def test_a_dispatch_row_after_the_workers_history_fills_it_in(store: PostgresStore, database_url: str) -> None:
+    """Dispatch enqueues before it writes its row: when the worker's events won the race, the
+    row keeps their status and times and takes the dispatch's function, arguments and payload."""
+    ev, s = Events(), timedelta(seconds=1)
+    store.apply_events([ev(EventKind.STARTED, "raced", T0 + s, type="report", attempt=1, worker="w1"),
+                        ev(EventKind.FINISHED, "raced", T0 + 2 * s, attempt=1, duration=1.0)])
+    late = replace(new_job("raced", T0, priority=Priority.HIGH), payload=b"data", options={"timeout": 9})
+    store.insert_jobs([late])
+    assert sql(database_url, "SELECT status, type, func, args, priority, created_at, payload, options->>'timeout', "
+               "updated_at FROM jobs WHERE id='raced'") == [
+        ("finished", "report", "app.tasks.report", "(1,)", Priority.HIGH.rank, T0, b"data", "9", T0 + 2 * s)]
+    store.insert_jobs([replace(late, payload=b"other", args="(2,)")])  # a dispatched row stays as it is
+    assert sql(database_url, "SELECT args, payload FROM jobs WHERE id='raced'") == [("(1,)", b"data")]
 
 
 def test_full_lifecycle_is_recorded(store: PostgresStore, database_url: str) -> None:

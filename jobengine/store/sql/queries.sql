@@ -36,10 +36,16 @@ FROM unnest(%(id)s::text[], %(type)s::text[], %(queue)s::text[], %(priority)s::s
             %(status)s::text[], %(func)s::text[], %(args)s::text[], %(created_at)s::timestamptz[],
             %(scheduled_for)s::timestamptz[], %(payload)s::bytea[], %(options)s::text[])
      AS r(id, type, queue, priority, status, func, args, created_at, scheduled_for, payload, options)
-ON CONFLICT (id) DO NOTHING
-
--- name: delete_jobs
-DELETE FROM jobs WHERE id = ANY(%(ids)s::text[])
+-- A row already there: dispatch enqueues before it writes, so a fast worker's history may have
+-- made the row first; fill what its events left empty. A row a dispatch wrote (it has a
+-- payload) is left alone.
+ON CONFLICT (id) DO UPDATE SET
+    type = CASE WHEN jobs.type = 'unknown' OR jobs.type = jobs.func THEN EXCLUDED.type ELSE jobs.type END,
+    priority = coalesce(jobs.priority, EXCLUDED.priority), func = coalesce(jobs.func, EXCLUDED.func),
+    args = coalesce(jobs.args, EXCLUDED.args), created_at = least(jobs.created_at, EXCLUDED.created_at),
+    scheduled_for = coalesce(jobs.scheduled_for, EXCLUDED.scheduled_for),
+    payload = EXCLUDED.payload, options = EXCLUDED.options
+WHERE jobs.payload IS NULL
 
 -- ---- history: the set-based apply (PostgresStore.apply_events) --------------------------------
 -- A batch is COPYed into history_batch (one row per event, `pos` = its place in event order),
