@@ -51,7 +51,7 @@ from pathlib import Path
 from typing import Any
 
 import click
-from textual.worker import WorkerFailed
+from textual.worker import WorkerCancelled, WorkerFailed
 
 from jobengine import keys
 from jobengine.config import Settings
@@ -309,7 +309,8 @@ def prepare(engine: Engine, seed: int, jobs: int, min_failures: int, state: dict
 
 async def _settle(pilot: Any, rounds: int = 3) -> None:
     for _ in range(rounds):
-        with contextlib.suppress(WorkerFailed):  # a failed poll shows as a banner; the shot says so
+        # a failed poll shows as a banner (the shot says so); a cancelled one was replaced by a newer
+        with contextlib.suppress(WorkerFailed, WorkerCancelled):
             await pilot.app.workers.wait_for_complete()
         await pilot.pause(0.05)
 

@@ -7,7 +7,9 @@ reach PostgreSQL once it is back; a writer that died leaves its pending entries 
 by another after `claim_idle` seconds.
 
 At the worker's speed: the next batch is read and turned into rows while PostgreSQL applies the
-current one (one apply thread, one batch in flight); the read size adapts to the backlog (it
+current ones (`depth`, two by default, batches in flight at once, each on a connection of its
+own, so PostgreSQL applies them on two cores; their row locks are taken in one order, as for
+several writers); the read size adapts to the backlog (it
 doubles from `batch` toward `max_batch` while reads come back full, halves again when they do
 not); an idle writer waits in `XREADGROUP BLOCK`, so a new event is picked up at once, never after
 a sleep. Entries become the store's batch rows in one pass (`events.entry_rows`).
@@ -29,6 +31,7 @@ import queue
 import socket
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
@@ -76,14 +79,16 @@ def _mapping(raw: Any) -> dict[Any, Any]:
 
 
 class _Applier:
-    """One daemon thread writing one batch at a time while the caller reads the next (a daemon,
+    """`depth` daemon threads, each writing one batch at a time while the caller reads the next (daemons,
     unlike concurrent.futures' workers, so a process that never stops its writer still exits)."""
 
-    def __init__(self, write: Callable[[Entries], Written]) -> None:
+    def __init__(self, write: Callable[[Entries], Written], depth: int) -> None:
         self._write = write
         self._work: queue.SimpleQueue[tuple[Future[Written], Entries] | None] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._run, name="history-apply", daemon=True)
-        self._thread.start()
+        self._threads = [threading.Thread(target=self._run, name="history-apply", daemon=True)
+                         for _ in range(depth)]
+        for thread in self._threads:
+            thread.start()
 
     def submit(self, entries: Entries) -> Future[Written]:
         future: Future[Written] = Future()
@@ -103,8 +108,24 @@ class _Applier:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._work.put(None)
-        self._thread.join(timeout=60)
+        for _ in self._threads:
+            self._work.put(None)
+        for thread in self._threads:
+            thread.join(timeout=60)
+
+
+def _settled(inflight: deque[Future[Written]]) -> int:
+    """Wait for every batch in flight; the events they wrote. The first error is raised once all
+    of them are done (nothing may stay in flight when the own pending entries are read again)."""
+    written, error = 0, None
+    while inflight:
+        try:
+            written += inflight.popleft().result()[1]
+        except BaseException as exc:
+            error = error or exc
+    if error is not None:
+        raise error
+    return written
 
 
 class HistoryWriter:
@@ -112,12 +133,14 @@ class HistoryWriter:
 
     def __init__(self, connection: redis.Redis, store: HistoryStore, *, batch: int = 500,
                  max_batch: int = 5000, linger: float = 0.005, consumer: str | None = None,
-                 claim_idle: float = 30.0, prepare: Callable[[], object] | None = None) -> None:
+                 claim_idle: float = 30.0, prepare: Callable[[], object] | None = None,
+                 depth: int = 2) -> None:
         """`batch` is the first and smallest read, `max_batch` the largest a backlog grows it to;
         `linger` is how long the background loop lets events gather after a read that was not
         full (fewer, larger transactions; it adds at most that much lag). `prepare` runs before
         each batch is applied (the engine's: apply migrations not yet applied; it may raise
-        StoreUnavailable, and then the batch waits)."""
+        StoreUnavailable, and then the batch waits). `depth` batches at most are applied at once,
+        each on a pooled connection of its own."""
         self.connection = connection
         self._raw = redis.Redis(connection_pool=connection.connection_pool)  # stream reads, as Redis sends them
         for command in ("XREADGROUP", "XAUTOCLAIM"):  # fields stay flat lists: no dict per entry
@@ -127,6 +150,7 @@ class HistoryWriter:
         self.max_batch = max(max_batch, batch)
         self.size = batch  #: the current read size
         self.linger = linger
+        self.depth = max(1, depth)
         self.consumer = consumer or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self.claim_idle_ms = int(claim_idle * 1000)
         self._claim_every = max(0.5, min(5.0, claim_idle / 2))
@@ -136,6 +160,8 @@ class HistoryWriter:
         self._blocker_id: int | None = None
         self._group_ready = False
         self._stop = threading.Event()
+        self._flushing = False  # stop(flush=True) asked the loop to write what is left first
+        self.flushed = False  #: the last stop(flush=True): the loop itself wrote everything
         self._thread: threading.Thread | None = None
         self._prepare = prepare
         self.written = 0
@@ -252,28 +278,33 @@ class HistoryWriter:
         finally:
             self._settle(applied, rejected, raws)
 
-    # ---- pipelined reading: the next batch is read while the current one is applied ----------
-    def _step(self, pool: _Applier, inflight: Future[Written] | None,
-              block_ms: int | None) -> tuple[Future[Written] | None, int, int]:
-        """Read the next batch (waiting up to `block_ms` for one only when none is in flight),
-        then wait for `inflight` and hand the new batch to `pool`. Entries read while a failure
-        happened stay pending: `_recover` makes the next read start with them, and such own
-        pending entries are written here, synchronously (nothing in flight may be read twice).
-        Returns (the batch now in flight, entries read, events written by `inflight`)."""
+    # ---- pipelined reading: the next batch is read while the current ones are applied --------
+    def _step(self, pool: _Applier, inflight: deque[Future[Written]], block_ms: int | None) -> tuple[int, int]:
+        """Read the next batch and hand it to `pool`: up to `depth` batches are applied at once, on
+        connections of their own; with all of them busy the oldest is waited for first. The read
+        waits up to `block_ms` for events only when nothing is in flight; a read that finds none
+        waits for every batch in flight, so an idle writer waits in Redis, never in a loop.
+        Entries read while a failure happened stay pending: `_recover` makes the next read start
+        with them, and such own pending entries are written here, synchronously, once nothing is
+        in flight (nothing in flight may be read twice). Returns (entries read, events written
+        by the batches that finished)."""
+        written = 0
         try:
-            entries = self._read(None if inflight is not None else block_ms)
+            if len(inflight) >= self.depth:
+                written += inflight.popleft().result()[1]
+            entries = self._read(None if inflight else block_ms)
         except BaseException:
-            if inflight is not None:
-                with contextlib.suppress(Exception):  # its own error, if any, repeats on the retry
-                    inflight.result()
+            with contextlib.suppress(Exception):  # their own errors, if any, repeat on the retry
+                _settled(inflight)
             raise
-        written = inflight.result()[1] if inflight is not None else 0
         self._adapt(len(entries))
-        if not entries:
-            return None, 0, written
-        if self._recover:
-            return None, len(entries), written + self._write(entries)[1]
-        return pool.submit(entries), len(entries), written
+        if not entries or self._recover:
+            written += _settled(inflight)
+            if entries:
+                written += self._write(entries)[1]
+            return len(entries), written
+        inflight.append(pool.submit(entries))
+        return len(entries), written
 
     def _apply(self, group: list[tuple[str, list[Keyed]]], applied: list[str],
                rejected: list[tuple[str, str]]) -> int:
@@ -322,18 +353,17 @@ class HistoryWriter:
         another consumer for `claim_idle` are claimed first); returns the number of events written."""
         total = 0
         self._claimed_at = float("-inf")
-        with _Applier(self._write) as pool:
-            inflight: Future[Written] | None = None
+        with _Applier(self._write, self.depth) as pool:
+            inflight: deque[Future[Written]] = deque()
             try:
                 while True:
-                    inflight, taken, written = self._step(pool, inflight, None)
+                    taken, written = self._step(pool, inflight, None)
                     total += written
-                    if not taken:
+                    if not taken and not inflight:
                         return total
-            finally:
-                if inflight is not None:  # an error while reading: let the batch in flight finish
-                    with contextlib.suppress(Exception):
-                        inflight.result()
+            finally:  # an error while reading: let the batches in flight finish
+                with contextlib.suppress(Exception):
+                    _settled(inflight)
 
     def backlog(self) -> int:
         """Events not yet in PostgreSQL."""
@@ -351,14 +381,18 @@ class HistoryWriter:
     def _loop(self, interval: float) -> None:
         block_ms = max(1, int(interval * 1000))
         delay = interval
-        with _Applier(self._write) as pool:
-            inflight: Future[Written] | None = None
-            while not self._stop.is_set():
+        with _Applier(self._write, self.depth) as pool:
+            inflight: deque[Future[Written]] = deque()
+            while not self._stop.is_set() or self._flushing:
+                stopping = self._stop.is_set()  # with a flush asked for: read until nothing is left
                 try:
-                    inflight, taken, _ = self._step(pool, inflight, block_ms)
+                    taken, _ = self._step(pool, inflight, None if stopping else block_ms)
                     self.last_error = None
                     delay = interval
-                    if taken < self.batch and self.linger:
+                    if stopping and not taken and not inflight:
+                        self._flushing = False  # flushed: stop() need not drain again
+                        self.flushed = True
+                    elif taken < self.batch and self.linger and not stopping:
                         self._stop.wait(self.linger)  # a trickle: let a few more events gather
                     continue
                 except (StoreUnavailable, redis.RedisError) as exc:
@@ -370,15 +404,14 @@ class HistoryWriter:
                     log.exception("history writer: unexpected error")
                     self.last_error = f"{type(exc).__name__}: {exc}"
                     self._report_error(self.last_error)
-                inflight = None  # _step waited for it
+                self._flushing = False  # stopping: stop() tries once more, then leaves the rest in Redis
                 self._recover = True
                 self._blocker_id = None  # its connection may be a new one now
                 self.size = self.batch
                 self._stop.wait(delay)
                 delay = min(max(delay * 2, interval), 10.0)
-            if inflight is not None:
-                with contextlib.suppress(Exception):  # stop() flushes what it left
-                    inflight.result()
+            with contextlib.suppress(Exception):  # stop() flushes what it left
+                _settled(inflight)
 
     def _report_error(self, error: str) -> None:
         """Tell other processes (health) why this writer cannot write; best effort (Redis may be
@@ -388,11 +421,14 @@ class HistoryWriter:
                                                                  "last_error_at": f"{time.time():.3f}"})
 
     def stop(self, flush: bool = True) -> None:
-        """Stop the thread; with `flush`, try once more to write what is waiting.
+        """Stop the thread; with `flush`, write what is waiting first: the background loop reads on
+        until the stream is empty (pipelined, `depth` batches at once), and if it could not, one
+        more `drain` tries.
 
         A consumer that holds no pending entries leaves the group; one that does stays, and
         another writer claims its entries after `claim_idle`.
         """
+        self._flushing, self.flushed = flush and self._thread is not None, False
         self._stop.set()
         if self._blocker_id is not None:  # wake a read waiting for events
             with contextlib.suppress(redis.RedisError):
@@ -400,11 +436,12 @@ class HistoryWriter:
         if self._thread is not None:
             self._thread.join(timeout=15)
             self._thread = None
+        self._flushing = False
         if self._blocker is not None:
             self._blocker.connection_pool.disconnect()
             self._blocker, self._blocker_id = None, None
         try:
-            if flush:
+            if flush and not self.flushed:  # the loop did not get to the end of the stream
                 self.drain()
             if self._group_ready:
                 pending = self.connection.xpending_range(keys.EVENTS_STREAM, keys.HISTORY_GROUP, "-", "+", 1,

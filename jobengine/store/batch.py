@@ -35,10 +35,10 @@ KINDS = frozenset(k.value for k in EventKind)
 BATCH_COLUMNS = ("pos", "event_id", "job_id", "at", "kind", "level", "attempt", "delay", "message", "type",
                  "queue", "priority", "func", "args", "worker", "duration", "scheduled_for", "error_class",
                  "error_message", "traceback", "fingerprint")
-"""The columns of the `history_batch` temporary table, in COPY order."""
+"""The columns of the `history_batch` temporary table, in order."""
 BATCH_TYPES = ("int4", "text", "text", "timestamptz", "text", "text", "int4", "float8", "text", "text",
                "text", "int2", "text", "text", "text", "float8", "timestamptz", "text", "text", "text", "text")
-"""Their PostgreSQL types, for the binary COPY."""
+"""Their PostgreSQL types (the casts of `apply_batch_insert`)."""
 
 
 def first_line(text: str | None) -> str:

@@ -2,8 +2,8 @@
 from stream entries are the rows of `parse_events`; a backlog grows the read size (and an idle
 stream shrinks it) without changing what lands; a batch that fails while the next one was read
 leaves both pending and both land once; two writers (and a third that died holding entries)
-overlapping on one stream leave the rows of the per-event reference; an idle writer takes a new
-event at once."""
+overlapping on one stream leave the rows of the per-event reference; so do one writer's two
+batches in flight at once, and its flush at stop; an idle writer takes a new event at once."""
 
 from __future__ import annotations
 
@@ -194,6 +194,53 @@ def test_two_writers_and_a_dead_one_overlapping_leave_the_reference_rows(conn: r
             s.close()
     assert all(w.written > 0 for w in writers) and sum(w.dead for w in writers) == 0
     assert [s.transient_retries for s in stores] == [0, 0]  # no deadlock, not even one retried
+    assert scalar(database_url, "SELECT count(*) FROM job_logs") == len(events)
+    assert snapshot(database_url, ORDER_FREE_JOB_COLUMNS) == expected
+
+
+class SlowStore:
+    """The real store behind a slow link (each apply takes 20 ms more), counting applies at once."""
+
+    def __init__(self, store: PostgresStore) -> None:
+        self.store, self.now, self.most = store, 0, 0
+        self.lock = threading.Lock()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+    def apply_rows(self, rows: Sequence[tuple[Any, ...]]) -> int:
+        with self.lock:
+            self.now += 1
+            self.most = max(self.most, self.now)
+        try:
+            time.sleep(0.02)
+            return self.store.apply_rows(rows)
+        finally:
+            with self.lock:
+                self.now -= 1
+
+
+def test_two_batches_in_flight_out_of_order_and_a_flush_at_stop(conn: redis.Redis, store: PostgresStore,
+                                                                 database_url: str) -> None:
+    """One writer applies two batches at once (a job's events split across them, out of order), and
+    stop(flush=True) right after the last event leaves every row, without a second drain."""
+    rng = random.Random(21)
+    events = random_events(rng, jobs=300, per_job=8, commutative=True)
+    rng.shuffle(events)
+    events = [replace(e, event_id=f"{1700000000000 + n}-0") for n, e in enumerate(events)]
+    reference(database_url, [events])
+    expected = snapshot(database_url, ORDER_FREE_JOB_COLUMNS)
+    store.clear_history()
+    slow = SlowStore(store)
+    writer = HistoryWriter(conn, slow, batch=20, max_batch=100)  # type: ignore[arg-type]
+    writer.start(interval=0.02)
+    for k in range(0, len(events), 200):
+        xadd_all(conn, events[k:k + 200], ids=True)
+        time.sleep(0.01)
+    writer.stop(flush=True)
+    assert slow.most == writer.depth == 2  # never more at once than `depth`
+    assert writer.flushed  # the loop wrote the rest itself
+    assert stream_empty(conn) and store.transient_retries == 0
     assert scalar(database_url, "SELECT count(*) FROM job_logs") == len(events)
     assert snapshot(database_url, ORDER_FREE_JOB_COLUMNS) == expected
 
