@@ -41,6 +41,11 @@ BATCH_TYPES = ("int4", "text", "text", "timestamptz", "text", "text", "int4", "f
 """Their PostgreSQL types (the casts of `apply_batch_insert`)."""
 
 
+def batch_columns(rows: Sequence[Sequence[Any]]) -> list[list[Any]]:
+    """Batch rows as the parameters of `apply_batch_insert`: one list per column."""
+    return [list(column) for column in zip(*rows, strict=True)]
+
+
 def first_line(text: str | None) -> str:
     lines = (text or "").strip().splitlines()
     return lines[0].strip() if lines else ""

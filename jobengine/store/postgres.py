@@ -33,7 +33,7 @@ from jobengine.models import (
     ThroughputPoint,
 )
 from jobengine.query import JobQuery
-from jobengine.store.batch import batch_rows, event_message, in_order
+from jobengine.store.batch import batch_columns, batch_rows, event_message, in_order
 from jobengine.store.batch import first_line as _first_line
 from jobengine.store.filters import is_plain, query_params, search_params
 from jobengine.store.sqlfile import migrations, queries
@@ -333,7 +333,7 @@ class PostgresStore:
         if not rows:
             return 0
 
-        columns = [list(column) for column in zip(*rows, strict=True)]
+        columns = batch_columns(rows)
 
         def work(conn: Conn) -> int:
             # One pipeline, one round trip: the writer thread waits for PostgreSQL (and then for
