@@ -24,7 +24,7 @@ from bench.common import parser, scratch_database
 from bench.history_apply import old_apply as per_event
 from bench.history_apply import workload
 from jobengine.models import JobEvent, NewJob
-from jobengine.store.batch import batch_columns, batch_rows, in_order
+from jobengine.store.batch import BATCH_TYPES, batch_rows, in_order
 from jobengine.store.postgres import PostgresStore
 from jobengine.store.sqlfile import queries
 
@@ -93,7 +93,10 @@ def join_plan(url: str, batch: list[JobEvent]) -> str:
     q = queries()
     with psycopg.connect(url) as conn, conn.cursor() as cur:
         cur.execute(q["apply_batch_table"])
-        cur.execute(q["apply_batch_insert"], batch_columns(batch_rows(in_order(batch))))
+        with cur.copy(q["apply_batch_copy"]) as copy:
+            copy.set_types(BATCH_TYPES)
+            for row in batch_rows(in_order(batch)):
+                copy.write_row(row)
         cur.execute(q["apply_batch_log"])
         plan = [r[0] for r in cur.execute("EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) " + q["apply_batch_jobs"])]
         conn.rollback()

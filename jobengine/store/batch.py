@@ -35,15 +35,10 @@ KINDS = frozenset(k.value for k in EventKind)
 BATCH_COLUMNS = ("pos", "event_id", "job_id", "at", "kind", "level", "attempt", "delay", "message", "type",
                  "queue", "priority", "func", "args", "worker", "duration", "scheduled_for", "error_class",
                  "error_message", "traceback", "fingerprint")
-"""The columns of the `history_batch` temporary table, in order."""
+"""The columns of the `history_batch` temporary table, in COPY order."""
 BATCH_TYPES = ("int4", "text", "text", "timestamptz", "text", "text", "int4", "float8", "text", "text",
                "text", "int2", "text", "text", "text", "float8", "timestamptz", "text", "text", "text", "text")
-"""Their PostgreSQL types (the casts of `apply_batch_insert`)."""
-
-
-def batch_columns(rows: Sequence[Sequence[Any]]) -> list[list[Any]]:
-    """Batch rows as the parameters of `apply_batch_insert`: one list per column."""
-    return [list(column) for column in zip(*rows, strict=True)]
+"""Their PostgreSQL types, for the binary COPY."""
 
 
 def first_line(text: str | None) -> str:

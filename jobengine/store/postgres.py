@@ -33,7 +33,7 @@ from jobengine.models import (
     ThroughputPoint,
 )
 from jobengine.query import JobQuery
-from jobengine.store.batch import batch_columns, batch_rows, event_message, in_order
+from jobengine.store.batch import BATCH_TYPES, batch_rows, event_message, in_order
 from jobengine.store.batch import first_line as _first_line
 from jobengine.store.filters import is_plain, query_params, search_params
 from jobengine.store.sqlfile import migrations, queries
@@ -317,7 +317,7 @@ class PostgresStore:
         """Apply a batch of events in one transaction and a few statements whatever its size;
         returns how many of them were new.
 
-        The batch goes into a temporary table, then is folded per job (sql/queries.sql,
+        The batch is COPYed into a temporary table, then folded per job (sql/queries.sql,
         `apply_batch_*`) exactly as `batch.apply_one_by_one` applies it event by event, oldest
         first. Idempotent: an event whose id is already in job_logs changes nothing. Status only
         moves forward in time (events older than the row's updated_at only fill missing fields).
@@ -333,21 +333,21 @@ class PostgresStore:
         if not rows:
             return 0
 
-        columns = batch_columns(rows)
-
         def work(conn: Conn) -> int:
-            # One pipeline, one round trip: the writer thread waits for PostgreSQL (and then for
-            # the GIL, held by a busy worker thread of the same process) once per batch.
-            with conn.cursor() as cur, conn.cursor() as logged:
-                with conn.pipeline():  # its end syncs: the cursors hold their results after it
-                    cur.execute(_q("apply_batch_table"))
-                    cur.execute(_q("apply_batch_insert"), columns)
-                    # never prepared: a plan cached per connection would keep the row estimates of
-                    # the day it was made while `jobs` grows (a seq scan planned on an empty table)
-                    logged.execute(_q("apply_batch_log"), prepare=False)  # deletes the stale events
+            # COPY, not a pipelined INSERT of arrays: in one pipeline the apply saved no time here
+            # and cost the process 0.67 ms of Python per batch of 66 rows, COPY 0.40
+            with conn.cursor() as cur:
+                cur.execute(_q("apply_batch_table"))
+                with cur.copy(_q("apply_batch_copy")) as copy:
+                    copy.set_types(BATCH_TYPES)
+                    for row in rows:
+                        copy.write_row(row)
+                # never prepared: a plan cached per connection would keep the row estimates of
+                # the day it was made while `jobs` grows (a seq scan planned on an empty table)
+                stale = cur.execute(_q("apply_batch_log"), prepare=False).rowcount
+                if stale < len(rows):
                     cur.execute(_q("apply_batch_jobs"), prepare=False)
-                    conn.commit()
-                return len(rows) - logged.rowcount
+            return len(rows) - stale
 
         return self._run("apply_events", work, refused=HistoryDataError)
 

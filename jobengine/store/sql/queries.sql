@@ -48,9 +48,8 @@ ON CONFLICT (id) DO UPDATE SET
 WHERE jobs.payload IS NULL
 
 -- ---- history: the set-based apply (PostgresStore.apply_events) --------------------------------
--- A batch goes into history_batch (one row per event, `pos` = its place in event order), then two
--- statements apply it whatever its size; all of it, commit included, is one pipeline: one round
--- trip per batch. Row locks are taken in one global order
+-- A batch is COPYed into history_batch (one row per event, `pos` = its place in event order),
+-- then three statements apply it whatever its size. Row locks are taken in one global order
 -- (job_logs by event id, then jobs by id, then failed_jobs of those jobs, then the failed
 -- counter), so concurrent writers queue on shared jobs instead of deadlocking.
 
@@ -62,16 +61,10 @@ CREATE TEMPORARY TABLE IF NOT EXISTS history_batch (
     scheduled_for timestamptz, error_class text, error_message text, traceback text, fingerprint text
 ) ON COMMIT DELETE ROWS
 
--- name: apply_batch_insert
--- The batch, one array per column (BATCH_COLUMNS, BATCH_TYPES): one statement that can share the
--- pipeline (and its single round trip) with the rest of the apply, which COPY cannot.
-INSERT INTO history_batch (pos, event_id, job_id, at, kind, level, attempt, delay, message, type, queue,
-                           priority, func, args, worker, duration, scheduled_for, error_class,
-                           error_message, traceback, fingerprint)
-SELECT * FROM unnest(%s::int4[], %s::text[], %s::text[], %s::timestamptz[], %s::text[], %s::text[],
-                     %s::int4[], %s::float8[], %s::text[], %s::text[], %s::text[], %s::int2[], %s::text[],
-                     %s::text[], %s::text[], %s::float8[], %s::timestamptz[], %s::text[], %s::text[],
-                     %s::text[], %s::text[])
+-- name: apply_batch_copy
+COPY history_batch (pos, event_id, job_id, at, kind, level, attempt, delay, message, type, queue,
+                    priority, func, args, worker, duration, scheduled_for, error_class,
+                    error_message, traceback, fingerprint) FROM STDIN (FORMAT BINARY)
 
 -- name: apply_batch_log
 -- The log rows gate everything: events whose id is already in job_logs leave the batch. Every
