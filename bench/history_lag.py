@@ -58,6 +58,25 @@ def finished_rows(database_url: str) -> int:
     return int(row[0]) if row else 0
 
 
+def print_timeline(database_url: str) -> None:
+    """Per second of event time: rows, the worst lag, and the transactions that wrote them (count
+    and largest), to see where a lag spike comes from."""
+    with psycopg.connect(database_url) as pg:
+        rows = pg.execute("""
+            WITH lagged AS (
+                SELECT date_trunc('second', created_at) AS second, applied_in,
+                       extract(epoch FROM applied_at - created_at) AS lag FROM job_logs),
+            batches AS (SELECT applied_in, count(*) AS size FROM job_logs GROUP BY applied_in)
+            SELECT l.second, count(*), max(l.lag), percentile_cont(0.99) WITHIN GROUP (ORDER BY l.lag),
+                   count(DISTINCT l.applied_in), max(b.size)
+            FROM lagged l JOIN batches b USING (applied_in) GROUP BY l.second ORDER BY l.second""").fetchall()
+    print("second  rows  max lag ms  p99 ms  transactions  largest")
+    start = rows[0][0] if rows else None
+    for second, count, worst, p99, xacts, largest in rows:
+        print(f"{(second - start).total_seconds():6.0f} {count:6,} {worst * 1000:10.0f} {p99 * 1000:7.0f} "
+              f"{xacts:13,} {largest:8,}")
+
+
 def main() -> None:
     p = parser(__doc__.splitlines()[0])
     p.add_argument("--seconds", type=float, default=60.0, help="how long the producer dispatches")
@@ -65,6 +84,7 @@ def main() -> None:
     p.add_argument("--rate", type=float, help="jobs/s to dispatch instead (skips the maximum)")
     p.add_argument("--processes", type=int, default=2)
     p.add_argument("--drain", type=float, default=5.0, help="seconds allowed to drain after the producer")
+    p.add_argument("--timeline", action="store_true", help="print lag and batches per second of event time")
     p.add_argument("--own-redis", action="store_true", help="Run against a private redis-server.")
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -83,7 +103,8 @@ def main() -> None:
         with psycopg.connect(database_url, autocommit=True) as pg:
             pg.execute("TRUNCATE jobs, job_logs, failed_jobs")
             pg.execute("ALTER TABLE job_logs ADD COLUMN IF NOT EXISTS applied_at timestamptz "
-                       "DEFAULT clock_timestamp()")
+                       "DEFAULT clock_timestamp(), ADD COLUMN IF NOT EXISTS applied_in xid8 "
+                       "DEFAULT pg_current_xact_id()")
         workers = Children("ours", args.processes, redis_url, database_url, Path(tmp), serve=True)
         backends = pg_backends(database_url)
         sampler = CpuSampler({"workers": lambda: workers.pids, "redis": redis_pid(conn), "postgres": backends})
@@ -120,6 +141,8 @@ def main() -> None:
             f"{name} {seconds / sampler.seconds:.2f}" for name, seconds in used.items()) +
             f", machine {sampler.busy / sampler.seconds:.2f} of {os.cpu_count()}")
         print(f"stream drained and every row in PostgreSQL {drained:.2f} s after the producer stopped")
+        if args.timeline:
+            print_timeline(database_url)
         if drained > args.drain:
             raise SystemExit(f"FAIL: not drained within {args.drain:g} s")
 

@@ -36,6 +36,9 @@ FROM unnest(%(id)s::text[], %(type)s::text[], %(queue)s::text[], %(priority)s::s
             %(status)s::text[], %(func)s::text[], %(args)s::text[], %(created_at)s::timestamptz[],
             %(scheduled_for)s::timestamptz[], %(payload)s::bytea[], %(options)s::text[])
      AS r(id, type, queue, priority, status, func, args, created_at, scheduled_for, payload, options)
+-- In id order, the order a history batch locks jobs in: a dispatch racing the history of its own
+-- jobs then waits behind the batch instead of deadlocking with it (the victim loses deadlock_timeout).
+ORDER BY r.id
 -- A row already there: dispatch enqueues before it writes, so a fast worker's history may have
 -- made the row first; fill what its events left empty. A row a dispatch wrote (it has a
 -- payload) is left alone.
