@@ -25,13 +25,12 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from importlib import resources
 from typing import Any
 
 import redis
 from rq.callbacks import execute_success_callback
-from rq.command import handle_command, parse_payload
 from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT as DATE_FORMAT
 from rq.defaults import DEFAULT_LOGGING_FORMAT as LOG_FORMAT
 from rq.exceptions import StopRequested
@@ -50,9 +49,9 @@ from jobengine.ratelimit import RateLimiter
 from jobengine.retry import RetryPolicy
 from jobengine.runtime.allow import check_job_allowed
 from jobengine.runtime.bookkeeping import Recorder, abandoned_job_recorder, record
+from jobengine.runtime.controls import Controls
 from jobengine.runtime.gate import QueueGate
 from jobengine.runtime.jobinfo import (
-    STOP_SIGNAL,
     WORKER_TTL,
     ExcInfo,
     JobStopped,
@@ -117,7 +116,7 @@ class _Ask:
     clock: float = 0.0  # monotonic time it was sent
 
 
-class FastWorker(Outcomes, Liveness, BaseWorker):
+class FastWorker(Controls, Outcomes, Liveness, BaseWorker):
     """In-process, batched, RQ-compatible worker with our retry policy, history and rate-limit gate."""
 
     max_batch = 32  #: most jobs taken in one dequeue (only while jobs stay under fast_job)
@@ -611,57 +610,6 @@ class FastWorker(Outcomes, Liveness, BaseWorker):
     def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
         """As RQ's SimpleWorker: the job's timeout + 60 s (420 s for jobs without timeout)."""
         return 420 if job.timeout == -1 else int(job.timeout or 420) + 60
-
-    # ---- commands and signals ---------------------------------------------------------------
-    def handle_payload(self, message: dict[str, Any]) -> None:
-        """RQ's worker commands; stop-job and stop-execution stop a running or held job."""
-        payload = parse_payload(message)
-        if payload.get("command") not in ("stop-job", "stop-execution"):
-            handle_command(self, payload)
-            return
-        job_id, exec_id = payload.get("job_id"), payload.get("execution_id")
-        with self._lock:
-            item = self._running
-            if item is not None and (item.job.id == job_id if exec_id is None else item.exec_id == exec_id):
-                self._stopped_job_id = item.job.id
-                os.kill(os.getpid(), STOP_SIGNAL)  # the main thread raises JobStopped inside the job
-            elif any(h.job.id == job_id for h in self._in_hand):
-                self._stop_ids.add(str(job_id))
-            else:
-                log.warning("worker %s is not running job %s; stop ignored", self.name, job_id)
-
-    def _install_signal_handlers(self) -> None:
-        signal.signal(signal.SIGINT, self.request_stop)
-        signal.signal(signal.SIGTERM, self.request_stop)
-        signal.signal(STOP_SIGNAL, self._stop_current_job)
-        signal.signal(signal.SIGALRM, self._job_timed_out)
-
-    def _job_timed_out(self, signum: int, frame: Any) -> None:
-        """RQ's UnixSignalDeathPenalty, minus its two signal.signal calls per job."""
-        if self._in_perform:
-            raise JobTimeoutException(f"Task exceeded maximum timeout value ({self._timeout} seconds)")
-
-    def request_stop(self, signum: int, frame: Any) -> None:
-        """First signal: finish the running job, put the held ones back, exit. Second: cold stop."""
-        if self._stop_requested:
-            if self._shutdown_requested_date and now() - self._shutdown_requested_date < timedelta(seconds=1):
-                return
-            log.warning("worker %s: cold shut down", self.name)
-            raise SystemExit(1)
-        self._stop_requested, self._shutdown_requested_date = True, now()
-
-    def _stop_current_job(self, signum: int, frame: Any) -> None:
-        item = self._running
-        if self._in_perform and item is not None and self._stopped_job_id == item.job.id:
-            raise JobStopped(f"job {item.job.id} stopped on request")
-
-    def unsubscribe(self) -> None:
-        """Stop the command listener: flag first, then UNSUBSCRIBE, whose reply wakes the thread."""
-        if self.pubsub_thread:
-            self.pubsub_thread.stop()
-            self.pubsub.unsubscribe()
-            self.pubsub_thread.join(timeout=1)
-            self.pubsub.close()
 
     def _teardown(self) -> None:
         try:
