@@ -7,7 +7,9 @@ of long-running worker processes, each with its history writer thread. It prints
 history row (its event time to the moment the writer inserted it, stamped by a `clock_timestamp()`
 column added to this scratch database only) p50/p99/max, the largest events-stream length and
 the stream's Redis memory at that moment, and fails unless the stream is empty and every job's
-rows are in PostgreSQL within `--drain` seconds of the producer stopping.
+rows are in PostgreSQL within `--drain` seconds of the producer stopping. `--timeline` prints,
+per second of event time, the rows, their worst lag and the transactions that wrote them (the
+lag spikes of a deadlock show as a second with almost no events).
 
     python -m bench.history_lag --seconds 60 --own-redis
 """
