@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import psycopg
@@ -29,3 +30,15 @@ def rows(database_url: str, sql: str, *params: Any) -> list[tuple[Any, ...]]:
 
 def scalar(database_url: str, sql: str, *params: Any) -> Any:
     return rows(database_url, sql, *params)[0][0]
+
+
+def wait_for_a_lock_wait(conn: psycopg.Connection[Any], timeout: float = 5.0) -> None:
+    """Until another session of this database waits for a row lock (`conn` may be inside a
+    transaction: it only reads pg_stat_activity)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        waiting = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                               "AND datname = current_database()").fetchone()
+        if waiting and waiting[0]:
+            return
+        time.sleep(0.02)

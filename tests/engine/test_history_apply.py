@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import random
 import threading
-import time
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -21,6 +20,7 @@ from jobengine.store.batch import apply_one_by_one
 from jobengine.store.postgres import PostgresStore
 from jobengine.store.sqlfile import queries
 from jobengine.types import EventKind, JobStatus, Priority
+from tests.engine.helpers import wait_for_a_lock_wait
 
 T0 = datetime(2030, 3, 1, 9, 0, tzinfo=UTC)
 KINDS = list(EventKind)
@@ -250,12 +250,7 @@ def test_a_deadlock_victim_batch_is_applied_again(store: PostgresStore, database
         operator.execute("UPDATE failed_jobs SET error_message = 'held' WHERE job_id = 'j'")
         batch = threading.Thread(target=lambda: errors.extend(run_together([store], [[[requeued]]])))
         batch.start()
-        for _ in range(200):  # until the batch waits for the failure row (it holds job j by then)
-            waiting = operator.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                                       "AND datname = current_database()").fetchone()
-            if waiting and waiting[0]:
-                break
-            time.sleep(0.02)
+        wait_for_a_lock_wait(operator)  # the batch waits for the failure row (it holds job j by then)
         operator.execute("SELECT 1 FROM jobs WHERE id = 'j' FOR UPDATE")  # a deadlock: the batch is the victim
         operator.commit()
         batch.join(timeout=30)

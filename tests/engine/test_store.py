@@ -21,6 +21,7 @@ from jobengine.store.filters import query_params
 from jobengine.store.postgres import PostgresStore, event_message, prefix_bounds
 from jobengine.store.sqlfile import migrations, parse_sections, queries
 from jobengine.types import EventKind, JobStatus, Priority
+from tests.engine.helpers import wait_for_a_lock_wait
 
 T0 = datetime(2030, 1, 15, 12, 0, tzinfo=UTC)
 
@@ -175,33 +176,26 @@ def test_a_dispatch_racing_the_history_of_its_jobs_does_not_deadlock(store: Post
     queues behind the batch instead of holding a job the batch needs next (a deadlock costs the
     victim deadlock_timeout, 1 s: the history-lag spikes of bench/history_lag before this)."""
     errors: list[BaseException] = []
+
+    def dispatch_b_then_a() -> None:
+        try:
+            store.insert_jobs([new_job("job-b", T0), new_job("job-a", T0)])
+        except BaseException as exc:  # returned to the test
+            errors.append(exc)
+
     placeholder = ("INSERT INTO jobs (id, type, queue, status, attempts, created_at, updated_at) "
                    "VALUES (%s, 'unknown', 'default', 'queued', 0, 'infinity', '-infinity') ON CONFLICT DO NOTHING")
     with psycopg.connect(database_url) as batch:
         batch.execute("SET deadlock_timeout = '200ms'")
         batch.execute(placeholder, ("job-a",))  # the batch holds job-a ...
-        dispatch = threading.Thread(target=lambda: errors.extend(
-            _raised(lambda: store.insert_jobs([new_job("job-b", T0), new_job("job-a", T0)]))))
+        dispatch = threading.Thread(target=dispatch_b_then_a)
         dispatch.start()
-        for _ in range(250):  # ... until the dispatch waits for it
-            waiting = batch.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                                    "AND datname = current_database()").fetchone()
-            if waiting and waiting[0]:
-                break
-            threading.Event().wait(0.02)
+        wait_for_a_lock_wait(batch)  # ... until the dispatch waits for it
         batch.execute(placeholder, ("job-b",))  # ... and goes on to job-b: free, the dispatch took none yet
         batch.commit()
         dispatch.join(timeout=30)
     assert errors == [] and store.transient_retries == 0
     assert sql(database_url, "SELECT id, type FROM jobs ORDER BY id") == [("job-a", "report"), ("job-b", "report")]
-
-
-def _raised(call: Any) -> list[BaseException]:
-    try:
-        call()
-    except BaseException as exc:
-        return [exc]
-    return []
 
 
 def test_full_lifecycle_is_recorded(store: PostgresStore, database_url: str) -> None:
