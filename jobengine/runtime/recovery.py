@@ -59,7 +59,6 @@ log = logging.getLogger("jobengine.recovery")
 
 #: job.meta keys: abandonments so far, and "taken by a worker that died within `hold`".
 ABANDONED, SUSPECT = "abandoned", "suspect"
-LOCK_TTL = 30  #: seconds; recovery of one worker takes milliseconds
 _RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
 
 
@@ -182,7 +181,10 @@ class Recovery:
     def run(self, names: Iterable[str] | None = None) -> RecoveryReport:
         """Under the lock: recover `names` (default: every dead worker), then record RQ's sweeps."""
         token = os.urandom(8).hex()
-        if not self.connection.set(keys.RECOVERY_LOCK, token, nx=True, ex=LOCK_TTL):
+        # The lock lives one check period: a holder killed while it held it (its `finally` never
+        # ran) delays the others by one check at most. Recovering a worker is optimistic (WATCH),
+        # so a run outliving its lock is only duplicated effort, never a double recovery.
+        if not self.connection.set(keys.RECOVERY_LOCK, token, nx=True, px=max(1, int(self.every * 1000))):
             return RecoveryReport(locked=False)
         report = RecoveryReport()
         try:

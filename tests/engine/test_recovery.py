@@ -234,8 +234,8 @@ def test_verdict_on_dead_workers(dead: Any, expected: str) -> None:
 def test_default_recovery_window_is_within_a_minute() -> None:
     from jobengine.runtime.recovery import check_every, heartbeat_every
 
-    settings = Settings()
-    assert settings.recovery_after + check_every(settings.recovery_after) <= 60
+    settings = Settings()  # the alive key expires, a lock left by a killed recoverer expires, one check
+    assert settings.recovery_after + 2 * check_every(settings.recovery_after) <= 60
     assert heartbeat_every(settings.recovery_after) * 3 <= settings.recovery_after
 
 
@@ -253,3 +253,46 @@ def test_recovery_entries_say_what_happened() -> None:
     final = records.abandoned_run(job, "w1", RetryDecision.give_up("abandoned", "3 of 3 attempts used"), 3, "w2")
     assert final.kind == "failed" and final.status == "failed"
     assert final.fields["error_message"].startswith("killed its worker 3 times (last: w1")
+
+
+_DIES_HOLDING_THE_LOCK = """
+import os, sys, redis
+from jobengine.config import Settings
+from jobengine.retry import RetryPolicy
+from jobengine.runtime.recovery import Recovery
+
+class DiesHoldingTheLock(Recovery):
+    def dead_workers(self):
+        os._exit(9)  # as SIGKILL, right after taking the lock: it is never released
+
+settings = Settings.load(env={}, redis_url=sys.argv[1], recovery_after=10)
+DiesHoldingTheLock(redis.Redis.from_url(sys.argv[1]), settings, RetryPolicy.from_settings(settings),
+                   who="doomed").run()
+"""
+
+
+def test_a_recoverer_killed_holding_the_lock_delays_recovery_by_one_check_at_most(
+        fast_engine: Engine, redis_url: str) -> None:
+    """The recovery lock of a process that died holding it expires within one check period
+    (check_every: 2 s for a 10 s window), not after a fixed 30 s: it once held up every recovery
+    of an e2e run with three SIGKILLs for 29-31 s."""
+    import subprocess
+    import sys
+    import time
+
+    from jobengine.runtime.recovery import check_every
+
+    conn = fast_engine.connection
+    fast_engine.dispatch_many([JobSpec(jobs.noop) for _ in range(3)])
+    worker, _ = taken(fast_engine, 3)
+    die(worker)
+    doomed = subprocess.run([sys.executable, "-c", _DIES_HOLDING_THE_LOCK, redis_url], capture_output=True)
+    assert doomed.returncode == 9 and conn.exists(keys.RECOVERY_LOCK)  # it died holding the lock
+    settings = Settings.load(env={}, redis_url=redis_url, recovery_after=10)
+    every = check_every(settings.recovery_after)
+    assert 0 < conn.pttl(keys.RECOVERY_LOCK) <= every * 1000
+    survivor = Recovery(conn, settings, RetryPolicy.from_settings(settings), who="survivor")
+    assert not survivor.run().locked  # held: nothing done yet
+    time.sleep(every + 0.1)
+    report = survivor.run()
+    assert report.locked and report.workers == [worker.name] and report.requeued == 3
